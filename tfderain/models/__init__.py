@@ -1,0 +1,128 @@
+"""Model registry: every architecture registers its builders here by name.
+
+A builder is a function returning a functional ``keras.Model`` that maps float32 RGB images in
+[0, 1] (NHWC, dynamic height and width) to a dict of outputs; ``"derained"`` is always present.
+Each registration also declares what the rest of the library needs to know about the model:
+the spatial multiple its input must have, how the official checkpoint's keys map to Keras
+layers, and how to recover the constructor config from an official checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfderain._keras import keras
+
+StateDict = Mapping[str, np.ndarray]
+
+#: Modules that register architectures; imported lazily on first registry access.
+_ARCH_MODULES = ("prenet",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the library knows about one registered model.
+
+    Attributes:
+        name: registry name (``tfderain derain --model NAME``).
+        builder: returns the functional Keras model; its defaults are the paper config.
+        multiple: height and width must be multiples of this (inference pads to it).
+        halo: pixels of context each side that an output pixel depends on noticeably; tiles
+            overlap by at least this much.
+        key_map: ``{keras_layer_name: official_module_prefix}``, or a function of the config
+            returning that table (see :mod:`tfderain.convert.mapping`).
+        infer_config: recovers builder kwargs from an official state dict's shapes.
+        outputs: names of the dict outputs.
+        density_aware: the model predicts a rain density (output ``"density"``).
+        ignore_keys: official state-dict keys (or prefixes ending in ``.``) of modules that the
+            official forward pass never uses; the converter skips them on purpose.
+        description: one line for ``tfderain models``.
+    """
+
+    name: str
+    builder: Callable[..., keras.Model]
+    multiple: int = 1
+    halo: int = 32
+    key_map: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None
+    infer_config: Callable[[StateDict], dict[str, Any]] | None = None
+    outputs: tuple[str, ...] = ("derained",)
+    density_aware: bool = False
+    ignore_keys: tuple[str, ...] = ()
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def key_table(self, **config: Any) -> Mapping[str, str]:
+        """The converter key table for a model built with ``config``."""
+        if self.key_map is None:
+            raise ValueError(f"model {self.name!r} has no official checkpoint key map")
+        return self.key_map(**config) if callable(self.key_map) else self.key_map
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_loaded = False
+
+
+def register(name: str, **spec: Any) -> Callable[[Callable[..., keras.Model]], Callable]:
+    """Class-free registration decorator: ``@register("prenet", halo=80, key_map=...)``."""
+
+    def decorate(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelSpec(name=name, builder=builder, **spec)
+        return builder
+
+    return decorate
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _ARCH_MODULES:
+            importlib.import_module(f"{__name__}.{module}")
+
+
+def names() -> list[str]:
+    """Sorted names of all registered models."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered as ``name``; a clear error for unknown names."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+
+
+def build(name: str, **config: Any) -> keras.Model:
+    """Build the registered model ``name``; ``config`` overrides the paper defaults."""
+    builder = spec(name).builder
+    full = full_config(builder, config)
+    model = builder(**full)
+    model._tfderain_arch = name  # noqa: SLF001 - read by save/load for self-description
+    model._tfderain_config = full  # noqa: SLF001
+    return model
+
+
+def full_config(builder: Callable[..., Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` completed with the builder's defaults; unknown keys are an error."""
+    params = inspect.signature(builder).parameters
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        known = ", ".join(p for p in params)
+        raise ValueError(f"unknown config key(s) {', '.join(unknown)}; known: {known}")
+    full = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    full.update(config)
+    return full
+
+
+__all__ = ["ModelSpec", "build", "names", "register", "spec"]
