@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,8 @@ from tfderain._keras import keras
 
 StateDict = Mapping[str, np.ndarray]
 
-#: Modules that register architectures; imported lazily on first registry access.
-_ARCH_MODULES = ("prenet",)
+#: Modules of this package that hold shared code rather than architectures.
+_NOT_ARCHITECTURES = {"blocks"}
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ def _load_all() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in _ARCH_MODULES:
-            importlib.import_module(f"{__name__}.{module}")
+        for module in pkgutil.iter_modules(__path__):
+            if module.name not in _NOT_ARCHITECTURES and not module.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{module.name}")
 
 
 def names() -> list[str]:

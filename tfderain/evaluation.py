@@ -1,0 +1,110 @@
+"""Benchmark evaluation: derain a paired test set and score it under a published protocol.
+
+Each protocol also fixes how the float output becomes an 8-bit image before scoring, the way the
+corresponding official test script saves it (:func:`tfderain.metrics.quantize_output`):
+protocol A (PReNet) truncates, protocol B (MPRNet/Restormer) rounds.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfderain import io, metrics
+from tfderain.data.layouts import find_pairs
+
+
+@dataclass
+class Score:
+    """Metrics of one test pair."""
+
+    name: str
+    psnr: float
+    ssim: float
+    input_psnr: float
+    input_ssim: float
+
+
+@dataclass
+class EvaluationResult:
+    """Per-image scores plus the pairs that could not be evaluated."""
+
+    protocol: str
+    scores: list[Score]
+    failed: list[tuple[str, str]]
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(np.mean([s.psnr for s in self.scores])) if self.scores else float("nan")
+
+    @property
+    def mean_ssim(self) -> float:
+        return float(np.mean([s.ssim for s in self.scores])) if self.scores else float("nan")
+
+
+def _as_uint8(image: io.Image) -> np.ndarray:
+    if image.bit_depth != 8:
+        raise io.ImageError(image.path, "evaluation protocols are defined on 8-bit images")
+    return io.to_uint8(image.rgb)
+
+
+def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
+                save_dir: str | os.PathLike | None = None) -> Iterator[Score | tuple[str, str]]:
+    """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed."""
+    for pair in find_pairs(data).pairs:
+        try:
+            rainy = io.read_image(pair.rainy)
+            clean = _as_uint8(io.read_image(pair.clean))
+            rainy_u8 = _as_uint8(rainy)
+            if rainy_u8.shape != clean.shape:
+                raise io.ImageError(pair.rainy, f"size {rainy_u8.shape[:2]} differs from its "
+                                    f"clean image {clean.shape[:2]}")
+            restored = metrics.quantize_output(derainer.derain_array(rainy.rgb), protocol)
+        except (io.ImageError, ValueError) as exc:
+            yield pair.name, str(exc)
+            continue
+        if save_dir is not None:
+            io.write_image(Path(save_dir) / f"{pair.name}.png", restored / np.float32(255))
+        p, s = metrics.evaluate_pair(restored, clean, protocol)
+        p_in, s_in = metrics.evaluate_pair(rainy_u8, clean, protocol)
+        yield Score(pair.name, p, s, p_in, s_in)
+
+
+def evaluate(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
+             save_dir: str | os.PathLike | None = None, progress: bool = False) -> EvaluationResult:
+    """Derain every pair of the dataset at ``data`` (layout auto-detected) and score it."""
+    from tqdm import tqdm
+
+    result = EvaluationResult(protocol, [], [])
+    for item in tqdm(iter_scores(derainer, data, protocol, save_dir), disable=not progress,
+                     desc="evaluating", unit="img"):
+        if isinstance(item, Score):
+            result.scores.append(item)
+        else:
+            result.failed.append(item)
+    return result
+
+
+def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
+    """Per-image CSV (``image,psnr,ssim,input_psnr,input_ssim``), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])
+            for s in result.scores:
+                writer.writerow([s.name] + [f"{v:.6f}" for v in
+                                            (s.psnr, s.ssim, s.input_psnr, s.input_ssim)])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
