@@ -42,7 +42,7 @@ def convert_state_dict(
     config = {**config_from_state_dict(arch, state_dict), **overrides}
     model = models.build(arch, **config)
     full = model._tfderain_config  # noqa: SLF001
-    apply_state_dict(model, state_dict, spec.key_table(**full), ignore=spec.ignore_keys)
+    apply_state_dict(model, state_dict, spec.key_table(**full), ignore=spec.ignored_keys(**full))
     return model
 
 

@@ -68,7 +68,7 @@ def _params(layer) -> list[tuple[str, object]]:
 def _depthwise_for(layer):
     def convert(w):
         out_channels, _, kh, kw = w.shape
-        in_channels = layer.kernel.shape[2]
+        in_channels = layer.depthwise_kernel.shape[2]
         multiplier = out_channels // in_channels
         return w.reshape(in_channels, multiplier, kh, kw).transpose(2, 3, 0, 1)
 

@@ -41,8 +41,9 @@ class ModelSpec:
         infer_config: recovers builder kwargs from an official state dict's shapes.
         outputs: names of the dict outputs.
         density_aware: the model predicts a rain density (output ``"density"``).
-        ignore_keys: official state-dict keys (or prefixes ending in ``.``) of modules that the
-            official forward pass never uses; the converter skips them on purpose.
+        ignore_keys: official state-dict keys (or prefixes ending in ``.``) that the converter
+            skips on purpose (modules the official forward never uses, extra names of a shared
+            tensor), or a function of the config returning them.
         description: one line for ``tfderain models``.
     """
 
@@ -54,7 +55,7 @@ class ModelSpec:
     infer_config: Callable[[StateDict], dict[str, Any]] | None = None
     outputs: tuple[str, ...] = ("derained",)
     density_aware: bool = False
-    ignore_keys: tuple[str, ...] = ()
+    ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -63,6 +64,10 @@ class ModelSpec:
         if self.key_map is None:
             raise ValueError(f"model {self.name!r} has no official checkpoint key map")
         return self.key_map(**config) if callable(self.key_map) else self.key_map
+
+    def ignored_keys(self, **config: Any) -> tuple[str, ...]:
+        """Official keys the converter skips on purpose, for a model built with ``config``."""
+        return self.ignore_keys(**config) if callable(self.ignore_keys) else self.ignore_keys
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -1,0 +1,87 @@
+"""PCNet: paper-config parameter count, parity with the official PyTorch code, its shared PReLU."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from tfderain import models
+from tfderain.convert import ConversionError, convert_state_dict, load_state_dict
+
+PAPER_PARAMS = 627_462
+_CRB_KEY = re.compile(r"model\.crm\.body\.(\d+)\.")
+
+
+def _one_crb_state_dict(folder):
+    """The golden checkpoint cut down to its first CRB (a valid ``num_crb=1`` PCNet)."""
+    sd = load_state_dict(folder / "weights.pth")
+    return {k: v for k, v in sd.items() if not (m := _CRB_KEY.match(k)) or m.group(1) == "0"}
+
+
+def test_paper_config_has_official_parameter_count():
+    # The network-wide PReLU is one Keras layer, so it is counted once, like parameters().
+    assert models.build("pcnet").count_params() == PAPER_PARAMS
+
+
+def test_matches_official_outputs(golden):
+    manifest, io, folder = golden("pcnet")
+    model = convert_state_dict("pcnet", load_state_dict(folder / "weights.pth"))
+    assert model._tfderain_config == models.full_config(models.spec("pcnet").builder, {})
+    assert model.count_params() == manifest["param_count_this_config"] == PAPER_PARAMS
+    out = model(io["input"], training=False)
+    # Outputs are small (|x| <= 0.04) in this fixture, hence the tight tolerance.
+    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["rain"].numpy(), io["rain_image"], rtol=0, atol=1e-5)
+
+
+def test_one_prelu_is_shared_network_wide():
+    num_crb, num_rcab = 2, 2
+    model = models.build("pcnet", n_feat=8, num_crb=num_crb, num_rcab=num_rcab)
+    prelus = [layer for layer in model.layers if type(layer).__name__ == "PReLU"]
+    # One shared `act` plus the own PReLU of every attention gate (CA per block, CA_B, CA_R, RRB).
+    assert len(prelus) == 1 + num_crb * (num_rcab + 2) + 1
+    act = model.get_layer("act")
+    # UP_B, UP_R and, per CRB, act1, lfsfb.act2 and the middle activation of each block.
+    assert len(act.inbound_nodes) == 2 + num_crb * (2 + num_rcab)
+    assert [w.shape for w in act.weights] == [(1, 1, 1)]
+
+
+def test_truncated_checkpoint_config_is_inferred_and_converts(golden):
+    _, _, folder = golden("pcnet")
+    model = convert_state_dict("pcnet", _one_crb_state_dict(folder))
+    assert model._tfderain_config["num_crb"] == 1
+    assert model._tfderain_config["num_rcab"] == 3
+    assert model.get_layer("act").get_weights()[0].item() == pytest.approx(0.305266052)
+
+
+def test_missing_or_inconsistent_keys_are_reported(golden):
+    _, _, folder = golden("pcnet")
+    sd = _one_crb_state_dict(folder)
+    missing = dict(sd)
+    del missing["model.crm.body.0.CA_R.conv_du.2.weight"]
+    with pytest.raises(ConversionError, match=r"missing key 'model\.crm\.body\.0\.CA_R"):
+        convert_state_dict("pcnet", missing)
+    differing = dict(sd)
+    differing["model.crm.body.0.act1.weight"] = np.array([0.1], np.float32)
+    with pytest.raises(ConversionError, match=r"model\.crm\.body\.0\.act1\.weight"):
+        convert_state_dict("pcnet", differing)
+
+
+def test_dynamic_spatial_size_multiple_of_four():
+    assert models.spec("pcnet").multiple == 4
+    model = models.build("pcnet", n_feat=8, num_crb=1, num_rcab=1)
+    for shape in [(1, 64, 96, 3), (2, 36, 20, 3)]:
+        out = model(np.zeros(shape, np.float32))
+        assert out["derained"].shape == shape
+        assert out["rain"].shape == shape
+
+
+def test_invalid_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="odd"):
+        models.build("pcnet", kernel_size=4)
+    with pytest.raises(ValueError, match="reduction"):
+        models.build("pcnet", n_feat=2, reduction=4)
+    with pytest.raises(ValueError, match="unknown config key"):
+        models.build("pcnet", in_c=3)
