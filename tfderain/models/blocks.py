@@ -6,6 +6,11 @@ the result) or a small serializable custom layer registered under the package ``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
 from tfderain._keras import keras, tf
 
 layers = keras.layers
@@ -76,3 +81,360 @@ class ConvLSTMCell:
         tanh_c = layers.Activation("tanh", name=f"{tag}_lstm_tanh_c")(c)
         h = layers.Multiply(name=f"{tag}_lstm_h")([o, tanh_c])
         return h, c
+
+
+# --------------------------------------------------------------------------- Restormer-style blocks
+#
+# Restormer's transformer block (MDTA attention + GDFN feed-forward), its two channel LayerNorms
+# and its pixel-(un)shuffle resampling, shared by every architecture built from them. Layers are
+# named after the official ``state_dict`` module paths (dots → underscores), so a model's key
+# table is ``{module_name(m): m for m in modules}``.
+
+#: torch ``LayerNorm`` epsilon, inside the square root.
+TORCH_LN_EPS = 1e-5
+#: Restormer's two channel LayerNorms, by their official ``LayerNorm_type`` names.
+LAYER_NORM_TYPES = ("WithBias", "BiasFree")
+#: Restormer's GDFN expansion factor (hidden width ``int(width · 2.66)``).
+DEFAULT_FFN_EXPANSION = 2.66
+
+
+def module_name(module: str) -> str:
+    """Keras layer name of an official module path (``a.b.0`` → ``a_b_0``)."""
+    return module.replace(".", "_")
+
+
+@serializable
+class BiasFreeLayerNorm(layers.Layer):
+    """Restormer's ``BiasFree_LayerNorm`` over channels: ``x / sqrt(var(x) + eps) · weight``.
+
+    ``x`` is scaled, not centred (the variance is still taken around the mean), and there is no
+    shift; so this is not ``LayerNormalization(center=False)``, which subtracts the mean.
+    """
+
+    TORCH_PARAMS = ("weight",)
+
+    def __init__(self, epsilon: float = TORCH_LN_EPS, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        self.weight = self.add_weight(
+            name="weight", shape=(int(input_shape[-1]),), initializer="ones"
+        )
+        super().build(input_shape)
+
+    def call(self, x):
+        variance = tf.math.reduce_variance(x, axis=-1, keepdims=True)
+        return x * tf.math.rsqrt(variance + self.epsilon) * self.weight
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@serializable
+class TransposedAttention(layers.Layer):
+    """Core of MDTA: channel ("transposed") self-attention of the ``q, k, v`` thirds of the input.
+
+    Input: ``(N, H, W, 3C)`` (the depthwise-convolved 1×1 projection); output ``(N, H, W, C)``.
+    Channels split into ``num_heads`` heads (head-major: channel ``head · C/heads + c``); per head,
+    ``q`` and ``k`` are L2-normalised over all pixels and ``softmax(q kᵀ · temperature) v`` mixes
+    the head's channels. The per-head ``temperature`` is the official parameter of shape
+    ``(heads, 1, 1)``.
+    """
+
+    TORCH_PARAMS = ("temperature",)
+
+    def __init__(self, num_heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if channels % 3 or (channels // 3) % self.num_heads:
+            raise ValueError(
+                f"{self.name}: {channels} input channels are not 3 × a multiple of "
+                f"{self.num_heads} heads"
+            )
+        self.temperature = self.add_weight(
+            name="temperature", shape=(self.num_heads, 1, 1), initializer="ones"
+        )
+        super().build(input_shape)
+
+    def _heads_first(self, t, batch, pixels):
+        """``(N, H, W, C)`` → ``(N, heads, C / heads, H·W)``."""
+        per_head = t.shape[-1] // self.num_heads
+        t = tf.reshape(t, [batch, pixels, self.num_heads, per_head])
+        return tf.transpose(t, [0, 2, 3, 1])
+
+    @staticmethod
+    def _normalize(t):
+        """torch ``F.normalize(t, dim=-1)``: ``t / max(‖t‖₂, 1e-12)``."""
+        norm = tf.sqrt(tf.reduce_sum(tf.square(t), axis=-1, keepdims=True))
+        return t / tf.maximum(norm, 1e-12)
+
+    def call(self, qkv):
+        shape = tf.shape(qkv)
+        batch, height, width = shape[0], shape[1], shape[2]
+        pixels = height * width
+        q, k, v = tf.split(qkv, 3, axis=-1)
+        q = self._normalize(self._heads_first(q, batch, pixels))
+        k = self._normalize(self._heads_first(k, batch, pixels))
+        v = self._heads_first(v, batch, pixels)
+        attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * self.temperature, axis=-1)
+        out = tf.transpose(tf.matmul(attn, v), [0, 3, 1, 2])  # (N, H·W, heads, C / heads)
+        return tf.reshape(out, [batch, height, width, qkv.shape[-1] // 3])
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads}
+
+
+@serializable
+class GatedGELU(layers.Layer):
+    """GDFN gate: ``gelu(x₁) · x₂`` of the two channel halves, with the exact (erf) GELU."""
+
+    def call(self, x):
+        x1, x2 = tf.split(x, 2, axis=-1)
+        return tf.nn.gelu(x1, approximate=False) * x2
+
+
+def _shuffle_permutation(channels: int, factor: int) -> np.ndarray:
+    """``perm[k·C + c] = c·r² + k``: torch pixel-shuffle channel → TF depth-to-space channel."""
+    blocks = factor * factor
+    c, k = np.meshgrid(np.arange(channels), np.arange(blocks))  # both (r², C)
+    return (c * blocks + k).reshape(-1)
+
+
+@serializable
+class PixelShuffle(layers.Layer):
+    """torch ``nn.PixelShuffle(factor)``: ``(N, H, W, C·r²)`` → ``(N, r·H, r·W, C)``.
+
+    Input channel ``c·r² + i·r + j`` goes to output channel ``c`` at offset ``(i, j)``, whereas
+    ``tf.nn.depth_to_space`` reads channel ``(i·r + j)·C + c``; the channels are permuted first.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        channels = x.shape[-1] // (self.factor * self.factor)
+        x = tf.gather(x, _shuffle_permutation(channels, self.factor), axis=-1)
+        return tf.nn.depth_to_space(x, self.factor)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@serializable
+class PixelUnshuffle(layers.Layer):
+    """torch ``nn.PixelUnshuffle(factor)``: ``(N, r·H, r·W, C)`` → ``(N, H, W, C·r²)``.
+
+    Output channel ``c·r² + i·r + j`` holds input channel ``c`` at offset ``(i, j)``, whereas
+    ``tf.nn.space_to_depth`` writes it to ``(i·r + j)·C + c``; the channels are permuted after.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        channels = x.shape[-1]
+        x = tf.nn.space_to_depth(x, self.factor)
+        inverse = np.argsort(_shuffle_permutation(channels, self.factor))
+        return tf.gather(x, inverse, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def layer_norm(kind: str, module: str) -> layers.Layer:
+    """Restormer's ``LayerNorm(dim, kind).body`` over channels, named after ``module``.
+
+    ``"WithBias"`` is a Keras ``LayerNormalization`` (biased variance, ``eps=1e-5``);
+    ``"BiasFree"`` is :class:`BiasFreeLayerNorm`.
+    """
+    if kind == "WithBias":
+        return layers.LayerNormalization(epsilon=TORCH_LN_EPS, name=module_name(module))
+    if kind == "BiasFree":
+        return BiasFreeLayerNorm(epsilon=TORCH_LN_EPS, name=module_name(module))
+    raise ValueError(f"layer norm type must be one of {LAYER_NORM_TYPES}, got {kind!r}")
+
+
+def transformer_block(
+    x: tf.Tensor,
+    width: int,
+    heads: int,
+    module: str,
+    *,
+    ffn_expansion_factor: float = DEFAULT_FFN_EXPANSION,
+    bias: bool = False,
+    norm: str = "WithBias",
+) -> tf.Tensor:
+    """Restormer's ``TransformerBlock``: ``x + MDTA(LN(x))``, then ``x + GDFN(LN(x))``.
+
+    MDTA: 1×1 conv to ``3·width``, depthwise 3×3, :class:`TransposedAttention`, 1×1 conv.
+    GDFN: 1×1 conv to ``2·hidden`` (``hidden = int(width · ffn_expansion_factor)``), depthwise
+    3×3, :class:`GatedGELU`, 1×1 conv back to ``width``. ``bias`` applies to all six
+    convolutions; ``norm`` is ``"WithBias"`` or ``"BiasFree"``. ``module`` is the official
+    module path of the block (``encoder_level1.0``).
+    """
+    tag = module_name(module)
+    hidden = int(width * ffn_expansion_factor)
+
+    def pointwise(filters: int, suffix: str) -> layers.Conv2D:
+        return conv(filters, 1, use_bias=bias, name=module_name(f"{module}.{suffix}"))
+
+    def depthwise(suffix: str) -> layers.DepthwiseConv2D:
+        name = module_name(f"{module}.{suffix}")
+        return layers.DepthwiseConv2D(3, padding="same", use_bias=bias, name=name)
+
+    y = layer_norm(norm, f"{module}.norm1.body")(x)
+    y = depthwise("attn.qkv_dwconv")(pointwise(3 * width, "attn.qkv")(y))
+    y = TransposedAttention(heads, name=f"{tag}_attn")(y)
+    y = pointwise(width, "attn.project_out")(y)
+    x = layers.Add(name=f"{tag}_attn_add")([x, y])
+    y = layer_norm(norm, f"{module}.norm2.body")(x)
+    y = depthwise("ffn.dwconv")(pointwise(2 * hidden, "ffn.project_in")(y))
+    y = GatedGELU(name=f"{tag}_ffn_gate")(y)
+    y = pointwise(width, "ffn.project_out")(y)
+    return layers.Add(name=f"{tag}_ffn_add")([x, y])
+
+
+def transformer_stack(
+    x: tf.Tensor, width: int, heads: int, blocks: int, stack: str, **block_options
+) -> tf.Tensor:
+    """``blocks`` transformer blocks in sequence, official modules ``stack.0`` … ``stack.{n-1}``."""
+    for i in range(blocks):
+        x = transformer_block(x, width, heads, f"{stack}.{i}", **block_options)
+    return x
+
+
+def transformer_block_modules(module: str) -> list[str]:
+    """Official modules with parameters inside the transformer block ``module`` (key tables)."""
+    return [
+        f"{module}.{sub}"
+        for sub in (
+            "norm1.body",
+            "attn",
+            "attn.qkv",
+            "attn.qkv_dwconv",
+            "attn.project_out",
+            "norm2.body",
+            "ffn.project_in",
+            "ffn.dwconv",
+            "ffn.project_out",
+        )
+    ]
+
+
+def downsample(width: int, module: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Restormer's ``Downsample``: bias-free ``Conv3×3(n → n/2)`` then ``PixelUnshuffle(2)``.
+
+    ``(H, W, n)`` → ``(H/2, W/2, 2n)``; the layers are ``{module}_body_0`` and ``_body_1``.
+    Returned as a callable, so every application shares the same layers.
+    """
+    convolution = conv(width // 2, 3, use_bias=False, name=module_name(f"{module}.body.0"))
+    unshuffle = PixelUnshuffle(2, name=module_name(f"{module}.body.1"))
+    return lambda x: unshuffle(convolution(x))
+
+
+def upsample(width: int, module: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Restormer's ``Upsample``: bias-free ``Conv3×3(n → 2n)`` then ``PixelShuffle(2)``.
+
+    ``(H, W, n)`` → ``(2H, 2W, n/2)``; the layers are ``{module}_body_0`` and ``_body_1``.
+    Returned as a callable, so every application shares the same layers.
+    """
+    convolution = conv(width * 2, 3, use_bias=False, name=module_name(f"{module}.body.0"))
+    shuffle = PixelShuffle(2, name=module_name(f"{module}.body.1"))
+    return lambda x: shuffle(convolution(x))
+
+
+def check_transformer_unet(
+    dim: int,
+    num_blocks: Sequence[int],
+    num_refinement_blocks: int,
+    heads: Sequence[int],
+    ffn_expansion_factor: float,
+    norm: str,
+    norm_arg: str,
+) -> None:
+    """Clear errors for a four-level transformer U-Net config (level ``l`` has width dim·2^l).
+
+    ``norm_arg`` is the builder's name for the LayerNorm type, used in the message.
+    """
+    if len(num_blocks) != 4 or len(heads) != 4:
+        raise ValueError(f"num_blocks and heads need 4 entries, got {num_blocks}, {heads}")
+    if dim < 2 or dim % 2 or min(heads) < 1:
+        raise ValueError(
+            f"heads must be positive and dim even and positive; got dim={dim}, heads={heads}"
+        )
+    if min(num_blocks) < 0 or num_refinement_blocks < 0:
+        raise ValueError(
+            f"block counts must be non-negative, got {num_blocks}, {num_refinement_blocks}"
+        )
+    for level, n_heads in enumerate(heads):
+        width = dim * 2**level
+        if width % n_heads:
+            raise ValueError(
+                f"level {level + 1} width {width} is not a multiple of {n_heads} heads"
+            )
+        if int(width * ffn_expansion_factor) < 1:
+            raise ValueError(f"ffn_expansion_factor {ffn_expansion_factor} leaves no hidden units")
+    if norm not in LAYER_NORM_TYPES:
+        raise ValueError(f"{norm_arg} must be one of {LAYER_NORM_TYPES}, got {norm!r}")
+
+
+def count_blocks(state_dict: Mapping[str, np.ndarray], stack: str) -> int:
+    """Number of transformer blocks ``stack.0``, ``stack.1``, … in an official state dict."""
+    n = 0
+    while f"{stack}.{n}.attn.temperature" in state_dict:
+        n += 1
+    return n
+
+
+def _first_block(state_dict: Mapping[str, np.ndarray], stack: str) -> dict[str, Any] | None:
+    """``heads``, ``width``, GDFN ``hidden`` width and LayerNorm type of block ``stack.0``."""
+    block = f"{stack}.0"
+    if f"{block}.attn.temperature" not in state_dict:
+        return None
+    project_out = state_dict[f"{block}.ffn.project_out.weight"]
+    return {
+        "heads": int(state_dict[f"{block}.attn.temperature"].shape[0]),
+        "width": int(project_out.shape[0]),
+        "hidden": int(project_out.shape[1]),
+        "norm": "WithBias" if f"{block}.norm1.body.bias" in state_dict else "BiasFree",
+    }
+
+
+def infer_transformer_levels(
+    state_dict: Mapping[str, np.ndarray],
+    level_stacks: Sequence[Sequence[str]],
+    default_heads: Sequence[int],
+) -> dict[str, Any]:
+    """Heads per level, LayerNorm type and GDFN expansion factor from an official state dict.
+
+    ``level_stacks[l]`` names the transformer stacks of level ``l`` in order of preference; the
+    first one with a block gives the level's heads (a level without blocks keeps its entry of
+    ``default_heads``). ``norm`` is ``None`` unless every level agrees, ``ffn_expansion_factor``
+    is ``None`` unless one factor (Restormer's 2.66 preferred, else the first level's ratio)
+    reproduces every level's hidden width.
+    """
+    heads = list(default_heads)
+    widths = []  # (width, hidden width) of one block per level
+    norms = set()
+    for level, stacks in enumerate(level_stacks):
+        found = next(filter(None, (_first_block(state_dict, stack) for stack in stacks)), None)
+        if found is not None:
+            heads[level] = found["heads"]
+            widths.append((found["width"], found["hidden"]))
+            norms.add(found["norm"])
+    factor = None
+    for candidate in (DEFAULT_FFN_EXPANSION, *(h / w for w, h in widths[:1])):
+        if widths and all(int(w * candidate) == h for w, h in widths):
+            factor = candidate
+            break
+    return {
+        "heads": heads,
+        "norm": norms.pop() if len(norms) == 1 else None,
+        "ffn_expansion_factor": factor,
+    }

@@ -63,7 +63,8 @@ Where the official code is more specific than, or differs from, the paper's desc
       clamping, as torch).
     * ``LayerNorm`` normalises over channels per pixel with the biased variance and ``eps=1e-5``.
       ``WithBias`` is a Keras ``LayerNormalization``; ``BiasFree`` divides ``x`` (not
-      ``x − mean``) by ``sqrt(var + eps)`` and has no shift (:class:`DTPNetBiasFreeLayerNorm`).
+      ``x − mean``) by ``sqrt(var + eps)`` and has no shift (``BiasFreeLayerNorm`` of
+      :mod:`tfderain.models.blocks`).
     * MDTA: ``q, k, v`` are the thirds of ``dwconv3×3(conv1×1(x))`` in that order, the channel
       index is ``head · (C / heads) + c``, ``q`` and ``k`` are L2-normalised over all pixels
       (``F.normalize``, floor ``1e-12``), the ``(C/heads) × (C/heads)`` attention is scaled by a
@@ -72,7 +73,8 @@ Where the official code is more specific than, or differs from, the paper's desc
       ``int(width · ffn_expansion_factor)`` per level.
     * torch ``PixelShuffle``/``PixelUnshuffle`` order channels as ``c · 4 + i · 2 + j``, while
       ``tf.nn.depth_to_space``/``space_to_depth`` use ``(i · 2 + j) · C + c``; the layers
-      :class:`DTPNetPixelShuffle` and :class:`DTPNetPixelUnshuffle` permute channels to match.
+      ``PixelShuffle`` and ``PixelUnshuffle`` of :mod:`tfderain.models.blocks` permute channels
+      to match.
 
 Height and width must be multiples of 8 (three pixel-unshuffle levels; the detail scaling needs
 4). MDTA attends over the whole image, so tiled inference only approximates a whole-image run.
@@ -84,12 +86,29 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tfderain._keras import keras, tf
+from tfderain._keras import keras
 from tfderain.models import register
-from tfderain.models.blocks import ConvLSTMCell, Stack, ZerosLike
+from tfderain.models.blocks import (
+    DEFAULT_FFN_EXPANSION,
+    BiasFreeLayerNorm,
+    ConvLSTMCell,
+    GatedGELU,
+    PixelShuffle,
+    PixelUnshuffle,
+    Stack,
+    TransposedAttention,
+    ZerosLike,
+    check_transformer_unet,
+    count_blocks,
+    downsample,
+    infer_transformer_levels,
+    module_name,
+    transformer_block_modules,
+    transformer_stack,
+    upsample,
+)
 
 layers = keras.layers
-serializable = keras.saving.register_keras_serializable(package="tfderain")
 
 #: Transformer stacks of the encoder, one per level (widths dim, 2·dim, 4·dim, 8·dim).
 _ENCODER = ("conv1_2", "conv2_3", "conv3_4", "conv4_L")
@@ -101,179 +120,27 @@ _DECODER = (
 )
 _DOWN = ("down1_2", "down2_3", "down3_4")
 _REFINEMENT = "outc"
-_TORCH_LN_EPS = 1e-5
 _PRENET_WIDTH = 32
 _RES_BLOCKS = 5
-_LAYER_NORM_TYPES = ("WithBias", "BiasFree")
 _DEFAULT_HEADS = (1, 2, 4, 8)
-_DEFAULT_FFN_EXPANSION = 2.66
 
 
-def _name(module: str) -> str:
-    """Keras layer name of an official module path."""
-    return module.replace(".", "_")
-
-
-# --------------------------------------------------------------------------- custom layers
-
-
-@serializable
-class DTPNetBiasFreeLayerNorm(layers.Layer):
-    """Restormer's ``BiasFree_LayerNorm`` over channels: ``x / sqrt(var(x) + eps) · weight``.
-
-    ``x`` is scaled, not centred (the variance is still taken around the mean), and there is no
-    shift.
-    """
-
-    TORCH_PARAMS = ("weight",)
-
-    def __init__(self, epsilon: float = _TORCH_LN_EPS, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        self.weight = self.add_weight(
-            name="weight", shape=(int(input_shape[-1]),), initializer="ones"
-        )
-        super().build(input_shape)
-
-    def call(self, x):
-        variance = tf.math.reduce_variance(x, axis=-1, keepdims=True)
-        return x * tf.math.rsqrt(variance + self.epsilon) * self.weight
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
-
-
-@serializable
-class DTPNetTransposedAttention(layers.Layer):
-    """Core of MDTA: channel ("transposed") self-attention of the ``q, k, v`` thirds of the input.
-
-    Input: ``(N, H, W, 3C)`` (the depthwise-convolved 1×1 projection); output ``(N, H, W, C)``.
-    Channels split into ``num_heads`` heads (head-major); per head, ``q`` and ``k`` are
-    L2-normalised over all pixels and ``softmax(q kᵀ · temperature) v`` mixes the head's channels.
-    The per-head ``temperature`` is the official parameter of shape ``(heads, 1, 1)``.
-    """
-
-    TORCH_PARAMS = ("temperature",)
-
-    def __init__(self, num_heads: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = num_heads
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        if channels % 3 or (channels // 3) % self.num_heads:
-            raise ValueError(
-                f"{self.name}: {channels} input channels are not 3 × a multiple of "
-                f"{self.num_heads} heads"
-            )
-        self.temperature = self.add_weight(
-            name="temperature", shape=(self.num_heads, 1, 1), initializer="ones"
-        )
-        super().build(input_shape)
-
-    def _heads_first(self, t, batch, pixels):
-        """``(N, H, W, C)`` → ``(N, heads, C / heads, H·W)``."""
-        per_head = t.shape[-1] // self.num_heads
-        t = tf.reshape(t, [batch, pixels, self.num_heads, per_head])
-        return tf.transpose(t, [0, 2, 3, 1])
-
-    @staticmethod
-    def _normalize(t):
-        """torch ``F.normalize(t, dim=-1)``: ``t / max(‖t‖₂, 1e-12)``."""
-        norm = tf.sqrt(tf.reduce_sum(tf.square(t), axis=-1, keepdims=True))
-        return t / tf.maximum(norm, 1e-12)
-
-    def call(self, qkv):
-        shape = tf.shape(qkv)
-        batch, height, width = shape[0], shape[1], shape[2]
-        pixels = height * width
-        q, k, v = tf.split(qkv, 3, axis=-1)
-        q = self._normalize(self._heads_first(q, batch, pixels))
-        k = self._normalize(self._heads_first(k, batch, pixels))
-        v = self._heads_first(v, batch, pixels)
-        attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * self.temperature, axis=-1)
-        out = tf.transpose(tf.matmul(attn, v), [0, 3, 1, 2])  # (N, H·W, heads, C / heads)
-        return tf.reshape(out, [batch, height, width, qkv.shape[-1] // 3])
-
-    def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads}
-
-
-@serializable
-class DTPNetGatedGELU(layers.Layer):
-    """GDFN gate: ``gelu(x₁) · x₂`` of the two channel halves, with the exact (erf) GELU."""
-
-    def call(self, x):
-        x1, x2 = tf.split(x, 2, axis=-1)
-        return tf.nn.gelu(x1, approximate=False) * x2
-
-
-def _shuffle_permutation(channels: int, factor: int) -> np.ndarray:
-    """``perm[k·C + c] = c·r² + k``: torch pixel-shuffle channel → TF depth-to-space channel."""
-    blocks = factor * factor
-    c, k = np.meshgrid(np.arange(channels), np.arange(blocks))  # both (r², C)
-    return (c * blocks + k).reshape(-1)
-
-
-@serializable
-class DTPNetPixelShuffle(layers.Layer):
-    """torch ``nn.PixelShuffle(factor)``: ``(N, H, W, C·r²)`` → ``(N, r·H, r·W, C)``.
-
-    Input channel ``c·r² + i·r + j`` goes to output channel ``c`` at offset ``(i, j)``.
-    """
-
-    def __init__(self, factor: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        channels = x.shape[-1] // (self.factor * self.factor)
-        x = tf.gather(x, _shuffle_permutation(channels, self.factor), axis=-1)
-        return tf.nn.depth_to_space(x, self.factor)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-
-
-@serializable
-class DTPNetPixelUnshuffle(layers.Layer):
-    """torch ``nn.PixelUnshuffle(factor)``: ``(N, r·H, r·W, C)`` → ``(N, H, W, C·r²)``.
-
-    Output channel ``c·r² + i·r + j`` holds input channel ``c`` at offset ``(i, j)``.
-    """
-
-    def __init__(self, factor: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        channels = x.shape[-1]
-        x = tf.nn.space_to_depth(x, self.factor)
-        inverse = np.argsort(_shuffle_permutation(channels, self.factor))
-        return tf.gather(x, inverse, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+# Restormer's layers, under the class names this module had before they moved to ``blocks``.
+DTPNetBiasFreeLayerNorm = BiasFreeLayerNorm
+DTPNetTransposedAttention = TransposedAttention
+DTPNetGatedGELU = GatedGELU
+DTPNetPixelShuffle = PixelShuffle
+DTPNetPixelUnshuffle = PixelUnshuffle
+# Files saved under those names still load.
+keras.saving.get_custom_objects().update(
+    {
+        f"tfderain>DTPNet{cls.__name__}": cls
+        for cls in (BiasFreeLayerNorm, TransposedAttention, GatedGELU, PixelShuffle, PixelUnshuffle)
+    }
+)
 
 
 # --------------------------------------------------------------------------- key table
-
-
-def _block_modules(module: str) -> list[str]:
-    """Official modules with parameters inside one transformer block ``module``."""
-    return [
-        f"{module}.norm1.body",
-        f"{module}.attn",
-        f"{module}.attn.qkv",
-        f"{module}.attn.qkv_dwconv",
-        f"{module}.attn.project_out",
-        f"{module}.norm2.body",
-        f"{module}.ffn.project_in",
-        f"{module}.ffn.dwconv",
-        f"{module}.ffn.project_out",
-    ]
 
 
 def _stack_lengths(num_blocks: Sequence[int], num_refinement_blocks: int) -> dict[str, int]:
@@ -293,19 +160,12 @@ def _key_map(
     modules += [f"{up}.body.0" for up, _, _ in _DECODER] + [red for _, red, _ in _DECODER]
     for stack, length in _stack_lengths(num_blocks, num_refinement_blocks).items():
         for i in range(length):
-            modules += _block_modules(f"{stack}.{i}")
+            modules += transformer_block_modules(f"{stack}.{i}")
     modules += ["conv0.0", "conv.0"]
     modules += [f"res_conv{k}.{j}" for k in range(1, _RES_BLOCKS + 1) for j in (0, 2)]
-    table = {_name(m): m for m in modules}
+    table = {module_name(m): m for m in modules}
     table.update({f"conv_{g}": f"conv_{g}.0" for g in "ifgo"})  # ConvLSTMCell's gate names
     return table
-
-
-def _count_blocks(state_dict: Mapping[str, np.ndarray], stack: str) -> int:
-    n = 0
-    while f"{stack}.{n}.attn.temperature" in state_dict:
-        n += 1
-    return n
 
 
 def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
@@ -314,11 +174,10 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     ``recurrent_iter`` is not stored in the weights and keeps its default.
     """
     dim = int(state_dict["patch_embed.transform2.weight"].shape[0])
-    num_blocks = [_count_blocks(state_dict, stack) for stack in _ENCODER]
     config: dict = {
         "dim": dim,
-        "num_blocks": num_blocks,
-        "num_refinement_blocks": _count_blocks(state_dict, _REFINEMENT),
+        "num_blocks": [count_blocks(state_dict, stack) for stack in _ENCODER],
+        "num_refinement_blocks": count_blocks(state_dict, _REFINEMENT),
         "bias": "reduce_chan_level1.bias" in state_dict,
     }
     # Heads per level, from the encoder or else from a decoder/refinement stack of that level.
@@ -328,28 +187,12 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
         (_ENCODER[2], "conv4_3_HSI"),
         (_ENCODER[3],),
     ]
-    heads = list(_DEFAULT_HEADS)
-    widths: dict[int, tuple[int, int]] = {}  # level → (width, FFN hidden width)
-    norm_types = set()
-    for level, stacks in enumerate(sources):
-        for stack in stacks:
-            key = f"{stack}.0.attn.temperature"
-            if key in state_dict:
-                heads[level] = int(state_dict[key].shape[0])
-                hidden = state_dict[f"{stack}.0.ffn.project_out.weight"].shape[1]
-                widths[level] = (dim * 2**level, int(hidden))
-                has_bias = f"{stack}.0.norm1.body.bias" in state_dict
-                norm_types.add("WithBias" if has_bias else "BiasFree")
-                break
-    config["heads"] = heads
-    if len(norm_types) == 1:
-        config["layer_norm_type"] = norm_types.pop()
-    if widths:
-        width, hidden = next(iter(widths.values()))
-        for factor in (_DEFAULT_FFN_EXPANSION, hidden / width):
-            if all(int(w * factor) == h for w, h in widths.values()):
-                config["ffn_expansion_factor"] = factor
-                break
+    levels = infer_transformer_levels(state_dict, sources, _DEFAULT_HEADS)
+    config["heads"] = levels["heads"]
+    if levels["norm"] is not None:
+        config["layer_norm_type"] = levels["norm"]
+    if levels["ffn_expansion_factor"] is not None:
+        config["ffn_expansion_factor"] = levels["ffn_expansion_factor"]
     return config
 
 
@@ -367,38 +210,20 @@ class _DTPNetBuilder:
     def conv(self, filters: int, kernel_size: int, module: str, bias: bool | None = None):
         use_bias = self.bias if bias is None else bias
         return layers.Conv2D(
-            filters, kernel_size, padding="same", use_bias=use_bias, name=_name(module)
+            filters, kernel_size, padding="same", use_bias=use_bias, name=module_name(module)
         )
 
-    def layer_norm(self, module: str) -> layers.Layer:
-        if self.layer_norm_type == "WithBias":
-            return layers.LayerNormalization(epsilon=_TORCH_LN_EPS, name=_name(module))
-        return DTPNetBiasFreeLayerNorm(epsilon=_TORCH_LN_EPS, name=_name(module))
-
-    def depthwise(self, module: str) -> layers.DepthwiseConv2D:
-        return layers.DepthwiseConv2D(3, padding="same", use_bias=self.bias, name=_name(module))
-
-    def transformer_block(self, x, width: int, heads: int, module: str):
-        """``x + MDTA(LN(x))``, then ``x + GDFN(LN(x))``."""
-        tag = _name(module)
-        y = self.layer_norm(f"{module}.norm1.body")(x)
-        y = self.conv(3 * width, 1, f"{module}.attn.qkv")(y)
-        y = self.depthwise(f"{module}.attn.qkv_dwconv")(y)
-        y = DTPNetTransposedAttention(heads, name=tag + "_attn")(y)
-        y = self.conv(width, 1, f"{module}.attn.project_out")(y)
-        x = layers.Add(name=f"{tag}_attn_add")([x, y])
-        hidden = int(width * self.ffn_expansion_factor)
-        y = self.layer_norm(f"{module}.norm2.body")(x)
-        y = self.conv(2 * hidden, 1, f"{module}.ffn.project_in")(y)
-        y = self.depthwise(f"{module}.ffn.dwconv")(y)
-        y = DTPNetGatedGELU(name=f"{tag}_ffn_gate")(y)
-        y = self.conv(width, 1, f"{module}.ffn.project_out")(y)
-        return layers.Add(name=f"{tag}_ffn_add")([x, y])
-
     def stack(self, x, width: int, heads: int, blocks: int, stack: str):
-        for i in range(blocks):
-            x = self.transformer_block(x, width, heads, f"{stack}.{i}")
-        return x
+        return transformer_stack(
+            x,
+            width,
+            heads,
+            blocks,
+            stack,
+            ffn_expansion_factor=self.ffn_expansion_factor,
+            bias=self.bias,
+            norm=self.layer_norm_type,
+        )
 
     def detail_scaling(self, rainy, dim: int):
         """``OverlapPatchEmbed``: input embedding minus the embedded, enlarged detail band."""
@@ -412,21 +237,6 @@ class _DTPNetBuilder:
         detail = layers.Subtract(name="patch_embed_detail")([down1, up2])
         detail = layers.UpSampling2D(2, interpolation="bilinear", name="patch_embed_up_1")(detail)
         return layers.Subtract(name="patch_embed")([x_real, transform2(detail)])
-
-    def downsample(self, width: int, module: str):
-        """``Conv3×3(n → n/2)`` then ``PixelUnshuffle(2)``: ``(H, W, n)`` → ``(H/2, W/2, 2n)``."""
-        convolution = self.conv(width // 2, 3, f"{module}.body.0", bias=False)
-        unshuffle = DTPNetPixelUnshuffle(2, name=f"{module}_body_1")
-        return lambda x: unshuffle(convolution(x))
-
-    def upsample(self, width: int, module: str):
-        """``Conv3×3(n → 2n)`` then ``PixelShuffle(2)``: ``(H, W, n)`` → ``(2H, 2W, n/2)``.
-
-        Returned as a callable so that both applications share the same layers.
-        """
-        convolution = self.conv(width * 2, 3, f"{module}.body.0", bias=False)
-        shuffle = DTPNetPixelShuffle(2, name=f"{module}_body_1")
-        return lambda x: shuffle(convolution(x))
 
     def progressive_refinement(self, rainy, pred1, iterations: int) -> list:
         """Layer 3: PReNet-style recurrence seeded with ``pred1``; returns every iteration."""
@@ -466,29 +276,17 @@ def _check_config(
     ffn_expansion_factor: float,
     layer_norm_type: str,
 ) -> None:
-    if len(num_blocks) != 4 or len(heads) != 4:
-        raise ValueError(f"num_blocks and heads need 4 entries, got {num_blocks}, {heads}")
-    if recurrent_iter < 1 or dim < 2 or dim % 2 or min(heads) < 1:
-        raise ValueError(
-            "recurrent_iter and heads must be positive and dim even and positive; got "
-            f"recurrent_iter={recurrent_iter}, dim={dim}, heads={heads}"
-        )
-    if min(num_blocks) < 0 or num_refinement_blocks < 0:
-        raise ValueError(
-            f"block counts must be non-negative, got {num_blocks}, {num_refinement_blocks}"
-        )
-    for level, n_heads in enumerate(heads):
-        width = dim * 2**level
-        if width % n_heads:
-            raise ValueError(
-                f"level {level + 1} width {width} is not a multiple of {n_heads} heads"
-            )
-        if int(width * ffn_expansion_factor) < 1:
-            raise ValueError(f"ffn_expansion_factor {ffn_expansion_factor} leaves no hidden units")
-    if layer_norm_type not in _LAYER_NORM_TYPES:
-        raise ValueError(
-            f"layer_norm_type must be one of {_LAYER_NORM_TYPES}, got {layer_norm_type!r}"
-        )
+    if recurrent_iter < 1:
+        raise ValueError(f"recurrent_iter must be positive, got {recurrent_iter}")
+    check_transformer_unet(
+        dim,
+        num_blocks,
+        num_refinement_blocks,
+        heads,
+        ffn_expansion_factor,
+        layer_norm_type,
+        norm_arg="layer_norm_type",
+    )
 
 
 @register(
@@ -506,7 +304,7 @@ def dtpnet(
     num_blocks: Sequence[int] = (4, 6, 6, 8),
     num_refinement_blocks: int = 4,
     heads: Sequence[int] = _DEFAULT_HEADS,
-    ffn_expansion_factor: float = _DEFAULT_FFN_EXPANSION,
+    ffn_expansion_factor: float = DEFAULT_FFN_EXPANSION,
     bias: bool = False,
     layer_norm_type: str = "WithBias",
 ) -> keras.Model:
@@ -545,15 +343,15 @@ def dtpnet(
         x = net.stack(level_input[level], widths[level], heads[level], num_blocks[level], stack)
         encoded.append(x)
         if level < 3:
-            level_input.append(net.downsample(widths[level], _DOWN[level])(x))
+            level_input.append(downsample(widths[level], _DOWN[level])(x))
     # Decoder with multi-scale coupling: level l+1's upsampler also lifts level_input[l+1].
     x = encoded[3]
     for level, (up_name, reduce_name, stack) in zip((2, 1, 0), _DECODER, strict=True):
-        up = net.upsample(widths[level + 1], up_name)
-        x = layers.Concatenate(name=f"{_name(stack)}_in")([up(x), encoded[level]])
+        up = upsample(widths[level + 1], up_name)
+        x = layers.Concatenate(name=f"{module_name(stack)}_in")([up(x), encoded[level]])
         x = net.conv(widths[level], 1, reduce_name)(x)
         x = net.stack(x, widths[level], heads[level], num_blocks[1], stack)
-        x = layers.Add(name=f"{_name(stack)}_coupling")([x, up(level_input[level + 1])])
+        x = layers.Add(name=f"{module_name(stack)}_coupling")([x, up(level_input[level + 1])])
     x = net.stack(x, dim, heads[0], num_refinement_blocks, _REFINEMENT)
     pred1 = net.conv(3, 3, "conv_final")(x)
 
