@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["PthFormatError", "load_state_dict", "read_pth"]
+__all__ = ["PthFormatError", "load_state_dict", "read_pth", "unwrap_state_dict"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -589,8 +589,10 @@ def _arrays_only(state: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
             raise _Problem(f"entry {key!r} nests tensors inside a {type(value).__name__}")
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read ``path`` and return its state dict as ``{parameter name: array}``.
+def unwrap_state_dict(
+    checkpoint: Mapping[str, Any], source: str = "checkpoint"
+) -> dict[str, np.ndarray]:
+    """The state dict inside an unpickled ``checkpoint``, as ``{parameter name: array}``.
 
     The state dict is the checkpoint itself when it maps names to tensors, otherwise the single
     entry among ``state_dict``, ``params``, ``params_ema``, ``model``, ``net``, ``network``,
@@ -600,16 +602,26 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     is removed.  Tensors shared under several names stay one array object.
 
     Raises:
-        PthFormatError: as :func:`read_pth`, or when no unambiguous state dict is found.
+        PthFormatError: no unambiguous state dict is found; the message starts with ``source``.
     """
-    name = os.fspath(path)
-    checkpoint = read_pth(name)
     try:
-        state = dict(_arrays_only(_choose_state_dict(checkpoint)))
+        state = dict(_arrays_only(_choose_state_dict(dict(checkpoint))))
     except _Problem as exc:
-        raise PthFormatError(f"{name}: {exc}") from None
+        raise PthFormatError(f"{source}: {exc}") from None
     except RecursionError:
-        raise PthFormatError(f"{name}: objects nested too deeply") from None
+        raise PthFormatError(f"{source}: objects nested too deeply") from None
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module.") :]: value for key, value in state.items()}
     return state
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read ``path`` and return its state dict as ``{parameter name: array}``.
+
+    See :func:`unwrap_state_dict` for how the state dict is found inside the checkpoint.
+
+    Raises:
+        PthFormatError: as :func:`read_pth`, or when no unambiguous state dict is found.
+    """
+    name = os.fspath(path)
+    return unwrap_state_dict(read_pth(name), name)
