@@ -1,0 +1,209 @@
+"""tf.data pipelines: shapes, aligned crops, determinism, bad files, synthetic rain, fit targets."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tfderain._keras import keras, tf
+from tfderain.data.pipeline import (
+    LEVEL_DENSITY,
+    _crop_and_augment,
+    as_training_pairs,
+    paired_dataset,
+    synthetic_dataset,
+)
+
+PATCH = 32
+
+# (height, width) of the test pairs; the first is smaller than the patch in one dimension.
+SIZES = [(20, 50), (40, 56), (48, 40), (64, 64), (33, 90)]
+
+
+def _write_pair(rainy_path: Path, clean_path: Path, seed: int, shape: tuple[int, int]) -> None:
+    """A noise pair with ``rainy == 2 * clean`` exactly, so any misalignment shows."""
+    clean = np.random.default_rng(seed).integers(0, 128, (*shape, 3), dtype=np.uint8)
+    for path, image in ((rainy_path, 2 * clean), (clean_path, clean)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), image)
+
+
+@pytest.fixture
+def rain13k(tmp_path: Path) -> Path:
+    for i, shape in enumerate(SIZES, start=1):
+        _write_pair(tmp_path / "input" / f"{i}.png", tmp_path / "target" / f"{i}.png", i, shape)
+    return tmp_path
+
+
+def _batches(ds, n: int) -> list[dict]:
+    return [{k: v.numpy() for k, v in batch.items()} for batch in islice(ds, n)]
+
+
+def test_paired_batches_have_the_documented_structure(rain13k):
+    ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=4)
+    assert ds.element_spec["rainy"].shape.as_list() == [4, PATCH, PATCH, 3]
+    (batch,) = _batches(ds, 1)
+    assert set(batch) == {"rainy", "clean", "density"}
+    assert batch["rainy"].shape == batch["clean"].shape == (4, PATCH, PATCH, 3)
+    assert batch["rainy"].dtype == batch["clean"].dtype == batch["density"].dtype == np.float32
+    assert batch["rainy"].min() >= 0.0 and batch["rainy"].max() <= 1.0
+    np.testing.assert_array_equal(batch["density"], -1.0)
+
+
+def test_crops_flips_and_rotations_keep_each_pair_aligned(rain13k):
+    ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=5, seed=3)
+    for batch in _batches(ds, 6):
+        np.testing.assert_allclose(batch["rainy"], 2 * batch["clean"], atol=1e-6)
+        assert batch["clean"].std() > 0.05
+
+
+def test_augmentation_produces_all_eight_flips_and_rotations():
+    """A 2x2 patch of distinct values takes all 8 orientations of the square, both images alike."""
+    image = np.arange(4, dtype=np.uint8).reshape(2, 2, 1).repeat(3, axis=-1)
+    element = {"images": tf.constant(np.concatenate([image, image], -1)), "density": -1.0}
+    seen = set()
+    for i in range(64):
+        out = _crop_and_augment(tf.constant(i, tf.int64), element, 2, 0, True)
+        np.testing.assert_array_equal(out["rainy"], out["clean"])
+        seen.add(tuple(out["rainy"].numpy()[..., 0].ravel()))
+    assert len(seen) == 8
+
+
+def test_same_seed_same_stream_other_seed_other_stream(rain13k):
+    def first(seed):
+        return _batches(paired_dataset(rain13k, patch_size=PATCH, batch_size=4, seed=seed), 3)
+
+    a, b, c = first(0), first(0), first(1)
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert not all(np.array_equal(x["rainy"], y["rainy"]) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_an_epoch_without_repeat_ends_with_a_partial_batch(rain13k, cache):
+    options = {"repeat": False, "shuffle": False, "augment": False, "cache": cache}
+    ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=2, **options)
+    sizes = [len(batch["rainy"]) for batch in _batches(ds, 10)]
+    assert sizes == [2, 2, 1]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_corrupt_files_are_skipped_and_the_epoch_finishes(rain13k, cache):
+    good = cv2.imencode(".png", np.zeros((40, 40, 3), np.uint8))[1].tobytes()
+    (rain13k / "input" / "6.png").write_bytes(good[: len(good) // 2])  # truncated PNG
+    (rain13k / "target" / "6.png").write_bytes(good)
+    (rain13k / "input" / "7.png").write_bytes(b"this is not an image")
+    (rain13k / "target" / "7.png").write_bytes(good)
+    (rain13k / "input" / "8.png").write_bytes(b"")
+    (rain13k / "target" / "8.png").write_bytes(good)
+    _write_pair(rain13k / "input" / "9.png", rain13k / "target" / "9.png", 9, (40, 40))
+    _write_pair(rain13k / "input" / "10.png", rain13k / "target" / "10.png", 10, (40, 41))
+    (rain13k / "target" / "10.png").write_bytes(good)  # the two sizes differ
+    ds = paired_dataset(
+        rain13k, patch_size=PATCH, batch_size=3, repeat=False, shuffle=False, cache=cache
+    )
+    batches = _batches(ds, 10)
+    assert sum(len(b["rainy"]) for b in batches) == len(SIZES) + 1
+    for batch in batches:
+        np.testing.assert_allclose(batch["rainy"], 2 * batch["clean"], atol=1e-6)
+
+
+def test_density_labels_flow_from_a_levels_layout(tmp_path):
+    _write_pair(tmp_path / "light/input/1.png", tmp_path / "light/target/1.png", 1, (40, 40))
+    _write_pair(tmp_path / "heavy/rainy/1.png", tmp_path / "heavy/clean/1.png", 2, (40, 40))
+    ds = paired_dataset(
+        tmp_path, patch_size=PATCH, batch_size=2, repeat=False, shuffle=False, augment=False
+    )
+    (batch,) = _batches(ds, 1)
+    np.testing.assert_allclose(batch["density"], [LEVEL_DENSITY[0], LEVEL_DENSITY[2]])
+
+
+# ---------------------------------------------------------------------------- synthetic stream
+
+
+def _clean_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    smooth = [cv2.resize(rng.random((8, 12, 3), dtype=np.float32), (120, 80)) for _ in range(2)]
+    return [*smooth, rng.integers(0, 256, (24, 70, 3), dtype=np.uint8)]
+
+
+def test_synthetic_stream_structure_and_density_range():
+    ds = synthetic_dataset(
+        _clean_images(), patch_size=PATCH, batch_size=6, seed=0, density_range=(0.4, 0.6)
+    )
+    assert ds.element_spec["clean"].shape.as_list() == [6, PATCH, PATCH, 3]
+    for batch in _batches(ds, 2):
+        assert batch["rainy"].shape == batch["clean"].shape == (6, PATCH, PATCH, 3)
+        assert batch["rainy"].dtype == batch["clean"].dtype == np.float32
+        assert batch["rainy"].min() >= 0.0 and batch["rainy"].max() <= 1.0
+        assert np.all((batch["density"] >= 0.4) & (batch["density"] <= 0.6))
+        assert np.abs(batch["rainy"] - batch["clean"]).mean() > 0.005
+
+
+def test_synthetic_stream_is_a_function_of_the_seed():
+    def first(seed):
+        return _batches(
+            synthetic_dataset(_clean_images(), patch_size=PATCH, batch_size=4, seed=seed), 3
+        )
+
+    a, b, c = first(5), first(5), first(6)
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert not np.array_equal(a[0]["rainy"], c[0]["rainy"])
+
+
+def test_synthetic_stream_reads_the_clean_images_of_a_dataset_folder(rain13k):
+    (batch,) = _batches(synthetic_dataset(rain13k, patch_size=PATCH, batch_size=3), 1)
+    assert batch["clean"].shape == (3, PATCH, PATCH, 3)
+    # The clean images of the fixture are below 128/255.
+    assert batch["clean"].max() <= 128 / 255
+
+
+def test_synthetic_stream_skips_unreadable_files_of_a_plain_folder(tmp_path):
+    assert cv2.imwrite(str(tmp_path / "photo.png"), np.full((40, 60, 3), 51, np.uint8))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (batch,) = _batches(synthetic_dataset(tmp_path, patch_size=PATCH, batch_size=2), 1)
+    np.testing.assert_allclose(batch["clean"], 0.2, atol=1e-6)
+
+
+def test_synthetic_stream_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="density_range"):
+        synthetic_dataset(_clean_images(), density_range=(0.5, 1.5))
+    with pytest.raises(ValueError, match="H, W, 3"):
+        synthetic_dataset([np.zeros((8, 8), np.float32)])
+    with pytest.raises(ValueError, match="seed"):
+        synthetic_dataset(_clean_images(), seed=-1)
+
+
+# ----------------------------------------------------------------------------- model.fit targets
+
+
+def test_training_pairs_are_keyed_like_the_model_outputs(rain13k):
+    ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=2)
+    pairs = as_training_pairs(ds, outputs=("derained", "stages", "density"), stages=3)
+    rainy, targets = next(iter(pairs))
+    assert rainy.shape == (2, PATCH, PATCH, 3)
+    assert targets["derained"].shape == (2, PATCH, PATCH, 3)
+    assert targets["stages"].shape == (2, 3, PATCH, PATCH, 3)
+    np.testing.assert_array_equal(targets["stages"][:, 1], targets["derained"])
+    np.testing.assert_array_equal(targets["density"], [-1.0, -1.0])
+    with pytest.raises(ValueError, match="stages"):
+        as_training_pairs(ds, outputs=("stages",))
+    with pytest.raises(ValueError, match="outputs"):
+        as_training_pairs(ds, outputs=("rain",))
+
+
+def test_training_pairs_feed_model_fit():
+    inputs = keras.Input((None, None, 3))
+    derained = keras.layers.Conv2D(3, 3, padding="same", name="derained")(inputs)
+    model = keras.Model(inputs, {"derained": derained})
+    model.compile(optimizer="adam", loss={"derained": "mse"})
+    ds = synthetic_dataset(_clean_images(), patch_size=PATCH, batch_size=4)
+    history = model.fit(as_training_pairs(ds), steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
