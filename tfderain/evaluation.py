@@ -1,8 +1,10 @@
 """Benchmark evaluation: derain a paired test set and score it under a published protocol.
 
-Each protocol also fixes how the float output becomes an 8-bit image before scoring, the way the
-corresponding official test script saves it (:func:`tfderain.metrics.quantize_output`):
-protocol A (PReNet) truncates, protocol B (MPRNet/Restormer) rounds.
+The float output becomes an 8-bit image before scoring the way the model's own official test
+script saves it (registry field ``quantize``): PReNet's ``test_PReNet.py`` truncates
+(``np.uint8(255 * x)``), MPRNet's and Restormer's scripts round (``img_as_ubyte``). The published
+tables score those saved images, under protocol A or B alike, so the default reproduces them;
+``quantize=`` overrides it.
 """
 
 from __future__ import annotations
@@ -54,10 +56,18 @@ def _as_uint8(image: io.Image) -> np.ndarray:
     return io.to_uint8(image.rgb)
 
 
+#: Quantization modes and the protocol whose :func:`metrics.quantize_output` rule implements them.
+QUANTIZE = {"truncate": "A", "round": "B"}
+
+
 def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
-                save_dir: str | os.PathLike | None = None) -> Iterator[Score | tuple[str, str]]:
+                save_dir: str | os.PathLike | None = None,
+                quantize: str | None = None) -> Iterator[Score | tuple[str, str]]:
     """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed."""
-    for pair in find_pairs(data).pairs:
+    mode = quantize or getattr(derainer.spec, "quantize", "round")
+    if mode not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {mode!r}")
+    for pair in find_pairs(data):
         try:
             rainy = io.read_image(pair.rainy)
             clean = _as_uint8(io.read_image(pair.clean))
@@ -65,7 +75,7 @@ def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = 
             if rainy_u8.shape != clean.shape:
                 raise io.ImageError(pair.rainy, f"size {rainy_u8.shape[:2]} differs from its "
                                     f"clean image {clean.shape[:2]}")
-            restored = metrics.quantize_output(derainer.derain_array(rainy.rgb), protocol)
+            restored = metrics.quantize_output(derainer.derain_array(rainy.rgb), QUANTIZE[mode])
         except (io.ImageError, ValueError) as exc:
             yield pair.name, str(exc)
             continue
@@ -77,12 +87,16 @@ def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = 
 
 
 def evaluate(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
-             save_dir: str | os.PathLike | None = None, progress: bool = False) -> EvaluationResult:
-    """Derain every pair of the dataset at ``data`` (layout auto-detected) and score it."""
+             save_dir: str | os.PathLike | None = None, progress: bool = False,
+             quantize: str | None = None) -> EvaluationResult:
+    """Derain every pair of the dataset at ``data`` (layout auto-detected) and score it.
+
+    ``quantize`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule.
+    """
     from tqdm import tqdm
 
     result = EvaluationResult(protocol, [], [])
-    for item in tqdm(iter_scores(derainer, data, protocol, save_dir), disable=not progress,
+    for item in tqdm(iter_scores(derainer, data, protocol, save_dir, quantize), disable=not progress,
                      desc="evaluating", unit="img"):
         if isinstance(item, Score):
             result.scores.append(item)
