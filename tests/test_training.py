@@ -1,0 +1,258 @@
+"""Specification of tfderain.training and training/train.py, on a tiny PRN_r (2 stages, width 8)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfderain import models, saving, training
+from tfderain._keras import keras, tf
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "training" / "configs" / "prn_r.yaml"
+
+TINY = [
+    "model.config.stages=2",
+    "model.config.channels=8",
+    "data.patch_size=32",
+    "data.batch_size=2",
+    "steps_per_epoch=3",
+    "logging.scalars_every=2",
+    "logging.images_every=epoch",
+    "logging.num_images=2",
+    "logging.backup_every=epoch",
+    "logging.verbose=2",
+]
+
+
+def _smooth_images(count: int, size: int = 48, seed: int = 0) -> list[np.ndarray]:
+    """Random but smooth RGB images in [0, 1] (bilinear upsampling of a coarse random grid)."""
+    rng = np.random.default_rng(seed)
+    coarse = tf.constant(rng.random((count, 4, 4, 3)), tf.float32)
+    images = tf.image.resize(coarse, (size, size), method="bilinear").numpy()
+    return [np.clip(im, 0.0, 1.0) for im in images]
+
+
+def _event_tags(log_dir: Path) -> dict[str, str]:
+    """``{tag: plugin name}`` of every summary in the event files under ``log_dir``."""
+    from tensorflow.core.util import event_pb2
+
+    tags = {}
+    for path in log_dir.rglob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags[value.tag] = value.metadata.plugin_data.plugin_name
+    return tags
+
+
+def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_overrides_are_dotted_keys_with_yaml_values():
+    config = training.load_config(CONFIG, ["schedule.milestones=[2, 4]", "jit=true", "seed=7"])
+    assert config["schedule"]["milestones"] == [2, 4]
+    assert config["jit"] is True and config["seed"] == 7
+    assert config["model"] == {"name": "prn_r", "config": {"stages": 6, "channels": 32}}
+
+
+def test_model_config_and_loss_are_free_form_but_other_keys_are_checked():
+    config = training.load_config(CONFIG, ["model.config.stages=2", "loss.derained=mse"])
+    assert config["model"]["config"] == {"stages": 2, "channels": 32}
+    assert config["loss"] == {"derained": "mse"}
+    with pytest.raises(ValueError, match="unknown config key 'data.patchsize'"):
+        training.load_config(CONFIG, ["data.patchsize=64"])
+    with pytest.raises(ValueError, match="key=value"):
+        training.load_config(CONFIG, ["epochs"])
+
+
+@pytest.mark.parametrize("name", ["prenet", "prenet_r", "prn", "prn_r"])
+def test_configs_hold_the_official_prenet_recipe(name):
+    config = training.load_config(REPO / "training" / "configs" / f"{name}.yaml")
+    assert config["model"]["name"] == name
+    assert config["loss"] == "negative_ssim"
+    assert config["optimizer"]["learning_rate"] == 1e-3
+    assert config["schedule"] == {"milestones": [30, 50, 80], "gamma": 0.2}
+    assert (config["epochs"], config["data"]["batch_size"], config["data"]["patch_size"]) == (
+        100,
+        18,
+        100,
+    )
+
+
+def test_multistep_schedule_decays_at_epoch_milestones_like_torch_multisteplr():
+    schedule = training.MultiStepDecay(1e-3, milestones=[2, 3], gamma=0.1, steps_per_epoch=10)
+    # Epoch e uses the rate after the milestones <= e: steps 0..19 epochs 0-1, 20..29 epoch 2.
+    expected = {0: 1e-3, 19: 1e-3, 20: 1e-4, 29: 1e-4, 30: 1e-5, 10_000: 1e-5}
+    for step, lr in expected.items():
+        assert float(schedule(step)) == pytest.approx(lr, rel=1e-6)
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule)
+    )
+    assert float(restored(25)) == pytest.approx(1e-4, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------ fit
+
+
+def test_fit_overfits_a_fixed_batch_and_writes_a_complete_run(tmp_path):
+    from tfderain.data import pipeline
+
+    run_dir = tmp_path / "run"
+    config = training.load_config(
+        CONFIG, [*TINY, "epochs=4", "optimizer.learning_rate=3e-3", f"output_dir={run_dir}"]
+    )
+    fixed = pipeline.synthetic_dataset(_smooth_images(4), patch_size=32, batch_size=2, seed=1)
+    fixed = fixed.take(1).cache().repeat()
+
+    result = training.train(config, dataset=fixed)
+
+    loss = result.history["loss"]
+    assert all(math.isfinite(v) for v in loss)
+    assert loss[-1] < loss[0] - 0.02, loss  # -SSIM falls on the batch it keeps seeing
+    assert result.history["derained_psnr"][-1] > result.history["derained_psnr"][0]
+    assert result.history["learning_rate"] == pytest.approx([3e-3] * 4)
+
+    model = saving.load_model(result.model_path)
+    assert model.output["stages"].shape[1] == 2
+    probe = np.full((1, 32, 32, 3), 0.5, np.float32)
+    best = models.build("prn_r", stages=2, channels=8)
+    best.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+    last = models.build("prn_r", stages=2, channels=8)
+    last.load_weights(run_dir / "checkpoints" / "last.weights.h5")
+    np.testing.assert_allclose(
+        last(probe)["derained"].numpy(), model(probe)["derained"].numpy(), atol=1e-6
+    )
+
+    tags = _event_tags(run_dir / "tb")
+    for tag in ("epoch_loss", "epoch_learning_rate", "epoch_derained_psnr", "batch_loss"):
+        assert tags.get(tag) == "scalars", (tag, sorted(tags))
+    assert tags.get("samples") == "images"
+
+    assert [row["epoch"] for row in _csv_rows(run_dir)] == ["0", "1", "2", "3"]
+    assert not any((run_dir / "backup").rglob("checkpoint"))  # deleted once complete
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["complete"] and state["epochs_done"] == 4
+
+    again = training.train(config, dataset=fixed)
+    assert again.already_complete
+
+
+def test_mixed_bfloat16_trains_with_finite_loss_and_saves_float32(tmp_path):
+    from tfderain.data import pipeline
+
+    run_dir = tmp_path / "run"
+    config = training.load_config(
+        CONFIG, [*TINY, "epochs=1", "precision=mixed_bfloat16", f"output_dir={run_dir}"]
+    )
+    data = pipeline.synthetic_dataset(_smooth_images(2), patch_size=32, batch_size=2, seed=0)
+
+    result = training.train(config, dataset=data)
+
+    assert math.isfinite(result.history["loss"][0])
+    assert keras.mixed_precision.global_policy().name == "float32"  # policy restored
+    model = saving.load_model(result.model_path)
+    assert {w.dtype for w in model.weights} == {tf.float32}
+    out = model(np.full((1, 32, 32, 3), 0.5, np.float32))
+    assert out["derained"].dtype == tf.float32
+
+
+# ------------------------------------------------------------------------------------ resume
+
+
+def _wait_for(predicate, proc: subprocess.Popen, log: Path, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            out = log.read_text()[-3000:]
+            pytest.fail(f"training exited ({proc.returncode}) before {what}:\n{out}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_run_killed_with_sigkill_resumes_where_its_backup_left_off(tmp_path):
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    for i, image in enumerate(_smooth_images(3, size=40, seed=2)):
+        png = tf.image.encode_png(tf.image.convert_image_dtype(image, tf.uint8, saturate=True))
+        (clean_dir / f"{i}.png").write_bytes(png.numpy())
+    run_dir = tmp_path / "run"
+    epochs = 6
+    overrides = [
+        *TINY,
+        f"epochs={epochs}",
+        "schedule.milestones=[3]",
+        "schedule.gamma=0.1",
+        "data.source=synthetic",
+        f"data.clean={clean_dir}",
+        f"output_dir={run_dir}",
+    ]
+    command = [sys.executable, str(REPO / "training" / "train.py"), "--config", str(CONFIG)]
+    command += [arg for item in overrides for arg in ("--set", item)] + ["--deterministic"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
+    state_path = run_dir / "state.json"
+
+    def epochs_done() -> int:
+        try:
+            return json.loads(state_path.read_text())["epochs_done"]
+        except (OSError, ValueError):
+            return 0
+
+    def backed_up_after_two_epochs() -> bool:
+        return epochs_done() >= 2 and any((run_dir / "backup").rglob("checkpoint"))
+
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        _wait_for(backed_up_after_two_epochs, first, log, 600, "two epochs and a backup")
+        assert first.poll() is None, "the run finished before it could be interrupted"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.keras").exists()
+    done_when_killed = epochs_done()
+    assert done_when_killed < epochs
+
+    second = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "Resuming from the backup" in second.stdout
+
+    state = json.loads(state_path.read_text())
+    resumed_at = state["sessions"][-1]["initial_epoch"]
+    assert [s["initial_epoch"] for s in state["sessions"]][0] == 0
+    assert 1 <= resumed_at <= done_when_killed
+    assert state["complete"] and state["epochs_done"] == epochs
+
+    rows = _csv_rows(run_dir)
+    seen = [int(row["epoch"]) for row in rows]
+    assert seen.count(0) == 1, seen  # never restarted from scratch
+    assert sorted(set(seen)) == list(range(epochs)) and seen[-1] == epochs - 1
+    # The restored step counter drives the schedule: 1e-3 before epoch 3, 1e-4 from it on.
+    for row in rows:
+        expected = 1e-3 if int(row["epoch"]) < 3 else 1e-4
+        assert float(row["learning_rate"]) == pytest.approx(expected, rel=1e-5)
+    assert saving.load_model(run_dir / "model.keras").output["stages"].shape[1] == 2
