@@ -32,8 +32,18 @@ def photos(tmp_path):
 def test_convert_writes_a_self_describing_file(golden, tmp_path, capsys):
     _, io, folder = golden("prn_r")
     out = tmp_path / "prn_r.keras"
-    code = cli.main(["convert", str(folder / "weights.pth"), "--arch", "prn_r", "-o", str(out),
-                     "--set", "stages=6"])
+    code = cli.main(
+        [
+            "convert",
+            str(folder / "weights.pth"),
+            "--arch",
+            "prn_r",
+            "-o",
+            str(out),
+            "--set",
+            "stages=6",
+        ]
+    )
     assert code == 0
     assert "21,123 parameters" in capsys.readouterr().out
     from tfderain import load_model
@@ -44,8 +54,16 @@ def test_convert_writes_a_self_describing_file(golden, tmp_path, capsys):
 
 def test_convert_of_a_wrong_checkpoint_is_one_line_naming_the_file(golden, tmp_path, capsys):
     _, _, folder = golden("prn")
-    code = cli.main(["convert", str(folder / "weights.pth"), "--arch", "prenet",
-                     "-o", str(tmp_path / "x.keras")])
+    code = cli.main(
+        [
+            "convert",
+            str(folder / "weights.pth"),
+            "--arch",
+            "prenet",
+            "-o",
+            str(tmp_path / "x.keras"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "weights.pth" in err and "missing key" in err
@@ -70,8 +88,16 @@ def test_derain_single_file_to_named_output(small_model, photos, tmp_path):
 
 
 def test_missing_input_and_unknown_model_are_clean_errors(small_model, tmp_path, capsys):
-    code = cli.main(["derain", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png"),
-                     "-w", str(small_model)])
+    code = cli.main(
+        [
+            "derain",
+            str(tmp_path / "nope.png"),
+            "-o",
+            str(tmp_path / "o.png"),
+            "-w",
+            str(small_model),
+        ]
+    )
     assert code == 1 and "nope.png" in capsys.readouterr().err
     assert cli.main(["derain", "x.png", "-o", "y.png", "--model", "nonet"]) == 2
     assert "unknown model 'nonet'" in capsys.readouterr().err
@@ -85,8 +111,20 @@ def test_evaluate_prints_means_and_writes_csv(small_model, shared_dir, tmp_path,
             img = cv2.imread(str(shared_dir / "data/Rain100H-20" / sub / name))
             cv2.imwrite(str(data / sub / name), img[:64, :96])
     table = tmp_path / "scores.csv"
-    code = cli.main(["evaluate", "-w", str(small_model), "--data", str(data),
-                     "--protocol", "B", "--csv", str(table), "-q"])
+    code = cli.main(
+        [
+            "evaluate",
+            "-w",
+            str(small_model),
+            "--data",
+            str(data),
+            "--protocol",
+            "B",
+            "--csv",
+            str(table),
+            "-q",
+        ]
+    )
     assert code == 0
     assert "protocol B: 2 images, PSNR" in capsys.readouterr().out
     rows = list(csv.DictReader(table.open()))

@@ -1,4 +1,4 @@
-"""Benchmark evaluation with the official PReNet weights reproduces the published per-image metrics."""
+"""Evaluation with the official PReNet weights reproduces the published per-image metrics."""
 
 from __future__ import annotations
 
@@ -71,8 +71,9 @@ def test_official_prenet_matches_published_per_image_metrics(
     assert float(rows[0]["psnr"]) == pytest.approx(result.scores[0].psnr, abs=1e-6)
 
 
-def test_outputs_are_quantized_as_the_official_test_script(official_prenet, subset, shared_dir,
-                                                           tmp_path):
+def test_outputs_are_quantized_as_the_official_test_script(
+    official_prenet, subset, shared_dir, tmp_path
+):
     """Protocol A saves outputs by truncation, exactly as the published output images."""
     import cv2
 

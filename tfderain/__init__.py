@@ -5,6 +5,7 @@ Public API::
     build_model(name, **config)   # a registered architecture as a functional keras.Model
     load_model(path)              # a saved .keras model (or an official .pth with arch=...)
     derain(image, model=...)      # restore a numpy image of any size
+    estimate_density(image, model=...)  # rain density (value in [0, 1], level) of an image
     list_models()                 # registered architecture names
 """
 
@@ -12,6 +13,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from tfderain.api import build_model, derain, list_models, load_model  # noqa: E402
+from tfderain.api import (  # noqa: E402
+    Density,
+    build_model,
+    derain,
+    estimate_density,
+    list_models,
+    load_model,
+)
 
-__all__ = ["__version__", "build_model", "derain", "list_models", "load_model"]
+__all__ = [
+    "Density",
+    "__version__",
+    "build_model",
+    "derain",
+    "estimate_density",
+    "list_models",
+    "load_model",
+]

@@ -1,4 +1,5 @@
-"""The ``tfderain`` command line: ``derain``, ``evaluate``, ``convert``, ``train``, ``models``.
+"""The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``convert``, ``train``,
+``models``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
@@ -16,7 +17,7 @@ import yaml
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["stages=4", "channels=16"]`` → ``{"stages": 4, "channels": 16}`` (values parsed as YAML)."""
+    """``["stages=4", "channels=16"]`` → ``{"stages": 4, "channels": 16}`` (values are YAML)."""
     config: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -49,6 +50,38 @@ def cmd_derain(args) -> int:
         print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
     print(f"derained {len(report.written)} image(s), {len(report.failed)} failed", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def cmd_density(args) -> int:
+    from tfderain import api, io
+    from tfderain._keras import tf
+
+    if args.model not in (None, api.DEFAULT_MODEL):
+        api.density_spec(args.model)  # a non-density model fails before weights are loaded
+    estimator = api.DensityEstimator(api.resolve_model(args.model, args.weights))
+    files, failed = io.find_images(args.inputs)
+    done = 0
+    for path in files:
+        try:
+            result = estimator.estimate(io.read_image(path).rgb)
+        except (ValueError, OSError, tf.errors.OpError) as exc:
+            failed.append((str(path), _cause(exc, path)))
+            continue
+        print(f"{path}\t{result.value:.4f}\t{result.level}", flush=True)
+        done += 1
+    for path, cause in failed:
+        print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
+    print(f"estimated {done} image(s), {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cause(exc: BaseException, path) -> str:
+    """One line for a skipped file; an image error's own path is not repeated."""
+    from tfderain.io import ImageError
+
+    if isinstance(exc, ImageError) and exc.path == str(path):
+        return exc.cause
+    return " ".join((str(exc) or type(exc).__name__).split())
 
 
 def cmd_evaluate(args) -> int:
@@ -106,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_derain)
+
+    p = sub.add_parser("density", help="rain density of image files (density-aware models)",
+                       description="Print one line per image: file, density value in [0, 1] "
+                       "(on the model's own scale) and level (light, medium or heavy).")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    _model_args(p)
+    p.set_defaults(run=cmd_density)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM on a paired test set")
     _model_args(p)

@@ -60,9 +60,13 @@ def _as_uint8(image: io.Image) -> np.ndarray:
 QUANTIZE = {"truncate": "A", "round": "B"}
 
 
-def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
-                save_dir: str | os.PathLike | None = None,
-                quantize: str | None = None) -> Iterator[Score | tuple[str, str]]:
+def iter_scores(
+    derainer,
+    data: str | os.PathLike,
+    protocol: metrics.Protocol = "A",
+    save_dir: str | os.PathLike | None = None,
+    quantize: str | None = None,
+) -> Iterator[Score | tuple[str, str]]:
     """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed."""
     mode = quantize or getattr(derainer.spec, "quantize", "round")
     if mode not in QUANTIZE:
@@ -73,8 +77,10 @@ def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = 
             clean = _as_uint8(io.read_image(pair.clean))
             rainy_u8 = _as_uint8(rainy)
             if rainy_u8.shape != clean.shape:
-                raise io.ImageError(pair.rainy, f"size {rainy_u8.shape[:2]} differs from its "
-                                    f"clean image {clean.shape[:2]}")
+                raise io.ImageError(
+                    pair.rainy,
+                    f"size {rainy_u8.shape[:2]} differs from its clean image {clean.shape[:2]}",
+                )
             restored = metrics.quantize_output(derainer.derain_array(rainy.rgb), QUANTIZE[mode])
         except (io.ImageError, ValueError) as exc:
             yield pair.name, str(exc)
@@ -86,9 +92,14 @@ def iter_scores(derainer, data: str | os.PathLike, protocol: metrics.Protocol = 
         yield Score(pair.name, p, s, p_in, s_in)
 
 
-def evaluate(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A",
-             save_dir: str | os.PathLike | None = None, progress: bool = False,
-             quantize: str | None = None) -> EvaluationResult:
+def evaluate(
+    derainer,
+    data: str | os.PathLike,
+    protocol: metrics.Protocol = "A",
+    save_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    quantize: str | None = None,
+) -> EvaluationResult:
     """Derain every pair of the dataset at ``data`` (layout auto-detected) and score it.
 
     ``quantize`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule.
@@ -96,8 +107,12 @@ def evaluate(derainer, data: str | os.PathLike, protocol: metrics.Protocol = "A"
     from tqdm import tqdm
 
     result = EvaluationResult(protocol, [], [])
-    for item in tqdm(iter_scores(derainer, data, protocol, save_dir, quantize), disable=not progress,
-                     desc="evaluating", unit="img"):
+    for item in tqdm(
+        iter_scores(derainer, data, protocol, save_dir, quantize),
+        disable=not progress,
+        desc="evaluating",
+        unit="img",
+    ):
         if isinstance(item, Score):
             result.scores.append(item)
         else:
@@ -115,8 +130,9 @@ def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
             writer = csv.writer(handle)
             writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])
             for s in result.scores:
-                writer.writerow([s.name] + [f"{v:.6f}" for v in
-                                            (s.psnr, s.ssim, s.input_psnr, s.input_ssim)])
+                writer.writerow(
+                    [s.name] + [f"{v:.6f}" for v in (s.psnr, s.ssim, s.input_psnr, s.input_ssim)]
+                )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

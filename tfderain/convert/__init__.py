@@ -37,7 +37,7 @@ def config_from_state_dict(arch: str, state_dict: Mapping[str, np.ndarray]) -> d
 def convert_state_dict(
     arch: str, state_dict: Mapping[str, np.ndarray], **overrides: Any
 ) -> keras.Model:
-    """Build ``arch`` with the config inferred from ``state_dict`` (``overrides`` win) and load it."""
+    """Build ``arch`` configured from ``state_dict``'s shapes (``overrides`` win) and load it."""
     spec = models.spec(arch)
     config = {**config_from_state_dict(arch, state_dict), **overrides}
     model = models.build(arch, **config)

@@ -4,7 +4,8 @@ A builder is a function returning a functional ``keras.Model`` that maps float32
 [0, 1] (NHWC, dynamic height and width) to a dict of outputs; ``"derained"`` is always present.
 Each registration also declares what the rest of the library needs to know about the model:
 the spatial multiple its input must have, how the official checkpoint's keys map to Keras
-layers, and how to recover the constructor config from an official checkpoint.
+layers, how to recover the constructor config from an official checkpoint and, for density-aware
+models, how to read their ``"density"`` output as a value and a level.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ StateDict = Mapping[str, np.ndarray]
 #: Modules of this package that hold shared code rather than architectures.
 _NOT_ARCHITECTURES = {"blocks"}
 
+#: Rain-density levels, indexed by the level a ``density_decoder`` returns.
+DENSITY_LEVELS = ("light", "medium", "heavy")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -41,6 +45,16 @@ class ModelSpec:
         infer_config: recovers builder kwargs from an official state dict's shapes.
         outputs: names of the dict outputs.
         density_aware: the model predicts a rain density (output ``"density"``).
+        density_decoder: reads one image's ``"density"`` output (that image's slice of the
+            batch) as ``(value, level)``: a continuous density in [0, 1] on the model's own scale
+            (0 the lightest rain it expresses) and an index into :data:`DENSITY_LEVELS`
+            (0 light, 1 medium, 2 heavy). Set for every density-aware model.
+        density_size: side of the square input the density estimate was trained for; density
+            estimation resizes the whole image to it. ``None``: the image is used at its own
+            size (padded to ``multiple``).
+        quantize: how the official test script turns the float output into 8 bits before
+            scoring: ``"round"`` (``img_as_ubyte``, MPRNet/Restormer style) or ``"truncate"``
+            (``np.uint8(255 * x)``, PReNet's ``test_PReNet.py``).
         ignore_keys: official state-dict keys (or prefixes ending in ``.``) that the converter
             skips on purpose (modules the official forward never uses, extra names of a shared
             tensor), or a function of the config returning them.
@@ -55,6 +69,9 @@ class ModelSpec:
     infer_config: Callable[[StateDict], dict[str, Any]] | None = None
     outputs: tuple[str, ...] = ("derained",)
     density_aware: bool = False
+    density_decoder: Callable[[np.ndarray], tuple[float, int]] | None = None
+    density_size: int | None = None
+    quantize: str = "round"
     ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -132,4 +149,4 @@ def full_config(builder: Callable[..., Any], config: Mapping[str, Any]) -> dict[
     return full
 
 
-__all__ = ["ModelSpec", "build", "names", "register", "spec"]
+__all__ = ["DENSITY_LEVELS", "ModelSpec", "build", "names", "register", "spec"]

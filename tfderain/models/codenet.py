@@ -32,6 +32,7 @@ Outputs:
     ``scn_<CA>_attention<k>`` (``k`` = 0 … iterations, in call order), for inspection with
     ``keras.Model(model.input, model.get_layer(name).output)``; the mean of the last one of
     ``scn_RW{s}_1`` is the RDE of scale ``s`` of ``mcodenet``.
+    :func:`density_estimate` reads the RDE as a value and a light/medium/heavy level.
 
 Where the official code is more specific than (or differs from) the paper:
     * The soft threshold is one-sided, ``ReLU(u − T)``, with a learned scalar ``T``
@@ -101,6 +102,32 @@ class CODENetChannelMean(layers.Layer):
 
     def call(self, x):
         return tf.reduce_mean(x, axis=tf.range(1, tf.rank(x)))
+
+
+# ---------------------------------------------------------------------------- rain density
+
+#: RDE values separating light from medium and medium from heavy rain (see
+#: :func:`density_estimate`).
+RDE_LEVEL_THRESHOLDS = (0.6, 0.78)
+
+
+def density_estimate(rde: np.ndarray) -> tuple[float, int]:
+    """``(value, level)`` of one image's RDE (the registry's ``density_decoder``).
+
+    The RDE is already a continuous density: a mean of sigmoid attention weights, so in
+    (0, 1). It is the value as is (clipped to [0, 1] against rounding).
+
+    The paper deliberately does not quantise the density and defines no thresholds between
+    levels. Its Fig. 1 (also the first figure of the official README) shows real images of
+    light, medium and heavy rain with RDEs 0.4967, 0.6967 and 0.8600; the RDE figure of the
+    README adds a clear image at 0.1617. The levels here split at the midpoints between those
+    labelled examples, rounded (:data:`RDE_LEVEL_THRESHOLDS`): light below 0.6, medium below
+    0.78, heavy from 0.78 (level 0, 1, 2). RDEs depend on the trained weights, so the
+    thresholds only suit models trained like the authors' (e.g. the official checkpoints).
+    """
+    value = float(np.clip(np.asarray(rde, dtype=np.float64).reshape(()), 0.0, 1.0))
+    level = int(np.searchsorted(RDE_LEVEL_THRESHOLDS, value, side="right"))
+    return value, level
 
 
 # ------------------------------------------------------------------------------ components
@@ -215,6 +242,7 @@ def _codenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     infer_config=_codenet_infer_config,
     outputs=("derained", "density"),
     density_aware=True,
+    density_decoder=density_estimate,
     description="CODE-Net (single-scale reweighted CSC, continuous rain density, TMM 2023)",
 )
 def codenet(
@@ -312,6 +340,7 @@ def _mcodenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     infer_config=_mcodenet_infer_config,
     outputs=("derained", "density"),
     density_aware=True,
+    density_decoder=density_estimate,
     description="mCODE-Net (multi-scale reweighted CSC, continuous rain density, TMM 2023)",
 )
 def mcodenet(

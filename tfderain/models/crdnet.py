@@ -55,7 +55,8 @@ Outputs:
     ``rain``: the rain-streak branch's 9-channel output ``concat[plain, dilation 2, dilation 3]``
         (3 channels each), the classifier's input.
     ``density`` (with ``density=True``): the classifier's 3 cumulative scores after the final
-        ReLU. :func:`decode_density` turns them into a level (1 light, 2 medium, 3 heavy).
+        ReLU. :func:`decode_density` turns them into a level (1 light, 2 medium, 3 heavy),
+        :func:`density_estimate` into a continuous value and a level.
     The W-Net output is internal; it is the output of the layer named
     :data:`LOW_BACKGROUND_LAYER`.
 
@@ -409,6 +410,29 @@ def decode_density(cumulative: np.ndarray | Sequence[float], threshold: float = 
     return np.cumprod(reached, axis=-1).sum(axis=-1).astype(np.int64)
 
 
+def density_estimate(cumulative: np.ndarray | Sequence[float]) -> tuple[float, int]:
+    """``(value, level)`` of one image's cumulative scores (the registry's ``density_decoder``).
+
+    Level: :func:`decode_density` (threshold 0.5), 1 light, 2 medium, 3 heavy, returned as the
+    index 0, 1, 2 of :data:`DENSITY_LEVELS`. A decoded 0 (even the light score is below 0.5)
+    counts as light, the lightest level the classifier knows.
+
+    Value: the mean of the three scores clipped to [0, 1], i.e. the fraction of the cumulative
+    steps reached: 0 for ``[0, 0, 0]``, 1/3 for the light code ``[0, 0, 1]``, 2/3 for medium
+    ``[0, 1, 1]`` and 1 for heavy ``[1, 1, 1]``, and it grows with every score in between.
+
+    The estimate expects the classifier's input size, 512×512: density estimation resizes the
+    whole image to it (the registry's ``density_size``), also for ``crdnet_anysize``, whose
+    classifier was trained at that size too.
+    """
+    scores = np.asarray(cumulative, dtype=np.float64)
+    if scores.shape != (3,):
+        raise ValueError(f"expected the 3 cumulative scores of one image, got shape {scores.shape}")
+    value = float(np.clip(scores, 0.0, 1.0).mean())
+    level = max(int(decode_density(scores)), 1) - 1
+    return value, level
+
+
 # ----------------------------------------------------------------------------------- registration
 
 _SPEC: dict[str, Any] = {
@@ -418,6 +442,8 @@ _SPEC: dict[str, Any] = {
     "ignore_keys": _ignore_keys,
     "outputs": ("derained", "rain", "density"),
     "density_aware": True,
+    "density_decoder": density_estimate,
+    "density_size": PAPER_SIZE,
 }
 
 
@@ -466,5 +492,6 @@ __all__ = [
     "crdnet",
     "crdnet_anysize",
     "decode_density",
+    "density_estimate",
     "merge_official_checkpoints",
 ]

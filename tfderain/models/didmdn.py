@@ -51,8 +51,9 @@ Outputs:
     ``rain``: the estimated rain-streak layer in image units, ``residual / 2``, so that
         ``rainy − rain`` is the clean estimate before the two refinement convolutions.
     ``density`` (``didmdn`` only): the classifier's 4 raw logits ``(N, 4)``;
-        :func:`density_label` turns them into the label the deraining network received and
-        :func:`density_names` into class names.
+        :func:`density_label` turns them into the label the deraining network received,
+        :func:`density_names` into class names and :func:`density_estimate` into a continuous
+        value and a level.
 
 Quirks of the official code, all reproduced unless stated:
     * **Copied side maps.** Each stream's forward computes its five 1-channel side maps
@@ -671,6 +672,37 @@ def density_names(logits: np.ndarray | Sequence[float]) -> list[str]:
     return [DENSITY_CLASSES[i] if i < len(DENSITY_CLASSES) else "unused" for i in index]
 
 
+#: Nominal rain density of the classes of :data:`DENSITY_CLASSES` (heavy, medium, light).
+_CLASS_DENSITY = (1.0, 0.5, 0.0)
+
+
+def density_estimate(logits: np.ndarray | Sequence[float]) -> tuple[float, int]:
+    """``(value, level)`` of one image's 4 logits (the registry's ``density_decoder``).
+
+    The softmax is taken over the three trained classes (heavy, medium, light); the fourth
+    logit was never a training target and is left out, which is the softmax over all four
+    conditioned on a real class. Level: the most probable of the three classes, as the index
+    0 light, 1 medium, 2 heavy. Value: the expected nominal density under those probabilities,
+    with light 0, medium 0.5 and heavy 1, so a certain light, medium or heavy answer gives 0,
+    0.5 or 1.
+
+    The official pipeline resizes every image to 512×512 before any network sees it; density
+    estimation does the same with the whole image (the registry's ``density_size``), which
+    makes the ``classifier_resize`` layer the identity. The level can differ from the label
+    :func:`density_label` feeds the deraining network only when the unused fourth logit is the
+    largest.
+    """
+    scores = np.asarray(logits, dtype=np.float64)
+    if scores.shape != (4,):
+        raise ValueError(f"expected the 4 density logits of one image, got shape {scores.shape}")
+    trained = scores[: len(DENSITY_CLASSES)]
+    probs = np.exp(trained - trained.max())
+    probs /= probs.sum()
+    value = float(np.clip(probs @ np.asarray(_CLASS_DENSITY), 0.0, 1.0))
+    level = len(DENSITY_CLASSES) - 1 - int(np.argmax(trained))
+    return value, level
+
+
 # ----------------------------------------------------------------------------------- registration
 
 _HALO = 96
@@ -685,6 +717,8 @@ _HALO = 96
     infer_config=_pipeline_infer_config,
     outputs=("derained", "rain", "density"),
     density_aware=True,
+    density_decoder=density_estimate,
+    density_size=CLASSIFIER_SIZE,
     description="DID-MDN (CVPR 2018): residue net + density classifier + multi-stream dense net",
 )
 def didmdn(
@@ -733,6 +767,7 @@ __all__ = [
     "build_residue_network",
     "classifier_ignore_keys",
     "classifier_key_map",
+    "density_estimate",
     "density_label",
     "density_names",
     "didmdn",

@@ -99,6 +99,7 @@ def _register(name: str, lstm: bool, recursive: bool, description: str):
         key_map=_key_map(lstm, recursive),
         infer_config=_infer_config,
         outputs=("derained", "stages"),
+        quantize="truncate",
         description=description,
     )
     def builder(stages: int = 6, channels: int = 32) -> keras.Model:

@@ -1,0 +1,264 @@
+"""Rain-density estimation: each model's decoder, ``estimate_density`` and ``tfderain density``."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import numpy as np
+import pytest
+
+import tfderain
+from tfderain import api, cli, models
+from tfderain._keras import keras
+from tfderain.convert import convert, convert_state_dict, load_state_dict
+from tfderain.models import codenet, crdnet, didmdn
+from tfderain.saving import save_model
+
+ATOL = 1e-4
+# The CRDNet golden's largest weights, stored as exact factors W = A @ B (torch layout).
+CRDNET_FACTORED = {
+    "classfy.classfier.0.weight": (4096, 16384),
+    "classfy.classfier.2.weight": (1000, 4096),
+    "classfy.classfier.4.weight": (3, 1000),
+    "classfy.features.20.weight": (512, 256, 3, 3),
+    "classfy.features.24.weight": (1024, 512, 3, 3),
+}
+
+
+def _release(model) -> None:
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+
+
+# ---------------------------------------------------------------------------------- decoders
+
+
+def test_every_density_aware_model_declares_its_decoder():
+    for name in models.names():
+        spec = models.spec(name)
+        assert spec.density_aware == (spec.density_decoder is not None), name
+        if spec.density_size is not None:
+            assert spec.density_size % spec.multiple == 0, name
+    assert models.spec("crdnet").density_size == 512
+    assert models.spec("crdnet_anysize").density_size == 512
+    assert models.spec("didmdn").density_size == 512
+    assert models.spec("mcodenet").density_size is None
+
+
+def test_codenet_rde_is_the_value_and_levels_split_between_the_paper_examples():
+    # The paper's Fig. 1: light 0.4967, medium 0.6967, heavy 0.8600; a clear image 0.1617.
+    assert codenet.density_estimate(np.float32(0.4967)) == pytest.approx((0.4967, 0))
+    assert codenet.density_estimate(np.array([0.6967]))[1] == 1
+    assert codenet.density_estimate(np.array(0.86))[1] == 2
+    assert codenet.density_estimate(np.array(0.1617))[1] == 0
+    assert [codenet.density_estimate(np.array(v))[1] for v in (0.5999, 0.6, 0.7799, 0.78)] == [
+        0,
+        1,
+        1,
+        2,
+    ]
+
+
+def test_crdnet_cumulative_codes_give_their_level_and_the_fraction_of_steps_reached():
+    for index, name in enumerate(crdnet.DENSITY_LEVELS):
+        value, level = crdnet.density_estimate(np.array(crdnet.DENSITY_LABELS[name], np.float32))
+        assert models.DENSITY_LEVELS[level] == name
+        assert value == pytest.approx((index + 1) / 3)
+    # Nothing reached: the lightest level, value 0; scores beyond [0, 1] are clipped.
+    assert crdnet.density_estimate(np.zeros(3)) == (0.0, 0)
+    assert crdnet.density_estimate(np.array([1.7, 1.2, 3.0])) == (1.0, 2)
+    # A broken code decodes by its consistent tail (here: light) and still counts every score.
+    assert crdnet.density_estimate(np.array([0.9, 0.1, 0.8])) == pytest.approx((0.6, 0))
+    with pytest.raises(ValueError, match="3 cumulative scores"):
+        crdnet.density_estimate(np.zeros((1, 3)))
+
+
+def test_didmdn_logits_give_the_most_likely_trained_class_and_the_expected_density():
+    sure = 50.0
+    assert didmdn.density_estimate(np.array([sure, 0, 0, 0])) == pytest.approx((1.0, 2))
+    assert didmdn.density_estimate(np.array([0, sure, 0, 0])) == pytest.approx((0.5, 1))
+    assert didmdn.density_estimate(np.array([0, 0, sure, 0])) == pytest.approx((0.0, 0))
+    # The never-trained fourth logit plays no part.
+    assert didmdn.density_estimate(np.array([0, 0, sure, 99])) == pytest.approx((0.0, 0))
+    # Equal heavy and light: expected density 0.5 (ties resolve to the first class, heavy).
+    assert didmdn.density_estimate(np.array([1.0, -sure, 1.0, 0]))[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="4 density logits"):
+        didmdn.density_estimate(np.zeros(3))
+
+
+# ------------------------------------------------------------------- API with small models
+
+
+@pytest.fixture(scope="module")
+def tiny_mcodenet():
+    keras.utils.set_random_seed(0)
+    return models.build(
+        "mcodenet", channels=4, code_channels=8, kernel_sizes=(3,), reduction=2, iterations=1
+    )
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((h, w, 3), dtype=np.float32)
+
+
+def test_image_forms_are_read_like_derain_accepts_them(tiny_mcodenet):
+    estimator = api.DensityEstimator(tiny_mcodenet)
+    rgb8 = (_image(24, 40) * 255).astype(np.uint8)
+    base = estimator.estimate(rgb8.astype(np.float32) / 255)
+    rgba = np.concatenate([rgb8, np.full((24, 40, 1), 7, np.uint8)], axis=2)
+    for form in (rgb8, rgba, rgb8.astype(np.uint16) * 257):
+        result = estimator.estimate(form)
+        assert result.value == pytest.approx(base.value, abs=1e-6)
+        assert result.level == base.level and result.model == "mcodenet"
+    gray = estimator.estimate(rgb8[:, :, 0])
+    assert gray == estimator.estimate(np.repeat(rgb8[:, :, :1], 3, axis=2))
+    with pytest.raises(ValueError, match="shape"):
+        estimator.estimate(np.zeros((4, 5, 2), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        estimator.estimate(np.zeros((4, 5, 3), np.int32))
+
+
+def test_inputs_are_resized_whole_to_a_fixed_density_size_or_bounded_in_pixels(tiny_mcodenet):
+    # A fixed size (CRDNet's 512) takes the whole image, whatever its aspect ratio.
+    fixed = api.DensityEstimator(tiny_mcodenet, models.spec("crdnet"))
+    assert fixed.prepare(_image(321, 481)).shape == (512, 512, 3)
+    exact = _image(512, 512)
+    np.testing.assert_array_equal(fixed.prepare(exact), exact)
+    # Otherwise the image keeps its size up to max_pixels and is shrunk beyond, aspect kept.
+    bounded = api.DensityEstimator(tiny_mcodenet, max_pixels=60 * 90)
+    assert bounded.prepare(_image(60, 90)).shape == (60, 90, 3)
+    h, w, _ = bounded.prepare(_image(120, 180)).shape
+    assert h * w <= 60 * 90 and abs(w / h - 1.5) < 0.05
+    flat = np.full((120, 180, 3), 0.25, np.float32)
+    np.testing.assert_allclose(bounded.prepare(flat), 0.25, atol=1e-6)
+
+
+def test_models_without_density_are_a_clear_error():
+    prn = models.build("prn", stages=1, channels=4)
+    with pytest.raises(ValueError, match="model 'prn' does not estimate rain density"):
+        tfderain.estimate_density(_image(16, 16), model=prn)
+    with pytest.raises(ValueError, match="model 'prenet' does not estimate rain density"):
+        tfderain.estimate_density(_image(16, 16), model="prenet")  # before asking for weights
+
+
+# --------------------------------------------------------------------- golden: CODE-Net, CLI
+
+
+@pytest.fixture(scope="module")
+def mcodenet_golden(golden):
+    """The official rain1200 mCODE-Net and its golden input and RDE."""
+    _, io, folder = golden("mcodenet")
+    return convert("mcodenet", folder / "weights.pth"), io
+
+
+def test_mcodenet_estimate_is_the_official_rde(mcodenet_golden):
+    model, io = mcodenet_golden
+    result = tfderain.estimate_density(io["input"][0], model=model)
+    rde = float(io["rde"][0])  # mean of the first CA's weights, official forward
+    assert result.model == "mcodenet"
+    assert result.value == pytest.approx(rde, abs=ATOL)
+    # 0.497: below 0.6, the midpoint of the paper's light (0.4967) and medium (0.6967) examples.
+    assert result.level == "light"
+
+
+def test_cli_prints_file_value_and_level_and_skips_bad_files(mcodenet_golden, tmp_path, capsys):
+    from tfderain import io as tio
+
+    model, io = mcodenet_golden
+    weights = save_model(model, tmp_path / "mcodenet.keras")
+    # The golden input is an 8-bit crop, so the PNG holds exactly the same pixels.
+    image = tio.write_image(tmp_path / "rain.png", io["input"][0])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(image.read_bytes()[:100])
+
+    code = cli.main(["density", str(image), str(broken), "--weights", str(weights)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    (line,) = out.splitlines()
+    path, value, level = line.split("\t")
+    assert path == str(image)
+    assert float(value) == pytest.approx(float(io["rde"][0]), abs=2 * ATOL)
+    assert level == "light"
+    assert f"tfderain: skipped {broken}: " in err
+    assert "Traceback" not in err
+
+
+def test_cli_with_a_model_that_estimates_no_density_exits_2(tmp_path, capsys):
+    code = cli.main(["density", str(tmp_path / "any.png"), "--model", "prenet"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "tfderain: error: model 'prenet' does not estimate rain density" in err
+
+
+# ------------------------------------------------------------------ golden: CRDNet, DID-MDN
+
+
+def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
+    manifest, io, folder = golden("crdnet")
+    sd = load_state_dict(folder / "weights.pth")
+    factors = np.load(folder / "linear_factors.npz")
+    assert sorted(CRDNET_FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
+    for key, shape in CRDNET_FACTORED.items():
+        sd[key] = (factors[f"{key}.A"] @ factors[f"{key}.B"]).reshape(shape)
+    model = convert_state_dict("crdnet", sd)
+
+    result = tfderain.estimate_density(io["input"][0], model=model)  # already 512×512
+    other = tfderain.estimate_density(io["input"][0, :321, :481], model=model)  # resized
+    _release(model)
+
+    scores = io["density"][0]  # official [0.498, 0.412, 0.543]
+    np.testing.assert_allclose(result.raw, scores, rtol=0, atol=ATOL)
+    # Cumulative code read from the light end: light ≥ 0.5 reached, medium < 0.5 not: light.
+    assert scores[2] >= 0.5 > scores[1]
+    assert result.level == "light"
+    assert result.value == pytest.approx(np.clip(scores, 0, 1).sum() / 3, abs=ATOL)
+    assert 0 <= other.value <= 1 and other.level in models.DENSITY_LEVELS
+
+
+def _official_layout(model, table) -> dict[str, np.ndarray]:
+    """A Keras model's weights as an official state dict (inverse of the conversion)."""
+    sd = {}
+    for layer_name, prefix in table.items():
+        layer = model.get_layer(layer_name)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            suffixes = ("weight", "bias", "running_mean", "running_var")
+        else:
+            suffixes = ("weight", "bias")
+        for suffix, value in zip(suffixes, layer.get_weights(), strict=False):
+            sd[f"{prefix}.{suffix}"] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+    return sd
+
+
+def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
+    """The pipeline with the golden classifier and deraining weights; the residue network's
+    last convolution is zero, so ``tanh(0) = 0`` and the classifier sees the golden input."""
+    _, _, derain_folder = golden("didmdn")
+    _, io, cls_folder = golden("didmdn_cls")
+    classifier = load_state_dict(cls_folder / "weights.pth")
+    factors = np.load(cls_folder / "linear_factors.npz")
+    key = "dense_classifier.weight"
+    classifier[key] = factors[f"{key}.A"] @ factors[f"{key}.B"]
+    residue_net = didmdn.build_residue_network()
+    residue = _official_layout(residue_net, didmdn.residue_key_map())
+    residue["refine3.weight"] = np.zeros_like(residue["refine3.weight"])
+    residue["refine3.bias"] = np.zeros_like(residue["refine3.bias"])
+    merged = didmdn.merge_official_checkpoints(
+        load_state_dict(derain_folder / "weights.pth"), classifier, residue
+    )
+    del classifier, residue_net
+    model = convert_state_dict("didmdn", merged)
+    del merged
+
+    result = tfderain.estimate_density(io["input"][0], model=model)  # the 512×512 golden input
+    _release(model)
+
+    logits = io["density_logits"][0]  # official [-0.0016, 0.0228, -0.0437, -0.0589]
+    np.testing.assert_allclose(result.raw, logits, rtol=0, atol=ATOL)
+    # Classes heavy, medium, light: medium has the largest of the three trained logits.
+    assert result.level == "medium"
+    weights = [math.exp(v) for v in logits[:3]]
+    expected = (weights[0] * 1.0 + weights[1] * 0.5 + weights[2] * 0.0) / sum(weights)
+    assert result.value == pytest.approx(expected, abs=ATOL)
