@@ -186,17 +186,21 @@ def test_synthetic_stream_rejects_bad_arguments():
 
 def test_training_pairs_are_keyed_like_the_model_outputs(rain13k):
     ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=2)
-    pairs = as_training_pairs(ds, outputs=("derained", "stages", "density"), stages=3)
+    pairs = as_training_pairs(ds, outputs=("derained", "stages", "density", "rain"), stages=3)
     rainy, targets = next(iter(pairs))
     assert rainy.shape == (2, PATCH, PATCH, 3)
     assert targets["derained"].shape == (2, PATCH, PATCH, 3)
     assert targets["stages"].shape == (2, 3, PATCH, PATCH, 3)
     np.testing.assert_array_equal(targets["stages"][:, 1], targets["derained"])
     np.testing.assert_array_equal(targets["density"], [-1.0, -1.0])
+    # "rain": [rainy | clean] on the channel axis, for losses that need both images.
+    assert targets["rain"].shape == (2, PATCH, PATCH, 6)
+    np.testing.assert_array_equal(targets["rain"][..., :3], rainy)
+    np.testing.assert_array_equal(targets["rain"][..., 3:], targets["derained"])
     with pytest.raises(ValueError, match="stages"):
         as_training_pairs(ds, outputs=("stages",))
     with pytest.raises(ValueError, match="outputs"):
-        as_training_pairs(ds, outputs=("rain",))
+        as_training_pairs(ds, outputs=("mask",))
 
 
 def test_training_pairs_feed_model_fit():

@@ -553,7 +553,10 @@ def train(config: Mapping[str, Any], dataset: tf.data.Dataset | None = None) -> 
             stages = int(model.output["stages"].shape[1])
 
         source = dataset if dataset is not None else _dataset(config["data"], config["seed"])
-        pairs = pipeline.as_training_pairs(source, outputs=tuple(loss_table), stages=stages)
+        # "derained" always gets its target: the PSNR metric and the sample images read it, also
+        # when the loss is on other outputs only (MPRNet's loss is on "stages").
+        targets = tuple(dict.fromkeys(["derained", *loss_table]))
+        pairs = pipeline.as_training_pairs(source, outputs=targets, stages=stages)
 
         opt = config["optimizer"]
         schedule = MultiStepDecay(

@@ -52,7 +52,7 @@ UNKNOWN_DENSITY = -1.0
 #: ``density`` of pairs labelled light, medium, heavy: the centres of the ranges of each level.
 LEVEL_DENSITY = (1 / 6, 1 / 2, 5 / 6)
 #: Target names :func:`as_training_pairs` knows, the model output names of the same meaning.
-TARGETS = ("derained", "stages", "density")
+TARGETS = ("derained", "stages", "density", "rain")
 
 # First bytes of the formats tf.io.decode_image reads (GIF is not an image suffix we list).
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")
@@ -437,7 +437,12 @@ def as_training_pairs(
     * ``"derained"``: the clean batch ``[B, P, P, 3]``;
     * ``"stages"``: the clean batch repeated ``stages`` times along a new axis 1,
       ``[B, stages, P, P, 3]``, for models that return every stage's restoration;
-    * ``"density"``: the density batch ``[B]`` (``-1`` where unknown).
+    * ``"density"``: the density batch ``[B]`` (``-1`` where unknown);
+    * ``"rain"``: the rainy and the clean batch concatenated on the channel axis,
+      ``[B, P, P, 6]``. What a ``"rain"`` output means differs between models (a reconstructed
+      rainy image, a rain layer, a rain mask), so its loss derives its target from both images
+      (:func:`tfderain.losses.rainy_image`, :func:`~tfderain.losses.rain_layer`,
+      :func:`~tfderain.losses.rain_mask`).
 
     Raises:
         ValueError: an unknown output name, or ``"stages"`` without a positive ``stages``.
@@ -457,6 +462,8 @@ def as_training_pairs(
                 targets[name] = clean
             elif name == "stages":
                 targets[name] = tf.tile(clean[:, None], [1, stages, 1, 1, 1])
+            elif name == "rain":
+                targets[name] = tf.concat([element["rainy"], clean], axis=-1)
             else:
                 targets[name] = element["density"]
         return element["rainy"], targets
