@@ -1,10 +1,14 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures and test helpers."""
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Reference material (goldens, small datasets, checkpoints) lives next to the repository.
@@ -25,9 +29,6 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden(shared_dir):
     """``golden(name)`` → (manifest dict, io.npz arrays, folder) of ``../shared/golden/<name>``."""
-    import json
-
-    import numpy as np
 
     def load(name: str):
         folder = shared_dir / "golden" / name
@@ -36,3 +37,98 @@ def golden(shared_dir):
         return manifest, io, folder
 
     return load
+
+
+# --------------------------------------------------------------------------- helpers
+#
+# Plain functions shared by the model tests (``from conftest import ...``). They import tfderain
+# (TensorFlow) only when called.
+
+
+def assert_matches(actual, expected, atol: float = 1e-4, **kwargs) -> None:
+    """Parity with an official output: equal to within ``atol``, no relative tolerance."""
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=atol, **kwargs)
+
+
+def factored_weight(factors, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A golden weight too large to ship, stored as exact factors: ``W = A @ B``.
+
+    ``factors`` holds ``{key}.A`` and ``{key}.B``; the product is reshaped to ``shape`` if given.
+    """
+    weight = factors[f"{key}.A"] @ factors[f"{key}.B"]
+    return weight if shape is None else weight.reshape(shape)
+
+
+def assert_missing_key_reported(load, state_dict, key: str) -> None:
+    """``load`` of ``state_dict`` without ``key`` raises a ConversionError naming that key."""
+    from tfderain.convert import ConversionError
+
+    incomplete = dict(state_dict)
+    del incomplete[key]
+    with pytest.raises(ConversionError, match=re.escape(f"missing key '{key}'")):
+        load(incomplete)
+
+
+def assert_mismatch_reported(load, state_dict, key: str) -> None:
+    """``load`` of ``state_dict`` with a misshapen ``key`` raises a ConversionError naming it."""
+    from tfderain.convert import ConversionError
+
+    differing = dict(state_dict)
+    differing[key] = np.array([0.1], np.float32)
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        load(differing)
+
+
+def paper_config_outputs(golden, arch: str, params: int) -> tuple[dict, dict]:
+    """Convert ``arch``'s golden checkpoint and run it on the golden input: (io arrays, outputs).
+
+    Asserts that the checkpoint is the paper config and has ``params`` parameters.
+    """
+    from tfderain import models
+    from tfderain.convert import convert_state_dict, load_state_dict
+
+    manifest, io, folder = golden(arch)
+    model = convert_state_dict(arch, load_state_dict(folder / "weights.pth"))
+    assert model._tfderain_config == models.full_config(models.spec(arch).builder, {})
+    assert model.count_params() == manifest["param_count_this_config"] == params
+    return io, {k: v.numpy() for k, v in model(io["input"], training=False).items()}
+
+
+def assert_transformer_unet_config_errors(arch: str, norm_arg: str) -> None:
+    """Clear errors of a Restormer-style U-Net builder: heads, LayerNorm type, odd ``dim``."""
+    from tfderain import models
+
+    with pytest.raises(ValueError, match="not a multiple of 3 heads"):
+        models.build(arch, dim=8, heads=(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=f"{norm_arg} must be one of"):
+        models.build(arch, dim=8, **{norm_arg: "Plain"})
+    with pytest.raises(ValueError, match="dim even"):
+        models.build(arch, dim=7)
+
+
+def trainable_params(model) -> int:
+    """A model's parameter count as torch's ``parameters()`` gives it.
+
+    BatchNorm running statistics are buffers in torch but non-trainable weights in Keras, which
+    ``count_params()`` would include.
+    """
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def bn_channels(model) -> int:
+    """Channels normalised by the model's BatchNormalization layers."""
+    from tfderain._keras import keras
+
+    return sum(
+        layer.gamma.shape[0]
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+
+def release_memory() -> None:
+    """Free the memory of large models the caller no longer references."""
+    from tfderain._keras import keras
+
+    keras.backend.clear_session()
+    gc.collect()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import gc
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_missing_key_reported,
+    bn_channels,
+    factored_weight,
+    release_memory,
+    trainable_params,
+)
 
 from tfderain import models
 from tfderain._keras import keras
 from tfderain.convert import (
-    ConversionError,
     apply_state_dict,
     config_from_state_dict,
     convert_state_dict,
@@ -39,20 +46,6 @@ FACTORED = {
 }
 
 
-def _trainable(model) -> int:
-    # The official counts are parameters(): BatchNorm running statistics are buffers there and
-    # non-trainable weights in Keras, which count_params() would include.
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def _bn_channels(model) -> int:
-    return sum(
-        layer.gamma.shape[0]
-        for layer in model.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    )
-
-
 @pytest.fixture(scope="module")
 def golden_state_dict(golden):
     """``weights.pth`` completed with the five weights rebuilt from ``linear_factors.npz``."""
@@ -61,7 +54,7 @@ def golden_state_dict(golden):
     factors = np.load(folder / "linear_factors.npz")
     assert sorted(FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
     for key, shape in FACTORED.items():
-        sd[key] = (factors[f"{key}.A"] @ factors[f"{key}.B"]).reshape(shape)
+        sd[key] = factored_weight(factors, key, shape)
     return manifest, io, sd
 
 
@@ -83,14 +76,13 @@ def paper_run(golden_state_dict):
     model = convert_state_dict("crdnet", sd)
     run = {
         "config": model._tfderain_config,
-        "trainable": _trainable(model),
+        "trainable": trainable_params(model),
         "count_params": model.count_params(),
-        "bn_channels": _bn_channels(model),
+        "bn_channels": bn_channels(model),
         "outputs": _run_with_low_background(model, io["input"]),
     }
     del model
-    keras.backend.clear_session()
-    gc.collect()
+    release_memory()
     return run
 
 
@@ -113,7 +105,7 @@ def test_paper_config_has_official_parameter_count(paper_run):
 
 
 def test_deraining_path_parameter_count(derain_model):
-    assert _trainable(derain_model) == DERAIN_PARAMS
+    assert trainable_params(derain_model) == DERAIN_PARAMS
     assert PAPER_PARAMS - DERAIN_PARAMS == CLASSIFIER_PARAMS
 
 
@@ -121,20 +113,20 @@ def test_matches_official_outputs(golden_state_dict, paper_run):
     manifest, io, _ = golden_state_dict
     assert manifest["param_count_paper_config"] == PAPER_PARAMS
     out = paper_run["outputs"]
-    np.testing.assert_allclose(out["derained"], io["output"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(out["density"], io["density"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(out["rain"][CROP], io["rain_high_crop"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(out["low"][CROP], io["low_background_crop"], rtol=0, atol=1e-4)
+    assert_matches(out["derained"], io["output"])
+    assert_matches(out["density"], io["density"])
+    assert_matches(out["rain"][CROP], io["rain_high_crop"])
+    assert_matches(out["low"][CROP], io["low_background_crop"])
     assert decode_density(out["density"]).tolist() == [1]  # [0.50, 0.41, 0.54] → light
 
 
 def test_anysize_variant_equals_paper_at_512_and_runs_at_other_sizes(golden_state_dict):
     _, io, sd = golden_state_dict
     model = convert_state_dict("crdnet_anysize", sd)
-    assert _trainable(model) == PAPER_PARAMS
+    assert trainable_params(model) == PAPER_PARAMS
     out = model(io["input"], training=False)
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(out["density"].numpy(), io["density"], rtol=0, atol=1e-4)
+    assert_matches(out["derained"].numpy(), io["output"])
+    assert_matches(out["density"].numpy(), io["density"])
     assert models.spec("crdnet_anysize").multiple == 128
     other = model(io["input"][:, :128, :384], training=False)  # features 1×3 → pooled 4×4
     assert other["derained"].shape == (1, 128, 384, 3)
@@ -154,17 +146,15 @@ def test_derain_only_model_from_the_four_official_files(golden_state_dict, derai
     assert config_from_state_dict("crdnet", sd) == {"density": True}
     _load_derain_only(derain_model, merged)
     out = derain_model(io["input"], training=False)
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-4)
+    assert_matches(out["derained"].numpy(), io["output"])
     # A derain-only model skips the classifier's keys of a full checkpoint on purpose.
     _load_derain_only(derain_model, sd)
 
 
 def test_missing_key_is_reported(golden_state_dict, derain_model):
     _, _, sd = golden_state_dict
-    incomplete = dict(sd)
-    del incomplete["stage2.ddecode3.bn.running_var"]
-    with pytest.raises(ConversionError, match=r"missing key 'stage2\.ddecode3\.bn\.running_var'"):
-        _load_derain_only(derain_model, incomplete)
+    load = partial(_load_derain_only, derain_model)
+    assert_missing_key_reported(load, sd, "stage2.ddecode3.bn.running_var")
 
 
 def test_rain_branch_encoders_share_one_decoder(derain_model):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_missing_key_reported,
+    bn_channels,
+    factored_weight,
+    release_memory,
+    trainable_params,
+)
 
 from tfderain import models
 from tfderain._keras import keras
@@ -35,27 +41,6 @@ DERAIN_PARAMS = DERAIN_OFFICIAL - DERAIN_UNUSED  # 365,236
 CLASSIFIER_PARAMS = 65_501_084
 RESIDUE_PARAMS = 103_609  # Dense_rain_residual without its 5,596 unused parameters
 PIPELINE_PARAMS = DERAIN_PARAMS + CLASSIFIER_PARAMS + RESIDUE_PARAMS
-ATOL = 1e-4
-
-
-def _trainable(model) -> int:
-    # Official counts are parameters(): BatchNorm running statistics are buffers there and
-    # non-trainable weights in Keras, which count_params() would include.
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def _bn_channels(model) -> int:
-    return sum(
-        layer.gamma.shape[0]
-        for layer in model.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    )
-
-
-def _release(model) -> None:
-    del model
-    keras.backend.clear_session()
-    gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +64,7 @@ def classifier_golden(golden):
     sd = load_state_dict(folder / "weights.pth")
     factors = np.load(folder / "linear_factors.npz")
     key = "dense_classifier.weight"
-    sd[key] = factors[f"{key}.A"] @ factors[f"{key}.B"]
+    sd[key] = factored_weight(factors, key)
     assert sd[key].shape == (512, 127_896)
     return manifest, io, sd
 
@@ -90,8 +75,8 @@ def classifier_golden(golden):
 def test_derain_network_has_official_parameter_count(derain_golden, derain_model):
     manifest, _, _ = derain_golden
     assert manifest["param_count_paper_config"] == DERAIN_OFFICIAL
-    assert _trainable(derain_model) == DERAIN_PARAMS
-    bn = _bn_channels(derain_model)
+    assert trainable_params(derain_model) == DERAIN_PARAMS
+    bn = bn_channels(derain_model)
     assert derain_model.count_params() == DERAIN_PARAMS + 2 * bn
 
 
@@ -110,8 +95,8 @@ def test_derain_network_matches_official_outputs(derain_golden, derain_model):
     """``derained`` = (clean2 + 1) / 2, ``rain`` = residual / 2 of the official [-1, 1] outputs."""
     _, io, _ = derain_golden
     out = derain_model(io["input"], training=False)
-    np.testing.assert_allclose(out["derained"].numpy() * 2 - 1, io["output"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(out["rain"].numpy() * 2, io["residual"], rtol=0, atol=ATOL)
+    assert_matches(out["derained"].numpy() * 2 - 1, io["output"])
+    assert_matches(out["rain"].numpy() * 2, io["residual"])
     scaled = keras.Model(derain_model.input, derain_model.get_layer("input_scale").output)
     np.testing.assert_allclose(scaled(io["input"]).numpy(), io["model_input"], atol=1e-6)
 
@@ -125,17 +110,19 @@ def test_batchnorm_train_mode_matches_official_test_protocol(derain_golden):
     other = np.flip(io["input"], axis=2)
     out = model(np.concatenate([io["input"], other]), training=False)
     derained, rain = out["derained"].numpy()[:1], out["rain"].numpy()[:1]
-    np.testing.assert_allclose(derained * 2 - 1, io["output_trainmode_bn"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(rain * 2, io["residual_trainmode_bn"], rtol=0, atol=ATOL)
+    assert_matches(derained * 2 - 1, io["output_trainmode_bn"])
+    assert_matches(rain * 2, io["residual_trainmode_bn"])
 
 
 def test_missing_key_is_reported(derain_golden, derain_model):
     _, _, sd = derain_golden
-    incomplete = dict(sd)
-    del incomplete["dense2.dense_block4.bn2.running_var"]
     spec = models.spec("didmdn_derain")
-    with pytest.raises(ConversionError, match=r"missing key 'dense2\.dense_block4\.bn2\.run"):
-        apply_state_dict(derain_model, incomplete, spec.key_table(), spec.ignored_keys())
+    table, ignore = spec.key_table(), spec.ignored_keys()
+    assert_missing_key_reported(
+        lambda incomplete: apply_state_dict(derain_model, incomplete, table, ignore),
+        sd,
+        "dense2.dense_block4.bn2.running_var",
+    )
 
 
 def test_each_stream_repeats_one_side_map_five_times(derain_model):
@@ -209,9 +196,8 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
     _, io, cls_sd = classifier_golden
     spec = models.spec("didmdn")
     model = models.build("didmdn")
-    assert _trainable(keras.Model(model.input, model.get_layer("residue_residual").output)) == (
-        RESIDUE_PARAMS
-    )
+    residue = keras.Model(model.input, model.get_layer("residue_residual").output)
+    assert trainable_params(residue) == RESIDUE_PARAMS
     residue_sd = _torch_layout(model, residue_key_map())
     residue_sd["refine3.weight"] = np.zeros_like(residue_sd["refine3.weight"])
     residue_sd["refine3.bias"] = np.zeros_like(residue_sd["refine3.bias"])
@@ -237,7 +223,7 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
     derain_layers = [layer.name for layer in derain_model.layers if layer.weights]
     run = {
         "config": model._tfderain_config,
-        "trainable": _trainable(model),
+        "trainable": trainable_params(model),
         "outputs": {k: v.numpy() for k, v in probe(io["input"], training=False).items()},
         "small": {k: v.shape for k, v in model(np.zeros((2, 64, 96, 3), np.float32)).items()},
         "derain_weights_equal": all(
@@ -252,8 +238,8 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
             for n in derain_layers
         ),
     }
-    del probe
-    _release(model)
+    del probe, residue, model
+    release_memory()
     return run
 
 
@@ -268,11 +254,11 @@ def test_pipeline_has_official_parameter_count(pipeline_run, classifier_golden):
 def test_classifier_matches_official_outputs(pipeline_run, classifier_golden):
     _, io, _ = classifier_golden
     out = pipeline_run["outputs"]
-    np.testing.assert_allclose(out["residue"], io["input"] * 2 - 1, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(out["pooled"], io["pooled_features"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(out["flat"], io["flat_features"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(out["hidden"], io["hidden"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(out["density"], io["density_logits"], rtol=0, atol=ATOL)
+    assert_matches(out["residue"], io["input"] * 2 - 1, atol=1e-6)
+    assert_matches(out["pooled"], io["pooled_features"])
+    assert_matches(out["flat"], io["flat_features"])
+    assert_matches(out["hidden"], io["hidden"])
+    assert_matches(out["density"], io["density_logits"])
 
 
 def test_pipeline_feeds_argmax_plus_one_to_the_deraining_network(pipeline_run):
@@ -297,10 +283,11 @@ def test_classifier_batchnorm_train_mode_matches_official_test_protocol(classifi
         + [model.output],
     )
     flat, hidden, logits = (t.numpy() for t in probe(io["input"] * 2 - 1, training=False))
-    _release(model)
-    np.testing.assert_allclose(flat, io["flat_features_trainmode_bn"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(hidden, io["hidden_trainmode_bn"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(logits, io["density_logits_trainmode_bn"], rtol=0, atol=ATOL)
+    del model
+    release_memory()
+    assert_matches(flat, io["flat_features_trainmode_bn"])
+    assert_matches(hidden, io["hidden_trainmode_bn"])
+    assert_matches(logits, io["density_logits_trainmode_bn"])
 
 
 def test_density_helpers():

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_missing_key_reported,
+    assert_transformer_unet_config_errors,
+)
 
 from tfderain import models
 from tfderain.convert import (
-    ConversionError,
     apply_state_dict,
     config_from_state_dict,
     convert_state_dict,
     load_state_dict,
 )
-from tfderain.models.dtpnet import (
-    DTPNetBiasFreeLayerNorm,
-    DTPNetPixelShuffle,
-    DTPNetPixelUnshuffle,
-)
+from tfderain.models.blocks import BiasFreeLayerNorm, PixelShuffle, PixelUnshuffle
 
 PAPER_PARAMS = 45_246_322
 #: The golden's constructor kwargs that the builder takes (``use_GPU`` only moves tensors).
@@ -62,22 +62,21 @@ def test_matches_official_outputs_final_and_coarse_prediction(golden, golden_mod
     assert {k: inferred[k] for k in expected} == expected
     assert model.count_params() == manifest["param_count_this_config"]
     out = model(io["input"], training=False)
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-4)
+    assert_matches(out["derained"].numpy(), io["output"])
     stages = out["stages"].numpy()
     iterations = manifest["constructor_kwargs"]["recurrent_iter"]
     assert stages.shape == (1, 1 + iterations, *io["input"].shape[1:])
-    np.testing.assert_allclose(stages[:, 0], io["pred1"], rtol=0, atol=1e-4)
+    assert_matches(stages[:, 0], io["pred1"])
     np.testing.assert_array_equal(stages[:, -1], out["derained"].numpy())
 
 
 def test_missing_key_is_reported(golden_model):
     model, state_dict = golden_model
-    state_dict = dict(state_dict)
-    # The second block of a decoder level exists because every decoder level has num_blocks[1].
-    del state_dict["conv3_2_HSI.1.attn.temperature"]
     table = models.spec("dtpnet").key_table(**model._tfderain_config)
-    with pytest.raises(ConversionError, match=r"missing key 'conv3_2_HSI\.1\.attn\.temperature'"):
-        apply_state_dict(model, state_dict, table)
+    # The second block of a decoder level exists because every decoder level has num_blocks[1].
+    assert_missing_key_reported(
+        lambda sd: apply_state_dict(model, sd, table), state_dict, "conv3_2_HSI.1.attn.temperature"
+    )
 
 
 def test_decoder_levels_have_num_blocks_1_and_resamplers_are_shared(small_model):
@@ -97,14 +96,14 @@ def test_decoder_levels_have_num_blocks_1_and_resamplers_are_shared(small_model)
 
 def test_pixel_shuffle_layers_follow_torch_channel_order():
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 12)).astype(np.float32)
-    shuffled = DTPNetPixelShuffle(2)(x).numpy()
+    shuffled = PixelShuffle(2)(x).numpy()
     np.testing.assert_array_equal(shuffled, _torch_pixel_shuffle(x, 2))
-    np.testing.assert_array_equal(DTPNetPixelUnshuffle(2)(shuffled).numpy(), x)
+    np.testing.assert_array_equal(PixelUnshuffle(2)(shuffled).numpy(), x)
 
 
 def test_bias_free_layer_norm_variant(small_model):
     x = np.random.default_rng(1).standard_normal((1, 4, 4, 6)).astype(np.float32) + 3.0
-    norm = DTPNetBiasFreeLayerNorm()
+    norm = BiasFreeLayerNorm()
     norm.build(x.shape)
     weight = np.linspace(0.5, 1.5, 6).astype(np.float32)
     norm.set_weights([weight])
@@ -112,7 +111,7 @@ def test_bias_free_layer_norm_variant(small_model):
     np.testing.assert_allclose(norm(x).numpy(), expected, rtol=1e-5, atol=1e-5)
     table = models.spec("dtpnet").key_table(**small_model._tfderain_config)
     layer = small_model.get_layer("outc_0_norm2_body")
-    assert isinstance(layer, DTPNetBiasFreeLayerNorm)
+    assert isinstance(layer, BiasFreeLayerNorm)
     assert table["outc_0_norm2_body"] == "outc.0.norm2.body"
     assert [w.shape for w in layer.weights] == [(8,)]  # a scale, no shift
 
@@ -134,9 +133,6 @@ def test_dynamic_spatial_size_multiple_of_eight(small_model):
 
 
 def test_invalid_config_is_a_clear_error():
-    with pytest.raises(ValueError, match="not a multiple of 3 heads"):
-        models.build("dtpnet", dim=8, heads=(1, 2, 3, 4))
-    with pytest.raises(ValueError, match="layer_norm_type"):
-        models.build("dtpnet", dim=8, layer_norm_type="Plain")
-    with pytest.raises(ValueError, match="dim even"):
-        models.build("dtpnet", dim=7)
+    assert_transformer_unet_config_errors("dtpnet", norm_arg="layer_norm_type")
+    with pytest.raises(ValueError, match="recurrent_iter must be positive"):
+        models.build("dtpnet", dim=8, recurrent_iter=0)

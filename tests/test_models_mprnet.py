@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_mismatch_reported,
+    assert_missing_key_reported,
+    paper_config_outputs,
+)
 
 from tfderain import models
-from tfderain.convert import (
-    ConversionError,
-    apply_state_dict,
-    convert_state_dict,
-    load_state_dict,
-)
+from tfderain.convert import apply_state_dict, convert_state_dict, load_state_dict
 from tfderain.convert.pth import unwrap_state_dict
 from tfderain.models.mprnet import MPRNetHalves
 
@@ -57,17 +59,13 @@ def test_paper_config_has_official_parameter_count():
 
 
 def test_matches_official_outputs(golden):
-    manifest, io, folder = golden("mprnet")
-    model = convert_state_dict("mprnet", load_state_dict(folder / "weights.pth"))
-    assert model._tfderain_config == models.full_config(models.spec("mprnet").builder, {})
-    assert model.count_params() == manifest["param_count_this_config"] == PAPER_PARAMS
-    out = model(io["input"], training=False)
-    stages = out["stages"].numpy()
+    io, out = paper_config_outputs(golden, "mprnet", PAPER_PARAMS)
+    stages = out["stages"]
     assert stages.shape == (1, 3, *io["input"].shape[1:])
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-4)
+    assert_matches(out["derained"], io["output"])
     # stages are in stage order; the official forward returns [stage3, stage2, stage1].
     for i, name in enumerate(["stage1", "stage2", "output"]):
-        np.testing.assert_allclose(stages[:, i], io[name], rtol=0, atol=1e-4, err_msg=name)
+        assert_matches(stages[:, i], io[name], err_msg=name)
 
 
 def test_published_checkpoint_layout_converts(one_cab):
@@ -84,16 +82,14 @@ def test_published_checkpoint_layout_converts(one_cab):
 def test_missing_or_inconsistent_keys_are_reported(one_cab):
     sd, model = one_cab
     spec, config = models.spec("mprnet"), model._tfderain_config
-    missing = dict(sd)
-    del missing["stage2_encoder.csff_dec2.weight"]
-    with pytest.raises(ConversionError, match=r"missing key 'stage2_encoder\.csff_dec2\.weight'"):
-        apply_state_dict(
-            model, missing, spec.key_table(**config), ignore=spec.ignored_keys(**config)
-        )
-    differing = dict(sd)
-    differing["stage3_orsnet.orb3.body.0.body.1.weight"] = np.array([0.1], np.float32)
-    with pytest.raises(ConversionError, match=r"stage3_orsnet\.orb3\.body\.0\.body\.1\.weight"):
-        convert_state_dict("mprnet", differing)
+    table, ignore = spec.key_table(**config), spec.ignored_keys(**config)
+    assert_missing_key_reported(
+        lambda missing: apply_state_dict(model, missing, table, ignore=ignore),
+        sd,
+        "stage2_encoder.csff_dec2.weight",
+    )
+    convert = partial(convert_state_dict, "mprnet")
+    assert_mismatch_reported(convert, sd, "stage3_orsnet.orb3.body.0.body.1.weight")
 
 
 def test_one_prelu_is_shared_network_wide_and_patches_share_weights(small_model):

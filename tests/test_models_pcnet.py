@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_mismatch_reported,
+    assert_missing_key_reported,
+    paper_config_outputs,
+)
 
 from tfderain import models
-from tfderain.convert import ConversionError, convert_state_dict, load_state_dict
+from tfderain.convert import convert_state_dict, load_state_dict
 
 PAPER_PARAMS = 627_462
 _CRB_KEY = re.compile(r"model\.crm\.body\.(\d+)\.")
@@ -26,14 +33,10 @@ def test_paper_config_has_official_parameter_count():
 
 
 def test_matches_official_outputs(golden):
-    manifest, io, folder = golden("pcnet")
-    model = convert_state_dict("pcnet", load_state_dict(folder / "weights.pth"))
-    assert model._tfderain_config == models.full_config(models.spec("pcnet").builder, {})
-    assert model.count_params() == manifest["param_count_this_config"] == PAPER_PARAMS
-    out = model(io["input"], training=False)
+    io, out = paper_config_outputs(golden, "pcnet", PAPER_PARAMS)
     # Outputs are small (|x| <= 0.04) in this fixture, hence the tight tolerance.
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(out["rain"].numpy(), io["rain_image"], rtol=0, atol=1e-5)
+    assert_matches(out["derained"], io["output"], atol=1e-5)
+    assert_matches(out["rain"], io["rain_image"], atol=1e-5)
 
 
 def test_one_prelu_is_shared_network_wide():
@@ -59,14 +62,9 @@ def test_truncated_checkpoint_config_is_inferred_and_converts(golden):
 def test_missing_or_inconsistent_keys_are_reported(golden):
     _, _, folder = golden("pcnet")
     sd = _one_crb_state_dict(folder)
-    missing = dict(sd)
-    del missing["model.crm.body.0.CA_R.conv_du.2.weight"]
-    with pytest.raises(ConversionError, match=r"missing key 'model\.crm\.body\.0\.CA_R"):
-        convert_state_dict("pcnet", missing)
-    differing = dict(sd)
-    differing["model.crm.body.0.act1.weight"] = np.array([0.1], np.float32)
-    with pytest.raises(ConversionError, match=r"model\.crm\.body\.0\.act1\.weight"):
-        convert_state_dict("pcnet", differing)
+    convert = partial(convert_state_dict, "pcnet")
+    assert_missing_key_reported(convert, sd, "model.crm.body.0.CA_R.conv_du.2.weight")
+    assert_mismatch_reported(convert, sd, "model.crm.body.0.act1.weight")
 
 
 def test_dynamic_spatial_size_multiple_of_four():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_matches
 
 from tfderain import models
 from tfderain._keras import keras, tf
@@ -26,7 +27,7 @@ def _table(stages: int) -> dict[str, str]:
 
 def tf_variables(model: keras.Model) -> dict[str, np.ndarray]:
     """The official TF variables a model corresponds to (Keras and TF share the layouts)."""
-    table = _table(model._tfderain_config["stages"])  # noqa: SLF001
+    table = _table(model._tfderain_config["stages"])
     variables = {}
     for layer_name, scope in table.items():
         kernel, bias = model.get_layer(layer_name).get_weights()
@@ -59,8 +60,8 @@ def test_remaen_matches_official_outputs(golden):
     assert model.count_params() == manifest["param_count_this_config"]
     # The official network reads BGR (cv2.imread); the converted model reads and writes RGB.
     out = model(np.ascontiguousarray(io["input"][..., ::-1]), training=False)
-    np.testing.assert_allclose(out["derained"].numpy()[..., ::-1], io["output"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(out["rain"].numpy()[..., ::-1], io["residual"], atol=1e-4, rtol=0)
+    assert_matches(out["derained"].numpy()[..., ::-1], io["output"])
+    assert_matches(out["rain"].numpy()[..., ::-1], io["residual"])
     assert out["stages"].shape == (1, 3, 64, 96, 3)
     np.testing.assert_array_equal(out["stages"][:, -1], out["derained"])
 
@@ -68,8 +69,8 @@ def test_remaen_matches_official_outputs(golden):
     bgr = load_official_checkpoint(folder / "weights.npz", bgr_to_rgb=False)
     apply_state_dict(model, bgr, _table(stages=3))
     out = model(io["input"], training=False)
-    np.testing.assert_allclose(out["derained"].numpy(), io["output"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(out["rain"].numpy(), io["residual"], atol=1e-4, rtol=0)
+    assert_matches(out["derained"].numpy(), io["output"])
+    assert_matches(out["rain"].numpy(), io["residual"])
 
 
 def test_official_variables_round_trip_through_the_key_table(small):

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_matches,
+    assert_missing_key_reported,
+    assert_transformer_unet_config_errors,
+)
 
 from tfderain import models
 from tfderain._keras import keras
 from tfderain.convert import (
-    ConversionError,
     apply_state_dict,
     config_from_state_dict,
     convert_state_dict,
@@ -68,8 +72,7 @@ def test_matches_official_outputs_for_both_layer_norm_types(name, golden, conver
     expected = {ours: official[theirs] for theirs, ours in KWARGS.items()}
     assert {k: model._tfderain_config[k] for k in expected} == expected
     assert model.count_params() == manifest["param_count_this_config"]
-    out = model(io["input"], training=False)["derained"].numpy()
-    np.testing.assert_allclose(out, io["output"], rtol=0, atol=1e-4)
+    assert_matches(model(io["input"], training=False)["derained"].numpy(), io["output"])
 
 
 def _wrap_as_published(source: Path, target: Path, prefix: str = "module.") -> None:
@@ -113,13 +116,12 @@ def test_published_params_wrapper_and_module_prefix_convert(golden, converted, t
 
 def test_missing_key_is_reported(converted):
     model, state_dict = converted["restormer"]
-    state_dict = dict(state_dict)
-    del state_dict["decoder_level1.0.attn.temperature"]
     table = models.spec("restormer").key_table(**model._tfderain_config)
-    with pytest.raises(
-        ConversionError, match=r"missing key 'decoder_level1\.0\.attn\.temperature'"
-    ):
-        apply_state_dict(model, state_dict, table)
+    assert_missing_key_reported(
+        lambda sd: apply_state_dict(model, sd, table),
+        state_dict,
+        "decoder_level1.0.attn.temperature",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +181,4 @@ def test_shared_blocks_serialize_under_package_tfderain():
 
 
 def test_invalid_config_is_a_clear_error():
-    with pytest.raises(ValueError, match="not a multiple of 3 heads"):
-        models.build("restormer", dim=8, heads=(1, 2, 3, 4))
-    with pytest.raises(ValueError, match="layer_norm must be one of"):
-        models.build("restormer", dim=8, layer_norm="Plain")
-    with pytest.raises(ValueError, match="dim even"):
-        models.build("restormer", dim=7)
+    assert_transformer_unet_config_errors("restormer", norm_arg="layer_norm")

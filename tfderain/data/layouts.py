@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,25 +144,40 @@ def detect_layout(root: str | os.PathLike) -> str:
     return layout
 
 
+def _match(
+    rainy_dir: Path, clean: dict, key: Callable[[Path], object], unmatched: str
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """Pair each rainy image with ``clean[key(path)]``; a warning for every file left alone.
+
+    ``unmatched`` ends the warning for a rainy image without a clean one.
+    """
+    used: set = set()
+    matched, warnings = [], []
+    for path in _images(rainy_dir):
+        k = key(path)
+        if k in clean:
+            matched.append((path.stem, path, clean[k]))
+            used.add(k)
+        else:
+            warnings.append(f"{path}: {unmatched}")
+    warnings += [
+        f"{p}: no rainy image for it in {rainy_dir}" for k, p in clean.items() if k not in used
+    ]
+    return matched, warnings
+
+
 def _match_by_stem(
     rainy_dir: Path, clean_dir: Path, split_suffix: bool
 ) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     clean = {p.stem: p for p in _images(clean_dir)}
-    used: set[str] = set()
-    matched, warnings = [], []
-    for path in _images(rainy_dir):
+
+    def key(path: Path) -> str:
         stem = path.stem
         if stem not in clean and split_suffix and "_" in stem:
             stem = stem.rsplit("_", 1)[0]
-        if stem in clean:
-            matched.append((path.stem, path, clean[stem]))
-            used.add(stem)
-        else:
-            warnings.append(f"{path}: no clean image with the same name in {clean_dir}")
-    warnings += [
-        f"{p}: no rainy image for it in {rainy_dir}" for s, p in clean.items() if s not in used
-    ]
-    return matched, warnings
+        return stem
+
+    return _match(rainy_dir, clean, key, f"no clean image with the same name in {clean_dir}")
 
 
 def _match_by_number(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
@@ -172,20 +187,12 @@ def _match_by_number(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str
         m = _NUMBERED.match(path.stem)
         if m:
             clean[int(m.group(2))] = path
-    used: set[int] = set()
-    matched, warnings = [], []
-    for path in _images(rainy_dir):
+
+    def key(path: Path) -> int | None:
         m = _NUMBERED.match(path.stem)
-        number = int(m.group(2)) if m and not m.group(1) else None
-        if number in clean:
-            matched.append((path.stem, path, clean[number]))
-            used.add(number)
-        else:
-            warnings.append(f"{path}: no matching norain-N image in {root}")
-    warnings += [
-        f"{p}: no rainy image for it in {rainy_dir}" for n, p in clean.items() if n not in used
-    ]
-    return matched, warnings
+        return int(m.group(2)) if m and not m.group(1) else None
+
+    return _match(rainy_dir, clean, key, f"no matching norain-N image in {root}")
 
 
 def _flat_pairs(root: Path, layout: str) -> tuple[list[tuple[str, Path, Path]], list[str]]:

@@ -7,6 +7,7 @@ the result) or a small serializable custom layer registered under the package ``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,8 @@ TORCH_LN_EPS = 1e-5
 LAYER_NORM_TYPES = ("WithBias", "BiasFree")
 #: Restormer's GDFN expansion factor (hidden width ``int(width · 2.66)``).
 DEFAULT_FFN_EXPANSION = 2.66
+#: Restormer's attention heads of the four U-Net levels.
+DEFAULT_HEADS = (1, 2, 4, 8)
 
 
 def module_name(module: str) -> str:
@@ -438,3 +441,147 @@ def infer_transformer_levels(
         "norm": norms.pop() if len(norms) == 1 else None,
         "ffn_expansion_factor": factor,
     }
+
+
+#: The 0-based levels of a transformer U-Net's decoder, in the order they run.
+_DECODER_LEVELS = (2, 1, 0)
+
+
+@dataclass(frozen=True)
+class TransformerUNet:
+    """Restormer's four-level transformer U-Net, under one architecture's official module names.
+
+    Level ``l`` (0-based) has width ``dim · 2^l``. Encoder level ``l`` runs the transformer stack
+    ``encoder[l]`` and, except the last, the :func:`downsample` ``down[l]`` into level ``l + 1``.
+    Decoder levels 3, 2 and 1, in that order, are ``decoder`` entries ``(upsampler, channel
+    reduction, stack)``: :func:`upsample` the features from below, concatenate ``[upsampled,
+    skip]`` (layer ``{stack}_in``), reduce the channels to the level's width with a 1×1
+    convolution and run the stack. A level without a reduction (``None``) runs its stack at the
+    concatenation's width, twice the level's. The ``refinement`` stack follows at the width of
+    decoder level 1.
+
+    Attributes:
+        encoder: transformer stacks of encoder levels 1–4.
+        down: downsamplers from level 1 to 2, 2 to 3 and 3 to 4.
+        decoder: ``(upsampler, channel reduction or None, stack)`` of decoder levels 3, 2, 1.
+        refinement: transformer stack after decoder level 1.
+        decoder_blocks: for decoder levels 3, 2, 1, the entry of ``num_blocks`` giving their
+            number of blocks.
+        norm_arg: the builder's name for the LayerNorm type, in errors and inferred configs.
+        coupling: multi-scale coupling (DTPNet): after each decoder level, its upsampler is
+            applied a second time, to the encoder's input of the level below, and the result is
+            added to the level's output (layer ``{stack}_coupling``).
+    """
+
+    encoder: tuple[str, str, str, str]
+    down: tuple[str, str, str]
+    decoder: tuple[tuple[str, str | None, str], ...]
+    refinement: str
+    decoder_blocks: tuple[int, int, int]
+    norm_arg: str
+    coupling: bool = False
+
+    def stack_lengths(
+        self, num_blocks: Sequence[int], num_refinement_blocks: int
+    ) -> dict[str, int]:
+        """Transformer stack name → number of blocks."""
+        lengths = dict(zip(self.encoder, num_blocks, strict=True))
+        for (_, _, stack), index in zip(self.decoder, self.decoder_blocks, strict=True):
+            lengths[stack] = num_blocks[index]
+        lengths[self.refinement] = num_refinement_blocks
+        return lengths
+
+    def modules(self, num_blocks: Sequence[int], num_refinement_blocks: int) -> list[str]:
+        """Official modules with parameters: resamplers, channel reductions, transformer blocks."""
+        modules = [f"{down}.body.0" for down in self.down]
+        modules += [f"{up}.body.0" for up, _, _ in self.decoder]
+        modules += [reduce for _, reduce, _ in self.decoder if reduce is not None]
+        for stack, length in self.stack_lengths(num_blocks, num_refinement_blocks).items():
+            for i in range(length):
+                modules += transformer_block_modules(f"{stack}.{i}")
+        return modules
+
+    def infer_config(
+        self, state_dict: Mapping[str, np.ndarray], dim_weight: str, bias_key: str
+    ) -> dict[str, Any]:
+        """Width, block counts, heads, bias, LayerNorm type and FFN expansion from a checkpoint.
+
+        ``dim`` is the output channels of the weight ``dim_weight``; ``bias`` is whether the
+        checkpoint has ``bias_key``. The LayerNorm type (under ``norm_arg``) and
+        ``ffn_expansion_factor`` are left out when the checkpoint does not settle them.
+        """
+        config: dict[str, Any] = {
+            "dim": int(state_dict[dim_weight].shape[0]),
+            "num_blocks": [count_blocks(state_dict, stack) for stack in self.encoder],
+            "num_refinement_blocks": count_blocks(state_dict, self.refinement),
+            "bias": bias_key in state_dict,
+        }
+        # Heads per level, from the encoder or else from a decoder/refinement stack of that level.
+        sources = [[stack] for stack in self.encoder]
+        for level, (_, _, stack) in zip(_DECODER_LEVELS, self.decoder, strict=True):
+            sources[level].append(stack)
+        sources[0].append(self.refinement)
+        levels = infer_transformer_levels(state_dict, sources, DEFAULT_HEADS)
+        config["heads"] = levels["heads"]
+        if levels["norm"] is not None:
+            config[self.norm_arg] = levels["norm"]
+        if levels["ffn_expansion_factor"] is not None:
+            config["ffn_expansion_factor"] = levels["ffn_expansion_factor"]
+        return config
+
+    def configure(
+        self,
+        dim: int,
+        num_blocks: Sequence[int],
+        num_refinement_blocks: int,
+        heads: Sequence[int],
+        ffn_expansion_factor: float,
+        bias: bool,
+        norm: str,
+    ) -> Callable[[tf.Tensor], tf.Tensor]:
+        """Check a config (clear errors before any layer exists) and return its U-Net.
+
+        The U-Net maps the embedded image (``dim`` channels) to the refinement stack's output.
+        ``bias`` applies to the transformer blocks and the channel reductions, never to the
+        resampling convolutions.
+        """
+        num_blocks, heads = tuple(num_blocks), tuple(heads)
+        check_transformer_unet(
+            dim,
+            num_blocks,
+            num_refinement_blocks,
+            heads,
+            ffn_expansion_factor,
+            norm,
+            norm_arg=self.norm_arg,
+        )
+        lengths = self.stack_lengths(num_blocks, num_refinement_blocks)
+        block = {"ffn_expansion_factor": ffn_expansion_factor, "bias": bias, "norm": norm}
+        return lambda x: self._build(x, dim, heads, lengths, block)
+
+    def _build(self, x, dim: int, heads: tuple[int, ...], lengths: dict[str, int], block: dict):
+        widths = [dim * 2**level for level in range(4)]
+        # level_input[l] enters encoder level l, encoded[l] leaves it.
+        level_input, encoded = [x], []
+        for level, stack in enumerate(self.encoder):
+            x = transformer_stack(
+                level_input[level], widths[level], heads[level], lengths[stack], stack, **block
+            )
+            encoded.append(x)
+            if level < 3:
+                level_input.append(downsample(widths[level], self.down[level])(x))
+        for level, (up_name, reduce, stack) in zip(_DECODER_LEVELS, self.decoder, strict=True):
+            up = upsample(widths[level + 1], up_name)
+            x = layers.Concatenate(name=f"{module_name(stack)}_in")([up(x), encoded[level]])
+            width = widths[level]
+            if reduce is None:
+                width *= 2
+            else:
+                x = conv(width, 1, use_bias=block["bias"], name=module_name(reduce))(x)
+            x = transformer_stack(x, width, heads[level], lengths[stack], stack, **block)
+            if self.coupling:
+                coupled = up(level_input[level + 1])
+                x = layers.Add(name=f"{module_name(stack)}_coupling")([x, coupled])
+        return transformer_stack(
+            x, width, heads[0], lengths[self.refinement], self.refinement, **block
+        )

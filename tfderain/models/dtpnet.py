@@ -90,65 +90,35 @@ from tfderain._keras import keras
 from tfderain.models import register
 from tfderain.models.blocks import (
     DEFAULT_FFN_EXPANSION,
-    BiasFreeLayerNorm,
+    DEFAULT_HEADS,
     ConvLSTMCell,
-    GatedGELU,
-    PixelShuffle,
-    PixelUnshuffle,
     Stack,
-    TransposedAttention,
+    TransformerUNet,
     ZerosLike,
-    check_transformer_unet,
-    count_blocks,
-    downsample,
-    infer_transformer_levels,
+    conv,
     module_name,
-    transformer_block_modules,
-    transformer_stack,
-    upsample,
 )
 
 layers = keras.layers
 
-#: Transformer stacks of the encoder, one per level (widths dim, 2·dim, 4·dim, 8·dim).
-_ENCODER = ("conv1_2", "conv2_3", "conv3_4", "conv4_L")
-#: Decoder levels 3, 2, 1: (upsampler, channel reduction, transformer stack).
-_DECODER = (
-    ("up4_3", "reduce_chan_level3", "conv4_3_HSI"),
-    ("up3_2", "reduce_chan_level2", "conv3_2_HSI"),
-    ("up2_1", "reduce_chan_level1", "conv2_1_HSI"),
+_UNET = TransformerUNet(
+    encoder=("conv1_2", "conv2_3", "conv3_4", "conv4_L"),
+    down=("down1_2", "down2_3", "down3_4"),
+    decoder=(
+        ("up4_3", "reduce_chan_level3", "conv4_3_HSI"),
+        ("up3_2", "reduce_chan_level2", "conv3_2_HSI"),
+        ("up2_1", "reduce_chan_level1", "conv2_1_HSI"),
+    ),
+    refinement="outc",
+    decoder_blocks=(1, 1, 1),  # the official quirk: every decoder level has num_blocks[1]
+    norm_arg="layer_norm_type",
+    coupling=True,
 )
-_DOWN = ("down1_2", "down2_3", "down3_4")
-_REFINEMENT = "outc"
 _PRENET_WIDTH = 32
 _RES_BLOCKS = 5
-_DEFAULT_HEADS = (1, 2, 4, 8)
-
-
-# Restormer's layers, under the class names this module had before they moved to ``blocks``.
-DTPNetBiasFreeLayerNorm = BiasFreeLayerNorm
-DTPNetTransposedAttention = TransposedAttention
-DTPNetGatedGELU = GatedGELU
-DTPNetPixelShuffle = PixelShuffle
-DTPNetPixelUnshuffle = PixelUnshuffle
-# Files saved under those names still load.
-keras.saving.get_custom_objects().update(
-    {
-        f"tfderain>DTPNet{cls.__name__}": cls
-        for cls in (BiasFreeLayerNorm, TransposedAttention, GatedGELU, PixelShuffle, PixelUnshuffle)
-    }
-)
 
 
 # --------------------------------------------------------------------------- key table
-
-
-def _stack_lengths(num_blocks: Sequence[int], num_refinement_blocks: int) -> dict[str, int]:
-    """Transformer stack name → number of blocks (the decoder quirk: all use ``num_blocks[1]``)."""
-    lengths = dict(zip(_ENCODER, num_blocks, strict=True))
-    lengths.update({stack: num_blocks[1] for _, _, stack in _DECODER})
-    lengths[_REFINEMENT] = num_refinement_blocks
-    return lengths
 
 
 def _key_map(
@@ -156,11 +126,7 @@ def _key_map(
 ) -> dict[str, str]:
     """Keras layer name → official ``state_dict`` module prefix."""
     modules = ["patch_embed.transform1.0", "patch_embed.transform2", "conv_final"]
-    modules += [f"{down}.body.0" for down in _DOWN]
-    modules += [f"{up}.body.0" for up, _, _ in _DECODER] + [red for _, red, _ in _DECODER]
-    for stack, length in _stack_lengths(num_blocks, num_refinement_blocks).items():
-        for i in range(length):
-            modules += transformer_block_modules(f"{stack}.{i}")
+    modules += _UNET.modules(num_blocks, num_refinement_blocks)
     modules += ["conv0.0", "conv.0"]
     modules += [f"res_conv{k}.{j}" for k in range(1, _RES_BLOCKS + 1) for j in (0, 2)]
     table = {module_name(m): m for m in modules}
@@ -173,120 +139,52 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
 
     ``recurrent_iter`` is not stored in the weights and keeps its default.
     """
-    dim = int(state_dict["patch_embed.transform2.weight"].shape[0])
-    config: dict = {
-        "dim": dim,
-        "num_blocks": [count_blocks(state_dict, stack) for stack in _ENCODER],
-        "num_refinement_blocks": count_blocks(state_dict, _REFINEMENT),
-        "bias": "reduce_chan_level1.bias" in state_dict,
-    }
-    # Heads per level, from the encoder or else from a decoder/refinement stack of that level.
-    sources = [
-        (_ENCODER[0], "conv2_1_HSI", _REFINEMENT),
-        (_ENCODER[1], "conv3_2_HSI"),
-        (_ENCODER[2], "conv4_3_HSI"),
-        (_ENCODER[3],),
-    ]
-    levels = infer_transformer_levels(state_dict, sources, _DEFAULT_HEADS)
-    config["heads"] = levels["heads"]
-    if levels["norm"] is not None:
-        config["layer_norm_type"] = levels["norm"]
-    if levels["ffn_expansion_factor"] is not None:
-        config["ffn_expansion_factor"] = levels["ffn_expansion_factor"]
-    return config
+    return _UNET.infer_config(
+        state_dict, "patch_embed.transform2.weight", "reduce_chan_level1.bias"
+    )
 
 
 # --------------------------------------------------------------------------- graph
 
 
-class _DTPNetBuilder:
-    """Builds the functional graph for one config."""
-
-    def __init__(self, ffn_expansion_factor: float, bias: bool, layer_norm_type: str):
-        self.ffn_expansion_factor = ffn_expansion_factor
-        self.bias = bias
-        self.layer_norm_type = layer_norm_type
-
-    def conv(self, filters: int, kernel_size: int, module: str, bias: bool | None = None):
-        use_bias = self.bias if bias is None else bias
-        return layers.Conv2D(
-            filters, kernel_size, padding="same", use_bias=use_bias, name=module_name(module)
-        )
-
-    def stack(self, x, width: int, heads: int, blocks: int, stack: str):
-        return transformer_stack(
-            x,
-            width,
-            heads,
-            blocks,
-            stack,
-            ffn_expansion_factor=self.ffn_expansion_factor,
-            bias=self.bias,
-            norm=self.layer_norm_type,
-        )
-
-    def detail_scaling(self, rainy, dim: int):
-        """``OverlapPatchEmbed``: input embedding minus the embedded, enlarged detail band."""
-        transform2 = self.conv(dim, 3, "patch_embed.transform2", bias=False)
-        x_real = transform2(rainy)
-        x = self.conv(3, 3, "patch_embed.transform1.0", bias=False)(rainy)
-        x = layers.ReLU(name="patch_embed_transform1_1")(x)
-        down1 = layers.AveragePooling2D(2, name="patch_embed_down_1")(x)
-        down2 = layers.AveragePooling2D(2, name="patch_embed_down_2")(down1)
-        up2 = layers.UpSampling2D(2, interpolation="bilinear", name="patch_embed_up_2")(down2)
-        detail = layers.Subtract(name="patch_embed_detail")([down1, up2])
-        detail = layers.UpSampling2D(2, interpolation="bilinear", name="patch_embed_up_1")(detail)
-        return layers.Subtract(name="patch_embed")([x_real, transform2(detail)])
-
-    def progressive_refinement(self, rainy, pred1, iterations: int) -> list:
-        """Layer 3: PReNet-style recurrence seeded with ``pred1``; returns every iteration."""
-        width = _PRENET_WIDTH
-        conv0 = layers.Conv2D(width, 3, padding="same", activation="relu", name="conv0_0")
-        res_convs = [
-            tuple(
-                layers.Conv2D(width, 3, padding="same", activation="relu", name=f"res_conv{k}_{j}")
-                for j in (0, 2)
-            )
-            for k in range(1, _RES_BLOCKS + 1)
-        ]
-        conv_out = layers.Conv2D(3, 3, padding="same", name="conv_0")
-        cell = ConvLSTMCell(width)
-        h = ZerosLike(width, name="h0")(rainy)
-        c = ZerosLike(width, name="c0")(rainy)
-        estimate, estimates = pred1, []
-        for t in range(1, iterations + 1):
-            tag = f"iter{t}"
-            x = conv0(layers.Concatenate(name=f"{tag}_in")([rainy, estimate]))
-            h, c = cell(x, h, c, tag)
-            x = h
-            for k, (conv_a, conv_b) in enumerate(res_convs, start=1):
-                x = layers.Add(name=f"{tag}_res{k}_add")([conv_b(conv_a(x)), x])
-                x = layers.ReLU(name=f"{tag}_res{k}_relu")(x)
-            estimate = layers.Add(name=f"{tag}_out")([conv_out(x), rainy])
-            estimates.append(estimate)
-        return estimates
+def _detail_scaling(rainy, dim: int):
+    """``OverlapPatchEmbed``: input embedding minus the embedded, enlarged detail band."""
+    transform2 = conv(dim, 3, use_bias=False, name="patch_embed_transform2")
+    x_real = transform2(rainy)
+    x = conv(3, 3, use_bias=False, name="patch_embed_transform1_0")(rainy)
+    x = layers.ReLU(name="patch_embed_transform1_1")(x)
+    down1 = layers.AveragePooling2D(2, name="patch_embed_down_1")(x)
+    down2 = layers.AveragePooling2D(2, name="patch_embed_down_2")(down1)
+    up2 = layers.UpSampling2D(2, interpolation="bilinear", name="patch_embed_up_2")(down2)
+    detail = layers.Subtract(name="patch_embed_detail")([down1, up2])
+    detail = layers.UpSampling2D(2, interpolation="bilinear", name="patch_embed_up_1")(detail)
+    return layers.Subtract(name="patch_embed")([x_real, transform2(detail)])
 
 
-def _check_config(
-    recurrent_iter: int,
-    dim: int,
-    num_blocks: Sequence[int],
-    num_refinement_blocks: int,
-    heads: Sequence[int],
-    ffn_expansion_factor: float,
-    layer_norm_type: str,
-) -> None:
-    if recurrent_iter < 1:
-        raise ValueError(f"recurrent_iter must be positive, got {recurrent_iter}")
-    check_transformer_unet(
-        dim,
-        num_blocks,
-        num_refinement_blocks,
-        heads,
-        ffn_expansion_factor,
-        layer_norm_type,
-        norm_arg="layer_norm_type",
-    )
+def _progressive_refinement(rainy, pred1, iterations: int) -> list:
+    """Layer 3: PReNet-style recurrence seeded with ``pred1``; returns every iteration."""
+    width = _PRENET_WIDTH
+    conv0 = conv(width, 3, activation="relu", name="conv0_0")
+    res_convs = [
+        tuple(conv(width, 3, activation="relu", name=f"res_conv{k}_{j}") for j in (0, 2))
+        for k in range(1, _RES_BLOCKS + 1)
+    ]
+    conv_out = conv(3, 3, name="conv_0")
+    cell = ConvLSTMCell(width)
+    h = ZerosLike(width, name="h0")(rainy)
+    c = ZerosLike(width, name="c0")(rainy)
+    estimate, estimates = pred1, []
+    for t in range(1, iterations + 1):
+        tag = f"iter{t}"
+        x = conv0(layers.Concatenate(name=f"{tag}_in")([rainy, estimate]))
+        h, c = cell(x, h, c, tag)
+        x = h
+        for k, (conv_a, conv_b) in enumerate(res_convs, start=1):
+            x = layers.Add(name=f"{tag}_res{k}_add")([conv_b(conv_a(x)), x])
+            x = layers.ReLU(name=f"{tag}_res{k}_relu")(x)
+        estimate = layers.Add(name=f"{tag}_out")([conv_out(x), rainy])
+        estimates.append(estimate)
+    return estimates
 
 
 @register(
@@ -303,7 +201,7 @@ def dtpnet(
     dim: int = 64,
     num_blocks: Sequence[int] = (4, 6, 6, 8),
     num_refinement_blocks: int = 4,
-    heads: Sequence[int] = _DEFAULT_HEADS,
+    heads: Sequence[int] = DEFAULT_HEADS,
     ffn_expansion_factor: float = DEFAULT_FFN_EXPANSION,
     bias: bool = False,
     layer_norm_type: str = "WithBias",
@@ -321,41 +219,18 @@ def dtpnet(
         bias: biases in the transformer blocks, channel reductions and ``conv_final``.
         layer_norm_type: ``"WithBias"`` or ``"BiasFree"`` (Restormer's two LayerNorms).
     """
-    num_blocks, heads = tuple(num_blocks), tuple(heads)
-    _check_config(
-        recurrent_iter,
-        dim,
-        num_blocks,
-        num_refinement_blocks,
-        heads,
-        ffn_expansion_factor,
-        layer_norm_type,
+    if recurrent_iter < 1:
+        raise ValueError(f"recurrent_iter must be positive, got {recurrent_iter}")
+    unet = _UNET.configure(
+        dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor, bias, layer_norm_type
     )
-    net = _DTPNetBuilder(ffn_expansion_factor, bias, layer_norm_type)
-    widths = [dim * 2**level for level in range(4)]
     rainy = keras.Input((None, None, 3), name="rainy")
 
-    # Layer 1: detail scaling.
-    level_input = [net.detail_scaling(rainy, dim)]
-    # Layer 2: encoder. level_input[l] enters level l, encoded[l] leaves it.
-    encoded = []
-    for level, stack in enumerate(_ENCODER):
-        x = net.stack(level_input[level], widths[level], heads[level], num_blocks[level], stack)
-        encoded.append(x)
-        if level < 3:
-            level_input.append(downsample(widths[level], _DOWN[level])(x))
-    # Decoder with multi-scale coupling: level l+1's upsampler also lifts level_input[l+1].
-    x = encoded[3]
-    for level, (up_name, reduce_name, stack) in zip((2, 1, 0), _DECODER, strict=True):
-        up = upsample(widths[level + 1], up_name)
-        x = layers.Concatenate(name=f"{module_name(stack)}_in")([up(x), encoded[level]])
-        x = net.conv(widths[level], 1, reduce_name)(x)
-        x = net.stack(x, widths[level], heads[level], num_blocks[1], stack)
-        x = layers.Add(name=f"{module_name(stack)}_coupling")([x, up(level_input[level + 1])])
-    x = net.stack(x, dim, heads[0], num_refinement_blocks, _REFINEMENT)
-    pred1 = net.conv(3, 3, "conv_final")(x)
+    # Layer 1: detail scaling. Layer 2: transformer U-Net with multi-scale coupling.
+    x = unet(_detail_scaling(rainy, dim))
+    pred1 = conv(3, 3, use_bias=bias, name="conv_final")(x)
 
     # Layer 3: progressive refinement.
-    estimates = net.progressive_refinement(rainy, pred1, recurrent_iter)
+    estimates = _progressive_refinement(rainy, pred1, recurrent_iter)
     stages = Stack(axis=1, name="stages")([pred1, *estimates])
     return keras.Model(rainy, {"derained": estimates[-1], "stages": stages}, name="dtpnet")

@@ -101,8 +101,24 @@ def _layer_name(scope: str) -> str:
 # --------------------------------------------------------------------------- custom layers
 
 
+class _SubGrids(layers.Layer):
+    """Base of the two sub-grid layers: a ``rate`` and the padding it needs for an image."""
+
+    def __init__(self, rate: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def _padding(self, image) -> list[list]:
+        """Bottom/right zeros that make the image's height and width multiples of ``rate``."""
+        shape = tf.shape(image)
+        return [[0, (-shape[1]) % self.rate], [0, (-shape[2]) % self.rate]]
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
 @serializable
-class ReMAENSpaceToBatch(layers.Layer):
+class ReMAENSpaceToBatch(_SubGrids):
     """Moves the ``rate × rate`` interleaved sub-grids of the image into the batch axis.
 
     Height and width are zero-padded at the bottom/right up to multiples of ``rate``; a stride-1
@@ -110,37 +126,17 @@ class ReMAENSpaceToBatch(layers.Layer):
     convolution dilated by ``rate`` on the original image.
     """
 
-    def __init__(self, rate: int, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
-
     def call(self, x):
-        r = self.rate
-        shape = tf.shape(x)
-        paddings = [[0, (-shape[1]) % r], [0, (-shape[2]) % r]]
-        return tf.space_to_batch(x, [r, r], paddings)
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return tf.space_to_batch(x, [self.rate, self.rate], self._padding(x))
 
 
 @serializable
-class ReMAENBatchToSpace(layers.Layer):
+class ReMAENBatchToSpace(_SubGrids):
     """Inverse of :class:`ReMAENSpaceToBatch`; ``reference`` gives the size to crop back to."""
-
-    def __init__(self, rate: int, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
 
     def call(self, inputs):
         y, reference = inputs
-        r = self.rate
-        shape = tf.shape(reference)
-        crops = [[0, (-shape[1]) % r], [0, (-shape[2]) % r]]
-        return tf.batch_to_space(y, [r, r], crops)
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return tf.batch_to_space(y, [self.rate, self.rate], self._padding(reference))
 
 
 # --------------------------------------------------------------------------- blocks

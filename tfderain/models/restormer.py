@@ -61,51 +61,33 @@ from tfderain._keras import keras
 from tfderain.models import register
 from tfderain.models.blocks import (
     DEFAULT_FFN_EXPANSION,
-    check_transformer_unet,
+    DEFAULT_HEADS,
+    TransformerUNet,
     conv,
-    count_blocks,
-    downsample,
-    infer_transformer_levels,
     module_name,
-    transformer_block_modules,
-    transformer_stack,
-    upsample,
 )
 
 layers = keras.layers
 
-#: Transformer stacks of the encoder, one per level (widths dim, 2·dim, 4·dim, 8·dim).
-_ENCODER = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
-_DOWN = ("down1_2", "down2_3", "down3_4")
-#: Decoder levels (0-based level, upsampler, channel reduction or None, transformer stack).
-_DECODER = (
-    (2, "up4_3", "reduce_chan_level3", "decoder_level3"),
-    (1, "up3_2", "reduce_chan_level2", "decoder_level2"),
-    (0, "up2_1", None, "decoder_level1"),
+_UNET = TransformerUNet(
+    encoder=("encoder_level1", "encoder_level2", "encoder_level3", "latent"),
+    down=("down1_2", "down2_3", "down3_4"),
+    decoder=(
+        ("up4_3", "reduce_chan_level3", "decoder_level3"),
+        ("up3_2", "reduce_chan_level2", "decoder_level2"),
+        ("up2_1", None, "decoder_level1"),
+    ),
+    refinement="refinement",
+    decoder_blocks=(2, 1, 0),  # a decoder level repeats its encoder level's block count
+    norm_arg="layer_norm",
 )
-_REFINEMENT = "refinement"
-_DEFAULT_HEADS = (1, 2, 4, 8)
-
-
-def _stack_lengths(num_blocks: Sequence[int], num_refinement_blocks: int) -> dict[str, int]:
-    """Transformer stack name → number of blocks (a decoder level repeats its encoder level's)."""
-    lengths = dict(zip(_ENCODER, num_blocks, strict=True))
-    lengths.update({stack: num_blocks[level] for level, _, _, stack in _DECODER})
-    lengths[_REFINEMENT] = num_refinement_blocks
-    return lengths
 
 
 def _key_map(
     num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4, **_
 ) -> dict[str, str]:
     """Keras layer name → official ``state_dict`` module prefix."""
-    modules = ["patch_embed.proj", "output"]
-    modules += [f"{down}.body.0" for down in _DOWN]
-    modules += [f"{up}.body.0" for _, up, _, _ in _DECODER]
-    modules += [reduce for _, _, reduce, _ in _DECODER if reduce is not None]
-    for stack, length in _stack_lengths(num_blocks, num_refinement_blocks).items():
-        for i in range(length):
-            modules += transformer_block_modules(f"{stack}.{i}")
+    modules = ["patch_embed.proj", "output", *_UNET.modules(num_blocks, num_refinement_blocks)]
     return {module_name(m): m for m in modules}
 
 
@@ -113,27 +95,7 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     """Width, block counts, heads, LayerNorm type, bias and FFN expansion from the checkpoint."""
     if "skip_conv.weight" in state_dict:
         raise ValueError("dual-pixel Restormer checkpoints (skip_conv, 6 inputs) are not supported")
-    dim = int(state_dict["patch_embed.proj.weight"].shape[0])
-    config: dict = {
-        "dim": dim,
-        "num_blocks": [count_blocks(state_dict, stack) for stack in _ENCODER],
-        "num_refinement_blocks": count_blocks(state_dict, _REFINEMENT),
-        "bias": "output.bias" in state_dict,
-    }
-    # Heads per level, from the encoder or else from a decoder/refinement stack of that level.
-    sources = [
-        (_ENCODER[0], "decoder_level1", _REFINEMENT),
-        (_ENCODER[1], "decoder_level2"),
-        (_ENCODER[2], "decoder_level3"),
-        (_ENCODER[3],),
-    ]
-    levels = infer_transformer_levels(state_dict, sources, _DEFAULT_HEADS)
-    config["heads"] = levels["heads"]
-    if levels["norm"] is not None:
-        config["layer_norm"] = levels["norm"]
-    if levels["ffn_expansion_factor"] is not None:
-        config["ffn_expansion_factor"] = levels["ffn_expansion_factor"]
-    return config
+    return _UNET.infer_config(state_dict, "patch_embed.proj.weight", "output.bias")
 
 
 @register(
@@ -149,7 +111,7 @@ def restormer(
     dim: int = 48,
     num_blocks: Sequence[int] = (4, 6, 6, 8),
     num_refinement_blocks: int = 4,
-    heads: Sequence[int] = _DEFAULT_HEADS,
+    heads: Sequence[int] = DEFAULT_HEADS,
     ffn_expansion_factor: float = DEFAULT_FFN_EXPANSION,
     bias: bool = False,
     layer_norm: str = "WithBias",
@@ -167,36 +129,11 @@ def restormer(
         bias: biases in the transformer blocks, channel reductions and output convolution.
         layer_norm: ``"WithBias"`` (deraining, deblurring) or ``"BiasFree"`` (denoising).
     """
-    num_blocks, heads = tuple(num_blocks), tuple(heads)
-    check_transformer_unet(
-        dim,
-        num_blocks,
-        num_refinement_blocks,
-        heads,
-        ffn_expansion_factor,
-        layer_norm,
-        norm_arg="layer_norm",
+    unet = _UNET.configure(
+        dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor, bias, layer_norm
     )
-    block = {"ffn_expansion_factor": ffn_expansion_factor, "bias": bias, "norm": layer_norm}
-    lengths = _stack_lengths(num_blocks, num_refinement_blocks)
-    widths = [dim * 2**level for level in range(4)]
     rainy = keras.Input((None, None, 3), name="rainy")
-
     x = conv(dim, 3, use_bias=False, name="patch_embed_proj")(rainy)
-    encoded = []
-    for level, stack in enumerate(_ENCODER):
-        x = transformer_stack(x, widths[level], heads[level], lengths[stack], stack, **block)
-        encoded.append(x)
-        if level < 3:
-            x = downsample(widths[level], _DOWN[level])(x)
-    for level, up, reduce, stack in _DECODER:
-        x = upsample(widths[level + 1], up)(x)
-        x = layers.Concatenate(name=f"{stack}_in")([x, encoded[level]])
-        if reduce is not None:
-            x = conv(widths[level], 1, use_bias=bias, name=reduce)(x)
-        width = widths[level] if reduce is not None else 2 * dim
-        x = transformer_stack(x, width, heads[level], lengths[stack], stack, **block)
-    x = transformer_stack(x, 2 * dim, heads[0], num_refinement_blocks, _REFINEMENT, **block)
-    residual = conv(3, 3, use_bias=bias, name="output")(x)
+    residual = conv(3, 3, use_bias=bias, name="output")(unet(x))
     derained = layers.Add(name="derained")([residual, rainy])
     return keras.Model(rainy, {"derained": derained}, name="restormer")

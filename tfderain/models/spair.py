@@ -194,6 +194,18 @@ def _up(x: tf.Tensor, skip: tf.Tensor, width: int, name: str) -> tf.Tensor:
     return layers.Add(name=f"{name}_skip")([x, skip])
 
 
+def _encoder(rainy: tf.Tensor, width: int, blocks: int, net: str) -> list[tf.Tensor]:
+    """Embedding and encoder of a U-Net; the output of each level (width ``width·2^l``)."""
+    x = _conv(width, 3, f"{net}_conv_in", activation="relu")(rainy)
+    skips = []
+    for level in range(LEVELS):
+        if level:
+            x = _down(x, width * 2**level, f"{net}_down{level + 1}")
+        x = _blocks(x, width * 2**level, blocks, f"{net}_enc{level + 1}")
+        skips.append(x)
+    return skips
+
+
 # ------------------------------------------------------------------- distortion-guided modules
 
 
@@ -250,13 +262,8 @@ def localization_network(
     ``features[l]`` has width ``width·2^l`` at resolution ``1/2^l`` (``l = 0, 1, 2``; level 2 is
     the bottleneck).
     """
-    x = _conv(width, 3, "netl_conv_in", activation="relu")(rainy)
-    skips = []
-    for level in range(LEVELS):
-        if level:
-            x = _down(x, width * 2**level, f"netl_down{level + 1}")
-        x = _blocks(x, width * 2**level, blocks, f"netl_enc{level + 1}")
-        skips.append(x)
+    skips = _encoder(rainy, width, blocks, "netl")
+    x = skips[-1]
     features = [x]
     for level in reversed(range(LEVELS - 1)):
         x = _up(x, skips[level], width * 2**level, f"netl_up{level + 1}")
@@ -274,13 +281,8 @@ def restoration_network(
     blocks: int,
 ) -> tf.Tensor:
     """NetR: a U-Net whose decoder levels each start with a distortion-guided block."""
-    x = _conv(width, 3, "netr_conv_in", activation="relu")(rainy)
-    skips = []
-    for level in range(LEVELS):
-        if level:
-            x = _down(x, width * 2**level, f"netr_down{level + 1}")
-        x = _blocks(x, width * 2**level, blocks, f"netr_enc{level + 1}")
-        skips.append(x)
+    skips = _encoder(rainy, width, blocks, "netr")
+    x = skips[-1]
     for level in reversed(range(LEVELS)):
         level_width = width * 2**level
         if level < LEVELS - 1:
