@@ -126,6 +126,7 @@ def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, io.new_file_mode())
         with os.fdopen(fd, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])

@@ -315,6 +315,13 @@ def write_image(
     return path
 
 
+def new_file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``tempfile`` uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"

@@ -17,6 +17,7 @@ from typing import Any
 
 from tfderain import __version__, models
 from tfderain._keras import keras
+from tfderain.io import new_file_mode
 
 METADATA = "tfderain.json"
 
@@ -38,6 +39,7 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, new_file_mode())
         model.save(tmp, save_format="keras_v3")
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA, json.dumps(meta, indent=1, sort_keys=True))
