@@ -132,3 +132,29 @@ def release_memory() -> None:
 
     keras.backend.clear_session()
     gc.collect()
+
+
+def torch_layout(model, table) -> dict[str, np.ndarray]:
+    """State dict in the official layout from a Keras model's weights (inverse conversion)."""
+    from tfderain._keras import keras
+
+    sd = {}
+    for layer_name, prefix in table.items():
+        layer = model.get_layer(layer_name)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            suffixes = ("weight", "bias", "running_mean", "running_var")
+        else:
+            suffixes = ("weight", "bias")
+        for suffix, value in zip(suffixes, layer.get_weights(), strict=False):
+            sd[f"{prefix}.{suffix}"] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+    return sd
+
+
+#: The CRDNet golden's classifier weights too large to ship, stored as exact factors W = A @ B.
+CRDNET_FACTORED = {
+    "classfy.classfier.0.weight": (4096, 16384),
+    "classfy.classfier.2.weight": (1000, 4096),
+    "classfy.classfier.4.weight": (3, 1000),
+    "classfy.features.20.weight": (512, 256, 3, 3),
+    "classfy.features.24.weight": (1024, 512, 3, 3),
+}

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import CRDNET_FACTORED, torch_layout
 
 import tfderain
 from tfderain import api, cli, models
@@ -16,14 +17,6 @@ from tfderain.models import codenet, crdnet, didmdn
 from tfderain.saving import save_model
 
 ATOL = 1e-4
-# The CRDNet golden's largest weights, stored as exact factors W = A @ B (torch layout).
-CRDNET_FACTORED = {
-    "classfy.classfier.0.weight": (4096, 16384),
-    "classfy.classfier.2.weight": (1000, 4096),
-    "classfy.classfier.4.weight": (3, 1000),
-    "classfy.features.20.weight": (512, 256, 3, 3),
-    "classfy.features.24.weight": (1024, 512, 3, 3),
-}
 
 
 def _release(model) -> None:
@@ -218,18 +211,6 @@ def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     assert 0 <= other.value <= 1 and other.level in models.DENSITY_LEVELS
 
 
-def _official_layout(model, table) -> dict[str, np.ndarray]:
-    """A Keras model's weights as an official state dict (inverse of the conversion)."""
-    sd = {}
-    for layer_name, prefix in table.items():
-        layer = model.get_layer(layer_name)
-        if isinstance(layer, keras.layers.BatchNormalization):
-            suffixes = ("weight", "bias", "running_mean", "running_var")
-        else:
-            suffixes = ("weight", "bias")
-        for suffix, value in zip(suffixes, layer.get_weights(), strict=False):
-            sd[f"{prefix}.{suffix}"] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
-    return sd
 
 
 def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
@@ -242,7 +223,7 @@ def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
     key = "dense_classifier.weight"
     classifier[key] = factors[f"{key}.A"] @ factors[f"{key}.B"]
     residue_net = didmdn.build_residue_network()
-    residue = _official_layout(residue_net, didmdn.residue_key_map())
+    residue = torch_layout(residue_net, didmdn.residue_key_map())
     residue["refine3.weight"] = np.zeros_like(residue["refine3.weight"])
     residue["refine3.bias"] = np.zeros_like(residue["refine3.bias"])
     merged = didmdn.merge_official_checkpoints(

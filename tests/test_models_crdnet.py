@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 from conftest import (
+    CRDNET_FACTORED,
     assert_matches,
     assert_missing_key_reported,
     bn_channels,
@@ -36,14 +37,6 @@ DERAIN_PARAMS = 904_546
 CLASSIFIER_PARAMS = 77_510_275
 PAPER_PARAMS = 78_414_821
 CROP = (slice(None), slice(192, 320), slice(192, 320))
-# The golden's classifier weights too large to ship, stored as exact factors W = A @ B.
-FACTORED = {
-    "classfy.classfier.0.weight": (4096, 16384),
-    "classfy.classfier.2.weight": (1000, 4096),
-    "classfy.classfier.4.weight": (3, 1000),
-    "classfy.features.20.weight": (512, 256, 3, 3),
-    "classfy.features.24.weight": (1024, 512, 3, 3),
-}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +45,8 @@ def golden_state_dict(golden):
     manifest, io, folder = golden("crdnet")
     sd = load_state_dict(folder / "weights.pth")
     factors = np.load(folder / "linear_factors.npz")
-    assert sorted(FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
-    for key, shape in FACTORED.items():
+    assert sorted(CRDNET_FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
+    for key, shape in CRDNET_FACTORED.items():
         sd[key] = factored_weight(factors, key, shape)
     return manifest, io, sd
 

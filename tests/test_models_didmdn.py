@@ -10,6 +10,7 @@ from conftest import (
     bn_channels,
     factored_weight,
     release_memory,
+    torch_layout,
     trainable_params,
 )
 
@@ -168,18 +169,6 @@ def test_invalid_config_is_a_clear_error():
 # -------------------------------------------------------------- pipeline and density classifier
 
 
-def _torch_layout(model, table) -> dict[str, np.ndarray]:
-    """State dict in the official layout from a Keras model's weights (inverse conversion)."""
-    sd = {}
-    for layer_name, prefix in table.items():
-        layer = model.get_layer(layer_name)
-        if isinstance(layer, keras.layers.BatchNormalization):
-            suffixes = ("weight", "bias", "running_mean", "running_var")
-        else:
-            suffixes = ("weight", "bias")
-        for suffix, value in zip(suffixes, layer.get_weights(), strict=False):
-            sd[f"{prefix}.{suffix}"] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
-    return sd
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +187,7 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
     model = models.build("didmdn")
     residue = keras.Model(model.input, model.get_layer("residue_residual").output)
     assert trainable_params(residue) == RESIDUE_PARAMS
-    residue_sd = _torch_layout(model, residue_key_map())
+    residue_sd = torch_layout(model, residue_key_map())
     residue_sd["refine3.weight"] = np.zeros_like(residue_sd["refine3.weight"])
     residue_sd["refine3.bias"] = np.zeros_like(residue_sd["refine3.bias"])
     residue_sd.update({f"{m}.weight": np.zeros(1, np.float32) for m in RESIDUE.unused})
