@@ -59,8 +59,9 @@ mistaken for the paper's:
 10. **Output.** ``derained = rainy + conv3×3(features)`` (global residual), not clamped.
 11. **Training.** The paper's losses could not be read. The natural recipe is a restoration loss
     on ``derained`` plus binary cross-entropy of ``rain`` against a thresholded ``|rainy − clean|``
-    mask (e.g. NetL pre-trained that way, then both fine-tuned); the library's training pipeline
-    supervises ``derained`` only. There is no official checkpoint (no converter key table).
+    mask (e.g. NetL pre-trained that way, then both fine-tuned); ``training/configs/spair.yaml``
+    trains both jointly (L1 on ``derained``, ``rain_mask_bce`` on ``rain``). There is no official
+    checkpoint (no converter key table).
 
 Outputs:
     ``derained``: the restored image ``(N, H, W, 3)`` (not clamped).
