@@ -158,3 +158,16 @@ CRDNET_FACTORED = {
     "classfy.features.20.weight": (512, 256, 3, 3),
     "classfy.features.24.weight": (1024, 512, 3, 3),
 }
+
+
+def crdnet_golden_state_dict(golden) -> tuple[dict, dict, dict]:
+    """CRDNet golden ``(manifest, io, state dict)``, the factored weights rebuilt as ``A @ B``."""
+    from tfderain.convert import load_state_dict
+
+    manifest, io, folder = golden("crdnet")
+    sd = load_state_dict(folder / "weights.pth")
+    factors = np.load(folder / "linear_factors.npz")
+    assert sorted(CRDNET_FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
+    for key, shape in CRDNET_FACTORED.items():
+        sd[key] = factored_weight(factors, key, shape)
+    return manifest, io, sd

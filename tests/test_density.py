@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import CRDNET_FACTORED, torch_layout
+from conftest import crdnet_golden_state_dict, torch_layout
 
 import tfderain
 from tfderain import api, cli, models
@@ -190,12 +190,7 @@ def test_cli_with_a_model_that_estimates_no_density_exits_2(tmp_path, capsys):
 
 
 def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
-    manifest, io, folder = golden("crdnet")
-    sd = load_state_dict(folder / "weights.pth")
-    factors = np.load(folder / "linear_factors.npz")
-    assert sorted(CRDNET_FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
-    for key, shape in CRDNET_FACTORED.items():
-        sd[key] = (factors[f"{key}.A"] @ factors[f"{key}.B"]).reshape(shape)
+    manifest, io, sd = crdnet_golden_state_dict(golden)
     model = convert_state_dict("crdnet", sd)
 
     result = tfderain.estimate_density(io["input"][0], model=model)  # already 512×512

@@ -7,11 +7,10 @@ from functools import partial
 import numpy as np
 import pytest
 from conftest import (
-    CRDNET_FACTORED,
     assert_matches,
     assert_missing_key_reported,
     bn_channels,
-    factored_weight,
+    crdnet_golden_state_dict,
     release_memory,
     trainable_params,
 )
@@ -22,7 +21,6 @@ from tfderain.convert import (
     apply_state_dict,
     config_from_state_dict,
     convert_state_dict,
-    load_state_dict,
 )
 from tfderain.models.crdnet import (
     DENSITY_LABELS,
@@ -42,13 +40,7 @@ CROP = (slice(None), slice(192, 320), slice(192, 320))
 @pytest.fixture(scope="module")
 def golden_state_dict(golden):
     """``weights.pth`` completed with the five weights rebuilt from ``linear_factors.npz``."""
-    manifest, io, folder = golden("crdnet")
-    sd = load_state_dict(folder / "weights.pth")
-    factors = np.load(folder / "linear_factors.npz")
-    assert sorted(CRDNET_FACTORED) == sorted(manifest["linear_factors_rule"]["factored_weights"])
-    for key, shape in CRDNET_FACTORED.items():
-        sd[key] = factored_weight(factors, key, shape)
-    return manifest, io, sd
+    return crdnet_golden_state_dict(golden)
 
 
 def _run_with_low_background(model, x):
