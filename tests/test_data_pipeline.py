@@ -11,6 +11,7 @@ import pytest
 
 from tfderain._keras import keras, tf
 from tfderain.data.pipeline import (
+    BAD_PAIRS,
     LEVEL_DENSITY,
     _crop_and_augment,
     as_training_pairs,
@@ -211,3 +212,157 @@ def test_training_pairs_feed_model_fit():
     ds = synthetic_dataset(_clean_images(), patch_size=PATCH, batch_size=4)
     history = model.fit(as_training_pairs(ds), steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+
+
+# ------------------------------------------------------- global stream: resume, shards, bad files
+
+# Seven 24x30 pairs of constant colour: clean = 10 k + 5, rainy = 2 clean, for pair k (0-based).
+N_FLAT = 7
+
+
+@pytest.fixture
+def flat(tmp_path: Path) -> Path:
+    for k in range(N_FLAT):
+        clean = np.full((24, 30, 3), 10 * k + 5, np.uint8)
+        for folder, image in (("input", 2 * clean), ("target", clean)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            assert cv2.imwrite(str(tmp_path / folder / f"{k}.png"), image)
+    return tmp_path
+
+
+def _pair_of(batch: dict) -> list[int]:
+    """The pair index k of each element of a batch of ``flat`` (from its clean colour)."""
+    values = np.round(batch["clean"][:, 0, 0, 0] * 255).astype(int)
+    assert np.all((values - 5) % 10 == 0)
+    return list((values - 5) // 10)
+
+
+def test_each_epoch_is_a_permutation_drawn_from_seed_and_epoch(flat):
+    ds = paired_dataset(flat, patch_size=16, batch_size=N_FLAT, seed=4)
+    seen = [_pair_of(b) for b in _batches(ds, 3)]
+    expected = [list(np.random.default_rng([4, e]).permutation(N_FLAT)) for e in range(3)]
+    assert seen == expected
+    ordered = paired_dataset(flat, patch_size=16, batch_size=5, shuffle=False)
+    assert [_pair_of(b) for b in _batches(ordered, 2)] == [[0, 1, 2, 3, 4], [5, 6, 0, 1, 2]]
+
+
+def test_a_resumed_paired_stream_equals_the_uninterrupted_one(flat):
+    whole = _batches(paired_dataset(flat, patch_size=16, batch_size=4, seed=2), 6)
+    resumed = _batches(paired_dataset(flat, patch_size=16, batch_size=4, seed=2, start_batch=4), 2)
+    for a, b in zip(whole[4:], resumed, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_paired_shards_concatenated_are_the_global_batches(flat):
+    whole = _batches(paired_dataset(flat, patch_size=16, batch_size=6, seed=1), 3)
+    shards = [
+        _batches(
+            paired_dataset(
+                flat,
+                patch_size=16,
+                batch_size=6,
+                seed=1,
+                num_shards=3,
+                shard_index=w,
+                start_batch=1,
+            ),
+            2,
+        )
+        for w in range(3)
+    ]
+    for j in range(2):
+        for key in ("rainy", "clean", "density"):
+            joined = np.concatenate([shards[w][j][key] for w in range(3)])
+            np.testing.assert_array_equal(joined, whole[j + 1][key])
+    with pytest.raises(ValueError, match="not divisible by num_shards 4"):
+        paired_dataset(flat, batch_size=6, num_shards=4)
+    with pytest.raises(ValueError, match="shard_index"):
+        paired_dataset(flat, batch_size=6, num_shards=2, shard_index=2)
+
+
+def test_an_unrepeated_shard_keeps_its_share_of_each_batch(flat):
+    options = {"patch_size": 16, "batch_size": 4, "repeat": False, "shuffle": False}
+    shard = paired_dataset(flat, num_shards=2, shard_index=1, **options)
+    # Global batches [0..3], [4..6]: shard 1 takes elements 2, 3 and 6.
+    assert [_pair_of(b) for b in _batches(shard, 5)] == [[2, 3], [6]]
+
+
+def test_bad_pairs_are_reported_once_and_replaced_by_the_next_pair(flat, caplog):
+    (flat / "input" / "1.png").write_bytes(b"")  # zero bytes
+    (flat / "input" / "2.png").write_text("a text file named .png")
+    jpeg = cv2.imencode(".jpg", np.zeros((24, 30, 3), np.uint8))[1].tobytes()
+    (flat / "input" / "4.png").write_bytes(jpeg[: len(jpeg) // 2])  # truncated JPEG
+    assert cv2.imwrite(str(flat / "target" / "5.png"), np.zeros((24, 31, 3), np.uint8))
+    ds = paired_dataset(flat, patch_size=16, batch_size=7, shuffle=False, seed=0)
+    with caplog.at_level("WARNING", logger="tfderain.data.pipeline"):
+        seen = [_pair_of(b) for b in _batches(ds, 3)]
+    # Element i is pair i % 7, or the next good one: 1, 2 -> 3; 4, 5 -> 6.
+    assert seen == [[0, 3, 3, 3, 6, 6, 6]] * 3
+    causes = dict(ds.bad_pairs.items)
+    assert sorted(causes) == ["1", "2", "4", "5"]
+    assert "1.png: empty file" in causes["1"]
+    assert "not a PNG, JPEG or BMP" in causes["2"]
+    assert "truncated or corrupt" in causes["4"]
+    assert "differs from its clean image" in causes["5"] and "30x24" in causes["5"]
+    lines = [r.getMessage() for r in caplog.records if "skipping pair" in r.getMessage()]
+    assert len(lines) == 4  # once each, over three epochs
+    assert BAD_PAIRS.items  # also collected process-wide
+
+
+def test_side_by_side_pairs_are_split_in_their_order(tmp_path):
+    clean = np.random.default_rng(0).integers(0, 128, (20, 20, 3), dtype=np.uint8)
+    for name, left, right in (("a", 2 * clean, clean), ("b", clean, 2 * clean)):
+        folder = tmp_path / ("Rain800" if name == "b" else "didmdn")
+        folder.mkdir()
+        assert cv2.imwrite(str(folder / "1.png"), np.concatenate([left, right], axis=1))
+    for folder in ("didmdn", "Rain800"):
+        ds = paired_dataset(tmp_path / folder, patch_size=16, batch_size=3, seed=1)
+        for batch in _batches(ds, 2):
+            np.testing.assert_allclose(batch["rainy"], 2 * batch["clean"], atol=1e-6)
+
+
+def test_did_mdn_level_labels_reach_the_batches(tmp_path):
+    for level, value in (("Rain_Light", 10), ("Rain_Heavy", 20)):
+        folder = tmp_path / level / "train2018new"
+        folder.mkdir(parents=True)
+        assert cv2.imwrite(str(folder / "0.jpg"), np.full((16, 32, 3), value, np.uint8))
+    ds = paired_dataset(tmp_path, patch_size=16, batch_size=2, shuffle=False, repeat=False)
+    (batch,) = _batches(ds, 1)
+    np.testing.assert_allclose(batch["density"], [LEVEL_DENSITY[0], LEVEL_DENSITY[2]])
+
+
+def test_a_list_of_folders_is_one_stream(flat, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other")
+    assert cv2.imwrite(str(other / "1.png"), np.full((24, 48, 3), 205, np.uint8))  # side by side
+    ds = paired_dataset([flat, other], patch_size=16, batch_size=8, shuffle=False, repeat=False)
+    (batch,) = _batches(ds, 1)
+    assert _pair_of(batch) == [0, 1, 2, 3, 4, 5, 6, 20]
+
+
+def test_synthetic_stream_resumes_and_shards_like_the_global_stream():
+    images = _clean_images()
+    whole = _batches(synthetic_dataset(images, patch_size=16, batch_size=4, seed=3), 3)
+    resumed = _batches(
+        synthetic_dataset(images, patch_size=16, batch_size=4, seed=3, start_batch=2), 1
+    )
+    np.testing.assert_array_equal(resumed[0]["rainy"], whole[2]["rainy"])
+    halves = [
+        _batches(
+            synthetic_dataset(
+                images,
+                patch_size=16,
+                batch_size=4,
+                seed=3,
+                num_shards=2,
+                shard_index=w,
+                start_batch=1,
+            ),
+            1,
+        )[0]
+        for w in (0, 1)
+    ]
+    for key in ("rainy", "clean", "density"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[1][key])
+    with pytest.raises(ValueError, match="not divisible"):
+        synthetic_dataset(images, batch_size=4, num_shards=3)

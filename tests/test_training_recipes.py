@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tiny_models import TINY_MODELS
 
-from tfderain import models, training
+from tfderain import models, schedules, training
 from tfderain._keras import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,8 +146,8 @@ OFFICIAL = {
     "crdnet_anysize": (1e-4, 16, 512, None, [], 1.0),
     "dtpnet": (1e-4, 4, 96, None, [31, 51, 81], 0.2),
     "pcnet": (4e-4, 32, 128, None, [59 + 60 * i for i in range(16)], 0.8),
-    "mprnet": (2e-4, 16, 256, None, None, 0.5),
-    "restormer": (3e-4, 64, 128, 300_000, None, 0.5),
+    "mprnet": (2e-4, 16, 256, None, None, None),
+    "restormer": (3e-4, 64, 128, 300_000, None, None),
     "didmdn": (2e-4, 1, 512, None, None, 0.5),
     "didmdn_derain": (2e-4, 1, 512, None, None, 0.5),
 }
@@ -164,7 +164,43 @@ def test_recipe_holds_the_official_training_numbers(name):
         assert config["epochs"] * config["steps_per_epoch"] == iterations
     if milestones is not None:
         assert config["schedule"]["milestones"] == milestones
-    assert config["schedule"]["gamma"] == gamma
+    if gamma is not None:
+        assert config["schedule"]["gamma"] == gamma
+
+
+def test_mprnet_recipe_warms_up_then_anneals_like_the_official_schedulers():
+    config = training.load_config(CONFIG_DIR / "mprnet.yaml")
+    steps = config["steps_per_epoch"]
+    schedule = schedules.from_config(config["schedule"], 2e-4, steps)
+    # GradualWarmupScheduler(multiplier=1, total_epoch=3), stepped once before epoch 1: epochs
+    # 1, 2, 3 (0-based 0, 1, 2) use 2e-4 * 1/3, 2/3, 3/3.
+    for epoch, factor in enumerate([1 / 3, 2 / 3, 1.0]):
+        assert float(schedule(epoch * steps + 5)) == pytest.approx(2e-4 * factor, rel=1e-5)
+    # Then CosineAnnealingLR(T_max=247, eta_min=1e-6) takes one step per epoch.
+    for epoch in (3, 50, 125, 249):
+        t = min(epoch - 2, 247)
+        expected = 1e-6 + (2e-4 - 1e-6) * (1 + math.cos(math.pi * t / 247)) / 2
+        assert float(schedule(epoch * steps)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_restormer_recipe_uses_adamw_progressive_patches_and_the_cyclic_cosine():
+    config = training.load_config(CONFIG_DIR / "restormer.yaml")
+    assert config["optimizer"]["name"] == "adamw"
+    assert config["optimizer"]["weight_decay"] == pytest.approx(1e-4)
+    phases = config["data"]["progressive"]
+    assert [p["iterations"] for p in phases] == [92000, 64000, 48000, 36000, 36000, 24000]
+    assert [p["patch_size"] for p in phases] == [128, 160, 192, 256, 320, 384]
+    assert [p["batch_size"] for p in phases] == [8 * b for b in (8, 5, 4, 2, 1, 1)]
+    assert sum(p["iterations"] for p in phases) == config["epochs"] * config["steps_per_epoch"]
+    schedule = schedules.from_config(config["schedule"], 3e-4, config["steps_per_epoch"])
+    # BasicSR steps the scheduler before iteration i = step + 1: flat 3e-4 through i = 92000,
+    # then eta_min + (3e-4 - eta_min) * (1 + cos(pi * (i - 92000) / 208000)) / 2.
+    assert float(schedule(0)) == pytest.approx(3e-4, rel=1e-6)
+    assert float(schedule(91_999)) == pytest.approx(3e-4, rel=1e-6)
+    for step in (92_000, 150_000, 250_000, 299_999):
+        i = step + 1
+        expected = 1e-6 + (3e-4 - 1e-6) * (1 + math.cos(math.pi * (i - 92_000) / 208_000)) / 2
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
 
 def test_recipes_with_official_epoch_counts():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tfderain import io, metrics
-from tfderain.data.layouts import find_pairs
+from tfderain.data.layouts import Pair, find_pairs
 
 
 @dataclass
@@ -56,6 +56,21 @@ def _as_uint8(image: io.Image) -> np.ndarray:
     return io.to_uint8(image.rgb)
 
 
+def _read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
+    """The rainy and the clean image of a pair; a side-by-side file is cut into its halves."""
+    if pair.split is None:
+        return io.read_image(pair.rainy), io.read_image(pair.clean)
+    both = io.read_image(pair.rainy)
+    width = both.rgb.shape[1]
+    if width % 2:
+        raise io.ImageError(pair.rainy, f"width {width} is odd: not a side-by-side pair")
+    left, right = (
+        io.Image(half, bit_depth=both.bit_depth, path=both.path)
+        for half in (both.rgb[:, : width // 2], both.rgb[:, width // 2 :])
+    )
+    return (left, right) if pair.split == "rainy|clean" else (right, left)
+
+
 #: Quantization modes and the protocol whose :func:`metrics.quantize_output` rule implements them.
 QUANTIZE = {"truncate": "A", "round": "B"}
 
@@ -66,15 +81,20 @@ def iter_scores(
     protocol: metrics.Protocol = "A",
     save_dir: str | os.PathLike | None = None,
     quantize: str | None = None,
+    layout: str | None = None,
+    order: str | None = None,
 ) -> Iterator[Score | tuple[str, str]]:
-    """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed."""
+    """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed.
+
+    ``layout`` and ``order`` are passed to :func:`~tfderain.data.layouts.find_pairs`.
+    """
     mode = quantize or getattr(derainer.spec, "quantize", "round")
     if mode not in QUANTIZE:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {mode!r}")
-    for pair in find_pairs(data):
+    for pair in find_pairs(data, layout=layout, order=order):
         try:
-            rainy = io.read_image(pair.rainy)
-            clean = _as_uint8(io.read_image(pair.clean))
+            rainy, clean_image = _read_pair(pair)
+            clean = _as_uint8(clean_image)
             rainy_u8 = _as_uint8(rainy)
             if rainy_u8.shape != clean.shape:
                 raise io.ImageError(
@@ -99,16 +119,21 @@ def evaluate(
     save_dir: str | os.PathLike | None = None,
     progress: bool = False,
     quantize: str | None = None,
+    layout: str | None = None,
+    order: str | None = None,
 ) -> EvaluationResult:
     """Derain every pair of the dataset at ``data`` (layout auto-detected) and score it.
 
-    ``quantize`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule.
+    Side-by-side pairs (DID-MDN, Rain800) are cut into their rainy and clean halves.
+
+    ``quantize`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule;
+    ``layout`` and ``order`` override the detected layout and side-by-side order.
     """
     from tqdm import tqdm
 
     result = EvaluationResult(protocol, [], [])
     for item in tqdm(
-        iter_scores(derainer, data, protocol, save_dir, quantize),
+        iter_scores(derainer, data, protocol, save_dir, quantize, layout, order),
         disable=not progress,
         desc="evaluating",
         unit="img",

@@ -7,30 +7,39 @@ are thin command lines around :func:`main`.
 A run lives in one folder (``output_dir``); starting the same command again continues it:
 
 ``config.yaml``                  the resolved config of the latest start
-``log.csv``                      one row per epoch (loss, PSNR of ``derained``, learning rate)
+``log.csv``                      one row per epoch (loss, PSNR of ``derained``, learning rate,
+                                 ``val_psnr``/``val_ssim`` with a validation set)
 ``state.json``                   epochs done, best loss, and the epoch each start resumed at
+``validation.json``              every validation result and the best one
 ``checkpoints/last.weights.h5``  weights after the latest epoch
 ``checkpoints/best.weights.h5``  weights of the epoch with the lowest training loss
+``checkpoints/best_val.weights.h5``  weights of the best validation PSNR
 ``backup/``                      ``keras.callbacks.BackupAndRestore`` state (weights, optimizer,
                                  epoch and step counters); deleted when the run completes
-``tb/``                          TensorBoard events: ``epoch_*`` and ``batch_*`` scalars, and
-                                 ``samples`` images (rainy | derained | clean side by side)
+``tb/``                          TensorBoard events: ``train/`` has ``epoch_*`` and ``batch_*``
+                                 scalars (losses, PSNR, learning rate) and ``samples`` images
+                                 (rainy | derained | clean side by side); ``validation/`` has
+                                 ``val_psnr`` and ``val_ssim``
 ``model.keras``                  the final model, always float32 (``tfderain.saving.save_model``)
 
-A run killed at any moment (even by SIGKILL) resumes from its last backup: weights, optimizer
-moments and ``optimizer.iterations`` are restored, and since the learning rate is a
-:class:`MultiStepDecay` schedule of the iteration count, the schedule resumes too. The input
-pipeline restarts from its seed (its position is not saved). A completed run is not trained again.
+A run killed at any moment (even by SIGKILL) resumes from its last backup
+(``logging.backup_every`` steps or each epoch): weights, optimizer moments, the step counter and
+so the learning-rate schedule (:mod:`tfderain.schedules`) are restored, and the input pipeline
+restarts at the batch after the backup (batch ``s`` of a run is a pure function of the config and
+``s``: :func:`tfderain.data.pipeline.paired_dataset`). With ``deterministic: true`` the resumed
+run ends with exactly the weights of an uninterrupted one. A completed run is not trained again.
+
+Mixed precision (``precision: mixed_float16 | mixed_bfloat16``) computes in 16 bits with float32
+variables; Keras wraps the optimizer in a ``LossScaleOptimizer`` for float16; model outputs,
+losses and the saved model are float32. ``jit: true`` XLA-compiles the training step. Devices:
+:mod:`tfderain.distribute` (``--strategy mirrored | multiworker``; ``data.batch_size`` is the
+global batch).
 
 The paper recipe (PReNet: Ren et al., "Progressive Image Deraining Networks: A Better and Simpler
 Baseline", CVPR 2019; official ``train_PReNet.py``, ``train_PReNet_r.py``, ``train_PRN.py`` and
 ``train_PRN_r.py`` of https://github.com/csdwren/PReNet): Adam with PyTorch's defaults (betas 0.9,
 0.999, eps 1e-8), learning rate 1e-3, ``MultiStepLR`` milestones [30, 50, 80] epochs with
 gamma 0.2, 100 epochs, batch 18, 100x100 patches, loss ``-SSIM`` of the final output only.
-
-TensorBoard summaries are written with TensorFlow's core ``tf.summary.write`` and the plugin
-metadata TensorBoard expects, so training does not need the ``tensorboard`` package (only viewing
-the logs does).
 """
 
 from __future__ import annotations
@@ -39,10 +48,8 @@ import argparse
 import copy
 import csv
 import json
-import math
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +58,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tfderain import losses, models
+from tfderain import distribute, losses, models, schedules
 from tfderain._keras import keras, tf
+from tfderain.callbacks import (
+    LearningRateLogger,
+    RunState,
+    SummaryLogger,
+    Validation,
+    read_state,
+    write_json,
+)
+from tfderain.schedules import MultiStepDecay
 
 __all__ = [
     "DEFAULTS",
@@ -86,22 +102,29 @@ DEFAULTS: dict[str, Any] = {
         "augment": True,  # random flips and 90-degree rotations
         "shuffle": True,  # folder sources only
         "cache": False,  # folder sources only: keep decoded images in memory
+        # Progressive patches: a list of {iterations, patch_size, batch_size} phases run one after
+        # the other (the last one until the end), replacing patch_size and batch_size.
+        "progressive": None,
     },
     # One loss name for "derained", or {output: name | {name: ..., **kwargs}}; other outputs get
     # no loss unless listed.
     "loss": "negative_ssim",
     "loss_weights": {},  # {output: weight}; missing outputs with a loss weigh 1
     "optimizer": {
-        "name": "adam",
+        "name": "adam",  # adam | adamw (decoupled weight decay, as torch.optim.AdamW)
         "learning_rate": 1.0e-3,
         "beta_1": 0.9,
         "beta_2": 0.999,
         "epsilon": 1.0e-8,
+        "weight_decay": None,  # adamw only
         "clipnorm": None,  # clip each variable's gradient to this norm (Keras clipnorm)
         # clip all gradients together to this global norm, as torch.nn.utils.clip_grad_norm_
         "global_clipnorm": None,
     },
-    "schedule": {"milestones": [30, 50, 80], "gamma": 0.2},  # epochs; lr *= gamma at each
+    # tfderain.schedules: multistep (milestones, gamma), cosine (period, warmup,
+    # min_learning_rate) or cyclic_cosine (periods, eta_mins, restart_weights); "unit" says whether
+    # milestones/period/warmup count epochs (default) or steps.
+    "schedule": {"name": "multistep", "milestones": [30, 50, 80], "gamma": 0.2},
     "epochs": 100,
     "steps_per_epoch": 1045,
     "seed": 0,
@@ -109,6 +132,11 @@ DEFAULTS: dict[str, Any] = {
     "precision": "float32",  # float32 | mixed_float16 | mixed_bfloat16
     "jit": False,
     "deterministic": False,
+    # tfderain.distribute: default | mirrored | multiworker; cpu_devices splits the CPU into that
+    # many logical devices (to try mirrored training without GPUs).
+    "distribute": {"strategy": "default", "cpu_devices": None},
+    # PSNR/SSIM on a folder of pairs every N steps or each epoch; best weights kept.
+    "validation": {"source": None, "every": "epoch", "protocol": "B", "max_images": None},
     "logging": {
         "scalars_every": "epoch",  # "epoch" or N steps (batch_* scalars every N steps)
         "images_every": "epoch",  # "epoch" or N steps
@@ -118,7 +146,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-_FREE_FORM = {("model", "config"), ("loss",), ("loss_weights",)}
+_FREE_FORM = {("model", "config"), ("loss",), ("loss_weights",), ("schedule",)}
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 #: scikit-image sample photos used as clean images for ``data.clean: skimage``: natural RGB
@@ -144,7 +172,10 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], path: tuple[str, ...
         if key not in base and not (free or where in _FREE_FORM):
             known = ", ".join(sorted(base))
             raise ValueError(f"unknown config key {'.'.join(where)!r}; known here: {known}")
-        if isinstance(base.get(key), dict) and isinstance(value, Mapping):
+        replaces = where == ("schedule",) and isinstance(value, Mapping) and "name" in value
+        if replaces and value["name"] != base[key].get("name", "multistep"):
+            base[key] = copy.deepcopy(dict(value))  # another kind of schedule: no default keys
+        elif isinstance(base.get(key), dict) and isinstance(value, Mapping):
             _merge(base[key], value, where)
         elif isinstance(base.get(key), dict) and not (free or where in _FREE_FORM):
             raise ValueError(f"config key {'.'.join(where)!r} must be a mapping")
@@ -197,53 +228,24 @@ def _validate(config: dict[str, Any]) -> None:
     for key in ("epochs", "steps_per_epoch"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
-    if config["optimizer"]["name"].lower() != "adam":
-        raise ValueError("only optimizer.name: adam is supported")
+    if config["optimizer"]["name"].lower() not in ("adam", "adamw"):
+        raise ValueError("optimizer.name must be adam or adamw")
     for key in ("scalars_every", "images_every", "backup_every"):
         _every(config["logging"][key], f"logging.{key}")
+    _every(config["validation"]["every"], "validation.every")
+    if config["validation"]["protocol"] not in ("A", "B"):
+        raise ValueError("validation.protocol must be A or B")
+    if config["distribute"]["strategy"] not in distribute.STRATEGIES:
+        raise ValueError(f"distribute.strategy must be one of {', '.join(distribute.STRATEGIES)}")
+    for phase in config["data"]["progressive"] or ():
+        keys = {"iterations", "patch_size", "batch_size"}
+        if not isinstance(phase, Mapping) or set(phase) != keys:
+            raise ValueError(f"each data.progressive phase needs exactly {sorted(keys)}: {phase}")
 
 
 # --------------------------------------------------------------------------------------------
 # Learning rate, metric, data
 # --------------------------------------------------------------------------------------------
-
-
-@keras.utils.register_keras_serializable(package="tfderain")
-class MultiStepDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """PyTorch's ``MultiStepLR`` on epochs, as a function of the optimizer's step count.
-
-    During epoch ``e`` (0-based, ``e = step // steps_per_epoch``) the rate is
-    ``initial_learning_rate * gamma ** (number of milestones <= e)``, as the official scripts get
-    by calling ``scheduler.step(epoch)`` at the start of each epoch. Being a function of
-    ``optimizer.iterations`` only, it resumes exactly when a backup is restored.
-    """
-
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        milestones: Sequence[int],
-        gamma: float,
-        steps_per_epoch: int,
-    ) -> None:
-        super().__init__()
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.milestones = [int(m) for m in milestones]
-        self.gamma = float(gamma)
-        self.steps_per_epoch = int(steps_per_epoch)
-
-    def __call__(self, step: tf.Tensor) -> tf.Tensor:
-        epoch = tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_epoch)
-        milestones = tf.constant(self.milestones, tf.int64, shape=(len(self.milestones),))
-        passed = tf.reduce_sum(tf.cast(epoch >= milestones, tf.float32))
-        return self.initial_learning_rate * tf.pow(tf.constant(self.gamma, tf.float32), passed)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "milestones": self.milestones,
-            "gamma": self.gamma,
-            "steps_per_epoch": self.steps_per_epoch,
-        }
 
 
 def psnr(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -263,28 +265,66 @@ def skimage_photos() -> list[np.ndarray]:
     return [getattr(skdata, name)()[..., :3].astype(np.float32) / 255.0 for name in SKIMAGE_PHOTOS]
 
 
-def _dataset(data: Mapping[str, Any], seed: int) -> tf.data.Dataset:
+def _source(
+    data: Mapping[str, Any], seed: int, patch: int, batch: int, start: int, shards: tuple[int, int]
+) -> tf.data.Dataset:
+    """One configured pipeline: global batches ``start, start + 1, ...`` of shard ``shards[1]``."""
     from tfderain.data import pipeline
 
-    if data["source"] == "synthetic":
-        clean = skimage_photos() if data["clean"] == "skimage" else str(data["clean"])
-        return pipeline.synthetic_dataset(
-            clean,
-            patch_size=data["patch_size"],
-            batch_size=data["batch_size"],
-            seed=seed,
-            augment=data["augment"],
-        )
-    return pipeline.paired_dataset(
-        str(data["source"]),
-        patch_size=data["patch_size"],
-        batch_size=data["batch_size"],
+    common = dict(
+        patch_size=patch,
+        batch_size=batch,
         seed=seed,
         augment=data["augment"],
-        repeat=True,
-        shuffle=data["shuffle"],
-        cache=data["cache"],
+        start_batch=start,
+        num_shards=shards[0],
+        shard_index=shards[1],
     )
+    if data["source"] == "synthetic":
+        clean = skimage_photos() if data["clean"] == "skimage" else str(data["clean"])
+        return pipeline.synthetic_dataset(clean, **common)
+    source = data["source"]
+    source = [str(s) for s in source] if isinstance(source, (list, tuple)) else str(source)
+    return pipeline.paired_dataset(
+        source, repeat=True, shuffle=data["shuffle"], cache=data["cache"], **common
+    )
+
+
+#: Seed offset between the phases of progressive training (each phase has its own stream).
+PHASE_SEED_STRIDE = 7919
+
+
+def _dataset(
+    data: Mapping[str, Any], seed: int, start_step: int = 0, shards: tuple[int, int] = (1, 0)
+) -> tf.data.Dataset:
+    """The configured training batches from step ``start_step`` on, progressive phases included.
+
+    Batch ``s`` is a pure function of the config and ``s``, so a run resumed at step ``s`` sees
+    what an uninterrupted run would have seen. Phase ``k`` of ``data.progressive`` draws from its
+    own stream (seed ``seed + k * PHASE_SEED_STRIDE``), starting at its first batch.
+    """
+    phases = data["progressive"] or [
+        {"iterations": None, "patch_size": data["patch_size"], "batch_size": data["batch_size"]}
+    ]
+    parts, begin = [], 0
+    for k, phase in enumerate(phases):
+        end = None if k == len(phases) - 1 else begin + int(phase["iterations"])
+        if end is None or start_step < end:
+            first = max(start_step, begin)
+            ds = _source(
+                data,
+                seed + k * PHASE_SEED_STRIDE,
+                int(phase["patch_size"]),
+                int(phase["batch_size"]),
+                first - begin,
+                shards,
+            )
+            parts.append(ds if end is None else ds.take(end - first))
+        begin = end if end is not None else begin
+    stream = parts[0]
+    for part in parts[1:]:
+        stream = stream.concatenate(part)
+    return stream
 
 
 def _loss_table(config: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, keras.losses.Loss]:
@@ -306,150 +346,6 @@ def _loss_table(config: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, 
     if unknown:
         raise ValueError(f"loss_weights for output(s) without a loss: {', '.join(unknown)}")
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# Callbacks
-# --------------------------------------------------------------------------------------------
-
-
-def _scalar_metadata() -> Any:
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata()
-    meta.plugin_data.plugin_name = "scalars"
-    return meta
-
-
-def _image_metadata(description: str) -> Any:
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(summary_description=description)
-    meta.plugin_data.plugin_name = "images"
-    return meta
-
-
-class LearningRateLogger(keras.callbacks.Callback):
-    """Adds ``learning_rate`` to the epoch logs: the rate the epoch's last step used."""
-
-    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule) -> None:
-        super().__init__()
-        self.schedule = schedule
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None:
-            step = max(int(self.model.optimizer.iterations) - 1, 0)
-            logs["learning_rate"] = float(self.schedule(step))
-
-
-class SummaryLogger(keras.callbacks.Callback):
-    """TensorBoard scalars (``epoch_*``, ``batch_*``) and sample panels (``samples``).
-
-    Each sample image is ``rainy | derained | clean`` side by side; ``derained`` is clamped to
-    [0, 1] for display. Scalars every epoch and, if ``scalars_every`` is a number, every that many
-    steps; samples at the end of each epoch or every ``images_every`` steps.
-    """
-
-    def __init__(
-        self,
-        log_dir: Path,
-        samples: tuple[np.ndarray, np.ndarray],
-        schedule: keras.optimizers.schedules.LearningRateSchedule,
-        scalars_every: str | int = "epoch",
-        images_every: str | int = "epoch",
-    ) -> None:
-        super().__init__()
-        self.log_dir = Path(log_dir)
-        self.rainy, self.clean = samples
-        self.schedule = schedule
-        self.scalars_every = scalars_every
-        self.images_every = images_every
-        self._writer: Any = None
-
-    def _implements_train_batch_hooks(self) -> bool:
-        return self.scalars_every != "epoch" or self.images_every != "epoch"
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
-
-    def _scalars(self, prefix: str, logs: Mapping[str, Any], step: int) -> None:
-        with self._writer.as_default():
-            for name, value in logs.items():
-                value = tf.cast(tf.reshape(value, ()), tf.float32)
-                tf.summary.write(f"{prefix}{name}", value, step=step, metadata=_scalar_metadata())
-
-    def _images(self, step: int) -> None:
-        derained = self.model(self.rainy, training=False)["derained"]
-        derained = tf.clip_by_value(tf.cast(derained, tf.float32), 0.0, 1.0)
-        panels = tf.concat([self.rainy, derained, self.clean], axis=2)
-        panels = tf.image.convert_image_dtype(panels, tf.uint8, saturate=True)
-        height, width = int(panels.shape[1]), int(panels.shape[2])
-        encoded = [tf.image.encode_png(p) for p in tf.unstack(panels)]
-        tensor = tf.stack([tf.as_string(width), tf.as_string(height), *encoded])
-        meta = _image_metadata("rainy | derained | clean")
-        with self._writer.as_default():
-            tf.summary.write("samples", tensor, step=step, metadata=meta)
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        step = int(self.model.optimizer.iterations)
-        if self.scalars_every != "epoch" and step % self.scalars_every == 0 and logs:
-            scalars = dict(logs)
-            scalars["learning_rate"] = float(self.schedule(step - 1))
-            self._scalars("batch_", scalars, step)
-        if self.images_every != "epoch" and step % self.images_every == 0:
-            self._images(step)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._scalars("epoch_", logs or {}, epoch)
-        if self.images_every == "epoch":
-            self._images(int(self.model.optimizer.iterations))
-        self._writer.flush()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
-class RunState(keras.callbacks.Callback):
-    """Keeps ``state.json``: epochs done, best loss, and the epoch each start began at."""
-
-    def __init__(self, path: Path, monitor: str = "loss") -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.monitor = monitor
-        self.state = read_state(self.path)
-        self._session_started = False
-
-    def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.path)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if not self._session_started:
-            self._session_started = True
-            self.state["sessions"].append({"initial_epoch": epoch, "started": time.time()})
-            self.state["complete"] = False
-            if epoch > 0:
-                print(f"Resuming from the backup: epoch {epoch + 1}", flush=True)
-            self._write()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.state["epochs_done"] = epoch + 1
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(float(value)):
-            best = self.state.get("best")
-            if best is None or float(value) < best:
-                self.state["best"] = float(value)
-        self._write()
-
-
-def read_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``state.json`` of a run folder (or a fresh state)."""
-    path = Path(path)
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {"epochs_done": 0, "best": None, "complete": False, "sessions": []}
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,14 +405,59 @@ def _float32_copy(model: keras.Model) -> keras.Model:
     return clean
 
 
-def train(config: Mapping[str, Any], dataset: tf.data.Dataset | None = None) -> TrainResult:
+def resume_step(backup_dir: Path, steps_per_epoch: int) -> int:
+    """The step a run continues at from the ``BackupAndRestore`` checkpoint in ``backup_dir``.
+
+    Mirrors what ``model.fit`` does when it restores the backup: a backup taken after batch ``b``
+    of epoch ``e`` resumes at batch ``b + 1`` (the next epoch after its last batch); an epoch-end
+    backup resumes at the next epoch. 0 when there is no backup.
+    """
+    latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))
+    if latest is None:
+        return 0
+    reader = tf.train.load_checkpoint(latest)
+    epoch = int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    batch = int(reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
+    if batch >= 0:
+        return (
+            (epoch + 1) * steps_per_epoch
+            if batch == steps_per_epoch - 1
+            else (epoch * steps_per_epoch + batch + 1)
+        )
+    return (epoch + 1) * steps_per_epoch if epoch >= 0 else 0
+
+
+def _optimizer(config: Mapping[str, Any], schedule: Any) -> keras.optimizers.Optimizer:
+    opt = config["optimizer"]
+    common = dict(
+        learning_rate=schedule,
+        beta_1=opt["beta_1"],
+        beta_2=opt["beta_2"],
+        epsilon=opt["epsilon"],
+        clipnorm=opt["clipnorm"],
+        global_clipnorm=opt["global_clipnorm"],
+    )
+    if opt["name"].lower() == "adamw":
+        return keras.optimizers.AdamW(weight_decay=opt["weight_decay"] or 0.0, **common)
+    if opt["weight_decay"]:
+        raise ValueError("optimizer.weight_decay needs optimizer.name: adamw")
+    return keras.optimizers.Adam(**common)
+
+
+def train(
+    config: Mapping[str, Any],
+    dataset: tf.data.Dataset | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
     """Train the model described by ``config`` (a :func:`load_config` result).
 
     Args:
         config: the full config; see :data:`DEFAULTS`.
         dataset: optional replacement for the configured data: a ``tf.data.Dataset`` of dicts
             ``{"rainy", "clean", "density"}`` as :mod:`tfderain.data.pipeline` yields (e.g. a
-            fixed batch repeated). It must be endless or long enough for all epochs.
+            fixed batch repeated). It must be endless or long enough for all epochs; a resumed
+            run skips the batches already trained on.
+        callbacks: extra Keras callbacks, run after the built-in ones.
 
     Returns:
         a :class:`TrainResult`; the final float32 model is at ``result.model_path``.
@@ -529,105 +470,84 @@ def train(config: Mapping[str, Any], dataset: tf.data.Dataset | None = None) -> 
     name = config["model"]["name"]
     run_dir = Path(config["output_dir"] or Path("runs") / name)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if read_state(run_dir / "state.json").get("complete") and (run_dir / "model.keras").is_file():
+        done = read_state(run_dir / "state.json")["epochs_done"]
+        print(f"{run_dir}: run already complete ({done} epochs); nothing to do")
+        return TrainResult(run_dir, run_dir / "model.keras", {}, done, already_complete=True)
+
+    # The strategy comes first: it may need to configure devices before anything runs.
+    dist = config["distribute"]
+    strategy = distribute.make_strategy(dist["strategy"], dist["cpu_devices"])
+    worker = distribute.workers(strategy)
+    backup_dir = run_dir / "backup"  # shared: Keras lets only the chief write it
+    if not worker.is_chief:  # the other workers keep their files apart
+        run_dir = run_dir / "workers" / str(worker.index)
+        run_dir.mkdir(parents=True, exist_ok=True)
     model_path = run_dir / "model.keras"
     state_path = run_dir / "state.json"
     state = read_state(state_path)
-    if state.get("complete") and model_path.is_file():
-        print(f"{run_dir}: run already complete ({state['epochs_done']} epochs); nothing to do")
-        return TrainResult(run_dir, model_path, {}, state["epochs_done"], already_complete=True)
     _write_config(run_dir / "config.yaml", config)
 
     keras.utils.set_random_seed(int(config["seed"]))
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
 
+    steps_per_epoch = config["steps_per_epoch"]
+    start_step = resume_step(backup_dir, steps_per_epoch)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config["precision"])
     try:
-        model = models.build(name, **config["model"]["config"])
-        outputs = models.spec(name).outputs
-        loss_table = _loss_table(config, outputs)
-        weights = {k: float(config["loss_weights"].get(k, 1.0)) for k in loss_table}
-        stages = None
-        if "stages" in loss_table:
-            stages = int(model.output["stages"].shape[1])
-
-        source = dataset if dataset is not None else _dataset(config["data"], config["seed"])
+        with strategy.scope():
+            model = models.build(name, **config["model"]["config"])
+            outputs = models.spec(name).outputs
+            loss_table = _loss_table(config, outputs)
+            weights = {k: float(config["loss_weights"].get(k, 1.0)) for k in loss_table}
+            schedule = schedules.from_config(
+                config["schedule"], config["optimizer"]["learning_rate"], steps_per_epoch
+            )
+            fit_model = _named_outputs(model)
+            fit_model.compile(
+                optimizer=_optimizer(config, schedule),
+                loss=loss_table,
+                loss_weights=weights,
+                metrics={"derained": [psnr]},
+                jit_compile=bool(config["jit"]),
+            )
+        stages = int(model.output["stages"].shape[1]) if "stages" in loss_table else None
         # "derained" always gets its target: the PSNR metric and the sample images read it, also
         # when the loss is on other outputs only (MPRNet's loss is on "stages").
         targets = tuple(dict.fromkeys(["derained", *loss_table]))
-        pairs = pipeline.as_training_pairs(source, outputs=targets, stages=stages)
 
-        opt = config["optimizer"]
-        schedule = MultiStepDecay(
-            opt["learning_rate"],
-            config["schedule"]["milestones"],
-            config["schedule"]["gamma"],
-            config["steps_per_epoch"],
-        )
-        optimizer = keras.optimizers.Adam(
-            learning_rate=schedule,
-            beta_1=opt["beta_1"],
-            beta_2=opt["beta_2"],
-            epsilon=opt["epsilon"],
-            clipnorm=opt["clipnorm"],
-            global_clipnorm=opt["global_clipnorm"],
-        )
-        fit_model = _named_outputs(model)
-        fit_model.compile(
-            optimizer=optimizer,
-            loss=loss_table,
-            loss_weights=weights,
-            metrics={"derained": [psnr]},
-            jit_compile=bool(config["jit"]),
-        )
+        def pairs_from(start: int, shards: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+            if dataset is not None:
+                source = dataset.skip(start) if start else dataset
+            else:
+                source = _dataset(config["data"], config["seed"], start, shards)
+            return pipeline.as_training_pairs(source, outputs=targets, stages=stages)
 
+        data = distribute.distributed_dataset(
+            strategy, lambda count, index: pairs_from(start_step, (count, index))
+        )
         log = config["logging"]
-        samples = _first_batch(pairs, int(log["num_images"]))
-        ckpt_dir = run_dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
-        best = state.get("best")
-        callbacks = [
-            LearningRateLogger(schedule),
-            keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-            keras.callbacks.ModelCheckpoint(
-                str(ckpt_dir / "last.weights.h5"), save_weights_only=True, verbose=0
-            ),
-            keras.callbacks.ModelCheckpoint(
-                str(ckpt_dir / "best.weights.h5"),
-                monitor="loss",
-                mode="min",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=best,
-                verbose=0,
-            ),
-            SummaryLogger(
-                run_dir / "tb",
-                samples,
-                schedule,
-                scalars_every=_every(log["scalars_every"], "logging.scalars_every"),
-                images_every=_every(log["images_every"], "logging.images_every"),
-            ),
-            RunState(state_path),
-            # Last, so that everything above has recorded an epoch before it is backed up.
-            keras.callbacks.BackupAndRestore(
-                backup_dir=str(run_dir / "backup"),
-                save_freq=_every(log["backup_every"], "logging.backup_every"),
-                delete_checkpoint=True,
-            ),
-        ]
-        print(
-            f"Training {name} ({model.count_params():,} parameters, {config['precision']}) "
-            f"for {config['epochs']} epochs x {config['steps_per_epoch']} steps in {run_dir}",
-            flush=True,
-        )
+        samples = _first_batch(pairs_from(0), int(log["num_images"]))
         history = fit_model.fit(
-            pairs,
+            data,
             epochs=config["epochs"],
-            steps_per_epoch=config["steps_per_epoch"],
-            callbacks=callbacks,
-            verbose=_verbosity(log["verbose"]),
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[
+                *_callbacks(
+                    config,
+                    run_dir,
+                    backup_dir,
+                    state,
+                    model,
+                    samples,
+                    schedule,
+                    strategy.num_replicas_in_sync,
+                ),
+                *callbacks,
+            ],
+            verbose=_verbosity(log["verbose"]) if worker.is_chief else 0,
         )
         final = model if config["precision"] == "float32" else _float32_copy(model)
     finally:
@@ -636,7 +556,7 @@ def train(config: Mapping[str, Any], dataset: tf.data.Dataset | None = None) -> 
     saving.save_model(final, model_path)
     state = read_state(state_path)
     state["complete"] = True
-    state_path.write_text(json.dumps(state, indent=1))
+    write_json(state_path, state)
     sessions = state.get("sessions") or [{"initial_epoch": 0}]
     print(f"Saved {model_path}", flush=True)
     return TrainResult(
@@ -645,6 +565,75 @@ def train(config: Mapping[str, Any], dataset: tf.data.Dataset | None = None) -> 
         {k: [float(v) for v in vs] for k, vs in history.history.items()},
         int(sessions[-1]["initial_epoch"]),
     )
+
+
+def _callbacks(
+    config: Mapping[str, Any],
+    run_dir: Path,
+    backup_dir: Path,
+    state: Mapping[str, Any],
+    model: keras.Model,
+    samples: tuple[np.ndarray, np.ndarray],
+    schedule: Any,
+    replicas: int,
+) -> list[keras.callbacks.Callback]:
+    """The built-in callbacks of a run, in the order they must run at the end of an epoch."""
+    log = config["logging"]
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    name = config["model"]["name"]
+    print(
+        f"Training {name} ({model.count_params():,} parameters, {config['precision']}) "
+        f"for {config['epochs']} epochs x {config['steps_per_epoch']} steps in {run_dir}; "
+        f"{config['distribute']['strategy']} strategy, {replicas} replica(s)",
+        flush=True,
+    )
+    found = []
+    val = config["validation"]
+    if val["source"] is not None:  # first: it adds val_psnr / val_ssim to the epoch logs
+        found.append(
+            Validation(
+                model,
+                models.spec(name),
+                val["source"],
+                _every(val["every"], "validation.every"),
+                run_dir,
+                ckpt_dir / "best_val.weights.h5",
+                protocol=val["protocol"],
+                max_images=val["max_images"],
+            )
+        )
+    found += [
+        LearningRateLogger(schedule),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt_dir / "last.weights.h5"), save_weights_only=True, verbose=0
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt_dir / "best.weights.h5"),
+            monitor="loss",
+            mode="min",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=state.get("best"),
+            verbose=0,
+        ),
+        SummaryLogger(
+            run_dir / "tb",
+            samples,
+            schedule,
+            scalars_every=_every(log["scalars_every"], "logging.scalars_every"),
+            images_every=_every(log["images_every"], "logging.images_every"),
+        ),
+        RunState(run_dir / "state.json"),
+        # Last, so that everything above has recorded an epoch before it is backed up.
+        keras.callbacks.BackupAndRestore(
+            backup_dir=str(backup_dir),
+            save_freq=_every(log["backup_every"], "logging.backup_every"),
+            delete_checkpoint=True,
+        ),
+    ]
+    return found
 
 
 def _write_config(path: Path, config: Mapping[str, Any]) -> None:
@@ -680,6 +669,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, help="Keras mixed-precision policy")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step")
     parser.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        help="tf.distribute strategy (see tfderain.distribute); same as --set distribute.strategy=",
+    )
+    parser.add_argument(
         "--deterministic",
         action="store_true",
         default=None,
@@ -697,6 +691,8 @@ def run_from_args(args: argparse.Namespace) -> TrainResult:
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
+    if args.strategy is not None:
+        overrides.append(f"distribute.strategy={args.strategy}")
     return train(load_config(args.config, overrides))
 
 

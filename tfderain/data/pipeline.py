@@ -10,11 +10,23 @@ medium / heavy (so :func:`~tfderain.data.synthetic.density_level` recovers the c
 ``-1`` when unknown. :func:`as_training_pairs` turns the dict into ``(inputs, targets)`` for
 ``model.fit``.
 
-Randomness is reproducible: every random choice for element ``i`` of the stream is drawn from a
-seed derived from ``(seed, i)`` (stateless TF ops on disk data, a ``numpy`` Generator for
-synthetic rain), shuffling uses ``seed``, and parallel maps keep their order
-(``options.deterministic = True``). Two pipelines built with the same arguments yield the same
-batches.
+**The global stream.** Both pipelines are views of one stream of elements ``e_0, e_1, ...``
+where ``e_i`` is a pure function of ``(seed, i)`` and the data:
+
+* paired data with ``N`` pairs: epoch ``i // N`` visits the pairs in the order
+  ``np.random.default_rng([seed, epoch]).permutation(N)`` (or in order without ``shuffle``),
+  and the crop, flips and rotation of ``e_i`` are drawn from stateless TF ops seeded with
+  ``(seed, i)``;
+* synthetic rain: everything of ``e_i`` comes from ``np.random.default_rng([seed, i])``.
+
+Global batch ``j`` is ``e_{jB} ... e_{jB+B-1}`` (``B = batch_size``). ``start_batch=s`` starts at
+global batch ``s`` without producing the skipped elements, so a run resumed at step ``s`` sees
+the batches an uninterrupted run sees from step ``s`` on. ``num_shards=W, shard_index=w`` yields
+batches of ``B / W`` elements, ``e_{jB + wB/W} ... e_{jB + (w+1)B/W - 1}``: the ``W`` shards
+concatenated along axis 0 are exactly the global batches (one shard per worker of a
+``MultiWorkerMirroredStrategy``). Parallel maps keep their order
+(``options.deterministic = True``), so two pipelines built with the same arguments yield the
+same batches.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,15 +45,26 @@ import cv2
 import numpy as np
 
 from tfderain._keras import tf
+from tfderain.data import tfrecord
 from tfderain.data.layouts import LayoutError, Pair, find_pairs
 from tfderain.data.synthetic import REFERENCE_SIZE, add_rain
-from tfderain.io import ImageError, is_image_path, read_image
+from tfderain.io import (
+    ImageError,
+    _check_jpeg,
+    _check_png,
+    _quiet_opencv,
+    is_image_path,
+    read_image,
+)
 
 __all__ = [
+    "BAD_PAIRS",
     "LEVEL_DENSITY",
     "TARGETS",
     "UNKNOWN_DENSITY",
+    "BadPairs",
     "as_training_pairs",
+    "decode_pair",
     "paired_dataset",
     "synthetic_dataset",
 ]
@@ -54,8 +78,11 @@ LEVEL_DENSITY = (1 / 6, 1 / 2, 5 / 6)
 #: Target names :func:`as_training_pairs` knows, the model output names of the same meaning.
 TARGETS = ("derained", "stages", "density", "rain")
 
-# First bytes of the formats tf.io.decode_image reads (GIF is not an image suffix we list).
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8"
+_BMP = b"BM"
+# Decoded pairs kept per dataset with cache=False: the permutation of a few epochs.
+_EPOCHS_KEPT = 4
 
 
 def _options() -> tf.data.Options:
@@ -77,174 +104,38 @@ def _check_sizes(patch_size: int, batch_size: int) -> None:
         )
 
 
-# --------------------------------------------------------------------------- paired data on disk
+def _check_sharding(batch_size: int, start_batch: int, num_shards: int, shard_index: int) -> int:
+    """The per-shard batch size ``batch_size / num_shards``, after checking the arguments."""
+    if not isinstance(start_batch, (int, np.integer)) or start_batch < 0:
+        raise ValueError(f"start_batch must be a non-negative integer, got {start_batch!r}")
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"shard_index must be in 0..num_shards-1, got shard {shard_index} of {num_shards}"
+        )
+    if batch_size % num_shards:
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by num_shards {num_shards}: each shard "
+            "yields batch_size / num_shards elements of every global batch"
+        )
+    return batch_size // num_shards
 
 
-def _is_image_file(path: Path) -> str | None:
-    """None if ``path`` starts like a PNG, JPEG or BMP file, else the reason it does not."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        return f"cannot read: {e.strerror or e}"
-    if not head:
-        return "empty file"
-    if not head.startswith(_SIGNATURES):
-        return "not a PNG, JPEG or BMP file"
-    return None
-
-
-def _readable_pairs(source: str | os.PathLike) -> list[Pair]:
-    """The pairs of ``source`` whose two files look like images; the others are logged, skipped."""
-    pairs = []
-    for pair in find_pairs(source):
-        problems = {p: why for p in (pair.rainy, pair.clean) if (why := _is_image_file(p))}
-        for path, why in problems.items():
-            log.warning("skipping pair %s: %s: %s", pair.name, path, why)
-        if not problems:
-            pairs.append(pair)
-    if not pairs:
-        raise LayoutError(f"{source}: no readable rainy/clean pairs")
-    return pairs
-
-
-def _decode(path: tf.Tensor) -> tf.Tensor:
-    data = tf.io.read_file(path)
-    return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-
-
-def _load_pair(element: dict) -> dict:
-    """Decode both images of a pair into one uint8 ``[H, W, 6]`` tensor (rainy, then clean)."""
-    rainy, clean = _decode(element["rainy"]), _decode(element["clean"])
-    same = tf.debugging.Assert(
-        tf.reduce_all(tf.shape(rainy) == tf.shape(clean)),
-        ["rainy and clean images differ in size:", element["rainy"], tf.shape(rainy)]
-        + [element["clean"], tf.shape(clean)],
-    )
-    with tf.control_dependencies([same]):
-        both = tf.concat([rainy, clean], axis=-1)
-    return {"images": both, "density": element["density"]}
-
-
-def _pad_to(images: tf.Tensor, size: int) -> tf.Tensor:
-    """Mirror-pad (symmetric, repeated as needed) until height and width are at least ``size``."""
-
-    def too_small(x):
-        shape = tf.shape(x)
-        return tf.logical_or(shape[0] < size, shape[1] < size)
-
-    def pad(x):
-        shape = tf.shape(x)
-        ph = tf.clip_by_value(size - shape[0], 0, shape[0])
-        pw = tf.clip_by_value(size - shape[1], 0, shape[1])
-        return tf.pad(x, [[ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]], "SYMMETRIC")
-
-    (images,) = tf.while_loop(
-        too_small, pad, [images], shape_invariants=[tf.TensorShape([None, None, images.shape[-1]])]
-    )
-    return images
-
-
-def _crop_and_augment(index: tf.Tensor, element: dict, patch: int, seed: int, augment: bool):
-    """One aligned random patch of a decoded pair, flipped and rotated with the same choices."""
-    seeds = tf.random.split(tf.stack([tf.constant(seed, tf.int64), index]), 4)
-    images = _pad_to(element["images"], patch)
-    images = tf.image.stateless_random_crop(images, [patch, patch, 6], seed=seeds[0])
-    if augment:
-        images = tf.image.stateless_random_flip_left_right(images, seed=seeds[1])
-        images = tf.image.stateless_random_flip_up_down(images, seed=seeds[2])
-        k = tf.random.stateless_uniform([], seed=seeds[3], minval=0, maxval=4, dtype=tf.int32)
-        images = tf.image.rot90(images, k)
-        images.set_shape([patch, patch, 6])
-    images = tf.image.convert_image_dtype(images, tf.float32)
-    return {"rainy": images[..., :3], "clean": images[..., 3:], "density": element["density"]}
-
-
-def paired_dataset(
-    source: str | os.PathLike,
-    *,
-    patch_size: int = 100,
-    batch_size: int = 18,
-    seed: int = 0,
-    augment: bool = True,
-    repeat: bool = True,
-    shuffle: bool = True,
-    cache: bool = False,
-    num_parallel_calls: int = tf.data.AUTOTUNE,
-) -> tf.data.Dataset:
-    """Random aligned patches of the rainy/clean pairs in a dataset folder.
-
-    Each element is a ``patch_size`` square cut from the same window of both images, then (with
-    ``augment``) flipped left-right and up-down and rotated by ``k * 90`` degrees, ``k`` in 0..3,
-    identically for both. Images smaller than the patch are mirror-padded (symmetric) rather than
-    upscaled, so the rain streaks keep their size and sharpness.
-
-    Bad files do not stop an epoch: a pair whose file is empty or does not start like a PNG,
-    JPEG or BMP image is skipped with a warning before the pipeline starts, and a pair that fails
-    to decode (e.g. a truncated file) or whose two images differ in size is dropped by
-    ``ignore_errors`` with a logged warning.
-
-    Args:
-        source: a folder in one of the layouts of :mod:`tfderain.data.layouts`.
-        patch_size: side of the square patches.
-        batch_size: patches per batch; with ``repeat`` every batch is full, otherwise the last
-            one may be smaller.
-        seed: the stream (shuffle order, crops, flips) is a function of ``seed``.
-        augment: random flips and 90-degree rotations.
-        repeat: loop over the pairs forever (reshuffled each pass).
-        shuffle: shuffle the pairs.
-        cache: keep the decoded images in memory after the first pass (about ``6 H W`` bytes
-            per pair), instead of reading and decoding each file every time.
-        num_parallel_calls: parallelism of the decoding and cropping maps.
-
-    Returns:
-        a dataset of ``{"rainy", "clean", "density"}`` batches (see the module docstring).
-    """
-    _check_sizes(patch_size, batch_size)
-    seed = _check_seed(seed)
-    pairs = _readable_pairs(source)
-    density = [UNKNOWN_DENSITY if p.density is None else LEVEL_DENSITY[p.density] for p in pairs]
-    ds = tf.data.Dataset.from_tensor_slices(
-        {
-            "rainy": [str(p.rainy) for p in pairs],
-            "clean": [str(p.clean) for p in pairs],
-            "density": tf.constant(density, tf.float32),
-        }
-    )
-
-    def decode(ds: tf.data.Dataset) -> tf.data.Dataset:
-        ds = ds.map(_load_pair, num_parallel_calls=num_parallel_calls, deterministic=True)
-        return ds.ignore_errors(log_warning=True)
-
-    if cache:
-        ds = decode(ds).cache()
-    if shuffle:
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if not cache:
-        ds = decode(ds)
-    ds = ds.enumerate().map(
-        lambda i, element: _crop_and_augment(i, element, patch_size, seed, augment),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
-    )
-    ds = ds.batch(batch_size, drop_remainder=repeat)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-
-
-# ------------------------------------------------------------------------------ synthetic rain
+def _global_index(local: tf.Tensor, batch: int, start: int, shards: int, shard: int) -> tf.Tensor:
+    """Global element index of a shard's ``local``-th element (see the module docstring)."""
+    per_shard = batch // shards
+    j = start + local // per_shard
+    return j * batch + shard * per_shard + local % per_shard
 
 
 class _ShutdownGuard:
-    """Lets the synthetic pipeline go idle before the interpreter shuts down.
+    """Lets numpy_function pipelines go idle before the interpreter shuts down.
 
-    tf.data calls the synthesis from its own threads and keeps prefetching until the iterator is
-    destroyed, which may only happen during interpreter shutdown. A call still running or
-    starting then can never take the GIL back: an OpenCV call aborts the process ("terminate
-    called without an active exception"), and the iterator's destructor waits forever for the
-    lost call. So at exit this guard turns further calls into no-ops (the buffers fill at once)
-    and waits until no call has run for a moment.
+    tf.data calls the Python element functions (synthetic rain, decoding of pairs) from its own
+    threads and keeps prefetching until the iterator is destroyed, which may only happen during
+    interpreter shutdown. A call still running or starting then can never take the GIL back: an
+    OpenCV call aborts the process ("terminate called without an active exception"), and the
+    iterator's destructor waits forever for the lost call. So at exit this guard turns further
+    calls into no-ops (the buffers fill at once) and waits until no call has run for a moment.
     """
 
     def __init__(self, quiet: float = 0.2, timeout: float = 10.0) -> None:
@@ -282,6 +173,379 @@ class _ShutdownGuard:
 
 
 _GUARD = _ShutdownGuard()
+
+
+# --------------------------------------------------------------------------- decoding a pair
+
+
+class BadPairs:
+    """Pairs that could not be used, each logged once (``logging.warning``) when first seen.
+
+    ``items`` lists ``(pair name, "<file>: <cause>")`` in the order found. Every dataset of
+    :func:`paired_dataset` has its own report (``ds.bad_pairs``); :data:`BAD_PAIRS` collects
+    the reports of all datasets of the process.
+    """
+
+    def __init__(self, parent: BadPairs | None = None) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, str] = {}
+        self._parent = parent
+
+    def add(self, name: str, cause: str) -> bool:
+        """Record a bad pair; True (and a log line) the first time this pair is reported."""
+        with self._lock:
+            if name in self._seen:
+                return False
+            self._seen[name] = cause
+        if self._parent is None:
+            log.warning("skipping pair %s: %s", name, cause)
+        else:
+            self._parent.add(name, cause)
+        return True
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._seen.items())
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._seen
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+#: Every bad pair any paired dataset of this process met.
+BAD_PAIRS = BadPairs()
+
+
+def _decode(data: bytes, path: str) -> np.ndarray:
+    """Bytes of a PNG, JPEG or BMP file → uint8 BGR ``(H, W, 3)``; ImageError naming ``path``."""
+    if not data:
+        raise ImageError(path, "empty file")
+    if data.startswith(_PNG):
+        _check_png(Path(path), data)
+    elif data.startswith(_JPEG):
+        _check_jpeg(Path(path), data)
+    elif not data.startswith(_BMP):
+        raise ImageError(path, "not a PNG, JPEG or BMP file")
+    with _quiet_opencv():
+        try:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            pixels = None
+    if pixels is None or pixels.size == 0:
+        raise ImageError(path, "truncated or corrupt image data")
+    return pixels  # BGR: converted once, after the two images are merged
+
+
+def decode_pair(
+    rainy: bytes, clean: bytes | None, split: str | None, rainy_path: str, clean_path: str
+) -> np.ndarray:
+    """Decode a pair's file bytes into one uint8 ``(H, W, 6)`` array: rainy RGB, clean RGB.
+
+    ``clean`` is None for a side-by-side file ``rainy`` split by ``split`` (``"rainy|clean"``
+    or ``"clean|rainy"``, left half first).
+
+    Raises:
+        ImageError: a file is empty, not an image, truncated or corrupt, a side-by-side width
+            is odd, or the two images differ in size.
+    """
+    if split is not None:
+        both = _decode(rainy, rainy_path)
+        height, width = both.shape[:2]
+        if width % 2:
+            raise ImageError(rainy_path, f"width {width} is odd: not a side-by-side pair")
+        left, right = both[:, : width // 2], both[:, width // 2 :]
+        rainy_bgr, clean_bgr = (left, right) if split == "rainy|clean" else (right, left)
+    else:
+        rainy_bgr, clean_bgr = _decode(rainy, rainy_path), _decode(clean or b"", clean_path)
+        if rainy_bgr.shape != clean_bgr.shape:
+            (h, w), (ch, cw) = rainy_bgr.shape[:2], clean_bgr.shape[:2]
+            raise ImageError(
+                rainy_path, f"size {w}x{h} differs from its clean image {clean_path} ({cw}x{ch})"
+            )
+    # cv2.merge and cvtColor are several times faster than numpy on strided channel views.
+    merged = cv2.merge([rainy_bgr, clean_bgr])
+    height, width = merged.shape[:2]
+    rgb = cv2.cvtColor(merged.reshape(height, 2 * width, 3), cv2.COLOR_BGR2RGB)
+    return rgb.reshape(height, width, 6)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as e:
+        raise ImageError(path, e.strerror or str(e)) from None
+
+
+class _FilePairs:
+    """Pairs found in dataset folders, read from their files."""
+
+    def __init__(self, pairs: list[Pair], source: str) -> None:
+        self.pairs = pairs
+        self.source = source
+        self.names = [p.name for p in pairs]
+        self.levels = [p.density for p in pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, k: int) -> np.ndarray:
+        p = self.pairs[k]
+        clean = None if p.split else _read(p.clean)
+        return decode_pair(_read(p.rainy), clean, p.split, str(p.rainy), str(p.clean))
+
+
+class _PackedPairs:
+    """Pairs of a folder written by :func:`tfderain.data.tfrecord.pack`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.pack = tfrecord.PackedPairs(folder)
+        self.source = str(folder)
+        self.names = self.pack.names
+        self.levels = self.pack.levels
+
+    def __len__(self) -> int:
+        return len(self.pack)
+
+    def load(self, k: int) -> np.ndarray:
+        r = self.pack.record(k)
+        where = f"{self.source}/{r.name}"
+        clean = None if r.split else r.clean
+        return decode_pair(r.rainy, clean, r.split, f"{where} (rainy)", f"{where} (clean)")
+
+
+def _open_source(
+    source: str | os.PathLike | Sequence[str | os.PathLike], layout: str | None, order: str | None
+) -> _FilePairs | _PackedPairs:
+    if isinstance(source, (str, os.PathLike)):
+        if tfrecord.is_packed(source):
+            return _PackedPairs(Path(source))
+        name = str(source)
+    else:
+        name = ", ".join(map(str, source))
+    return _FilePairs(list(find_pairs(source, layout=layout, order=order)), name)
+
+
+class _Stream:
+    """Element ``i`` of the global stream of decoded pairs (runs inside ``tf.numpy_function``).
+
+    Pair of element ``i``: position ``i % N`` of epoch ``i // N``'s permutation. A bad pair is
+    reported once and, with ``replace``, element ``i`` takes the next usable pair of the
+    permutation (wrapping around), so every index yields an example.
+    """
+
+    def __init__(self, pairs, seed: int, shuffle: bool, cache: bool, replace: bool) -> None:
+        self.pairs = pairs
+        self.seed = seed
+        self.shuffle = shuffle
+        self.replace = replace
+        self.report = BadPairs(parent=BAD_PAIRS)
+        self._bad: set[int] = set()
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._orders: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.density = np.array(
+            [UNKNOWN_DENSITY if d is None else LEVEL_DENSITY[d] for d in pairs.levels], np.float32
+        )
+
+    def order(self, epoch: int) -> np.ndarray:
+        n = len(self.pairs)
+        if not self.shuffle:
+            return np.arange(n)
+        with self._lock:
+            if epoch in self._orders:
+                self._orders.move_to_end(epoch)
+                return self._orders[epoch]
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        with self._lock:
+            self._orders[epoch] = order
+            while len(self._orders) > _EPOCHS_KEPT:
+                self._orders.popitem(last=False)
+        return order
+
+    def _load(self, k: int) -> np.ndarray | None:
+        if k in self._bad:
+            return None
+        if self._cache is not None and k in self._cache:
+            return self._cache[k]
+        try:
+            images = self.pairs.load(k)
+        except (ImageError, OSError, ValueError) as e:
+            self._bad.add(k)
+            self.report.add(self.pairs.names[k], str(e))
+            return None
+        if self._cache is not None:
+            self._cache[k] = images
+        return images
+
+    def __call__(self, index) -> tuple[np.ndarray, np.float32, bool]:
+        empty = np.zeros((1, 1, 6), np.uint8), np.float32(UNKNOWN_DENSITY), False
+        if not _GUARD.enter():  # the interpreter is exiting: nobody will read this element
+            return empty
+        try:
+            n = len(self.pairs)
+            epoch, pos = divmod(int(index), n)
+            order = self.order(epoch)
+            for step in range(n if self.replace else 1):
+                k = int(order[(pos + step) % n])
+                images = self._load(k)
+                if images is not None:
+                    return images, self.density[k], True
+            if self.replace:
+                raise ValueError(f"{self.pairs.source}: none of the {n} pairs is readable")
+            return empty
+        finally:
+            _GUARD.leave()
+
+
+# --------------------------------------------------------------------------- paired data on disk
+
+
+def _pad_to(images: tf.Tensor, size: int) -> tf.Tensor:
+    """Mirror-pad (symmetric, repeated as needed) until height and width are at least ``size``."""
+
+    def too_small(x):
+        shape = tf.shape(x)
+        return tf.logical_or(shape[0] < size, shape[1] < size)
+
+    def pad(x):
+        shape = tf.shape(x)
+        ph = tf.clip_by_value(size - shape[0], 0, shape[0])
+        pw = tf.clip_by_value(size - shape[1], 0, shape[1])
+        return tf.pad(x, [[ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]], "SYMMETRIC")
+
+    (images,) = tf.while_loop(
+        too_small, pad, [images], shape_invariants=[tf.TensorShape([None, None, images.shape[-1]])]
+    )
+    return images
+
+
+def _crop_and_augment(index: tf.Tensor, element: dict, patch: int, seed: int, augment: bool):
+    """One aligned random patch of a decoded pair, flipped and rotated with the same choices."""
+    seeds = tf.random.split(tf.stack([tf.constant(seed, tf.int64), index]), 4)
+    images = _pad_to(element["images"], patch)
+    images = tf.image.stateless_random_crop(images, [patch, patch, 6], seed=seeds[0])
+    if augment:
+        images = tf.image.stateless_random_flip_left_right(images, seed=seeds[1])
+        images = tf.image.stateless_random_flip_up_down(images, seed=seeds[2])
+        k = tf.random.stateless_uniform([], seed=seeds[3], minval=0, maxval=4, dtype=tf.int32)
+        images = tf.image.rot90(images, k)
+        images.set_shape([patch, patch, 6])
+    images = tf.image.convert_image_dtype(images, tf.float32)
+    return {"rainy": images[..., :3], "clean": images[..., 3:], "density": element["density"]}
+
+
+def paired_dataset(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    patch_size: int = 100,
+    batch_size: int = 18,
+    seed: int = 0,
+    augment: bool = True,
+    repeat: bool = True,
+    shuffle: bool = True,
+    cache: bool = False,
+    start_batch: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    layout: str | None = None,
+    order: str | None = None,
+) -> tf.data.Dataset:
+    """Random aligned patches of the rainy/clean pairs of a dataset.
+
+    Each element is a ``patch_size`` square cut from the same window of both images, then (with
+    ``augment``) flipped left-right and up-down and rotated by ``k * 90`` degrees, ``k`` in 0..3,
+    identically for both. Images smaller than the patch are mirror-padded (symmetric) rather than
+    upscaled, so the rain streaks keep their size and sharpness. The stream, resumption and
+    sharding follow the module docstring.
+
+    Files are read and decoded with OpenCV inside ``tf.numpy_function`` (PNG and JPEG files
+    must be complete). Bad files never stop an epoch: a pair whose file is missing, empty, not
+    a PNG/JPEG/BMP image, truncated or corrupt, or whose two images (halves) differ in size is
+    logged once and listed in ``ds.bad_pairs`` (a :class:`BadPairs`) and :data:`BAD_PAIRS`.
+    With ``repeat`` its elements take the next usable pair of the epoch's order instead, so
+    every element index yields an example and batches stay aligned with indices; without
+    ``repeat`` (one pass, e.g. for evaluation) bad pairs are left out.
+
+    Args:
+        source: a dataset folder in a layout of :mod:`tfderain.data.layouts`, a list of such
+            folders or a manifest listing them (a mix), or a folder written by
+            :func:`tfderain.data.tfrecord.pack` (it holds ``manifest.json``); pair ``k`` of a
+            pack is pair ``k`` of its source, so both give the same batches.
+        patch_size: side of the square patches.
+        batch_size: patches per global batch; with ``repeat`` every batch is full, otherwise
+            the last one may be smaller.
+        seed: the stream (epoch orders, crops, flips) is a function of ``seed``.
+        augment: random flips and 90-degree rotations.
+        repeat: loop over the pairs forever (a new order each epoch); otherwise one pass over
+            epoch 0's order.
+        shuffle: visit the pairs in a random order per epoch (else in order).
+        cache: keep every decoded pair in memory (about ``6 H W`` bytes per pair) instead of
+            reading and decoding each file every time.
+        start_batch: the first global batch to yield (resumption).
+        num_shards, shard_index: yield shard ``shard_index`` of ``num_shards`` of each global
+            batch, ``batch_size / num_shards`` elements (``batch_size`` must be divisible).
+        num_parallel_calls: parallelism of the decoding and cropping maps.
+        layout, order: passed to :func:`~tfderain.data.layouts.find_pairs` for folders.
+
+    Returns:
+        a dataset of ``{"rainy", "clean", "density"}`` batches (see the module docstring),
+        with the attribute ``bad_pairs``.
+
+    Raises:
+        ValueError: bad arguments; :class:`~tfderain.data.layouts.LayoutError` when the
+            source holds no pairs.
+    """
+    _check_sizes(patch_size, batch_size)
+    seed = _check_seed(seed)
+    per_shard = _check_sharding(batch_size, start_batch, num_shards, shard_index)
+    pairs = _open_source(source, layout, order)
+    stream = _Stream(pairs, seed, shuffle, cache, replace=repeat)
+
+    if repeat:
+        ds = tf.data.Dataset.counter().map(
+            lambda m: _global_index(m, batch_size, start_batch, num_shards, shard_index)
+        )
+    else:
+        n = len(pairs)
+        batches = np.arange(start_batch, max(start_batch, -(-n // batch_size)))
+        offsets = shard_index * per_shard + np.arange(per_shard)
+        indices = (batches[:, None] * batch_size + offsets[None, :]).ravel()
+        ds = tf.data.Dataset.from_tensor_slices(indices[indices < n].astype(np.int64))
+
+    def load(index: tf.Tensor) -> tuple[tf.Tensor, dict]:
+        images, density, ok = tf.numpy_function(
+            stream, [index], (tf.uint8, tf.float32, tf.bool), stateful=False
+        )
+        images.set_shape([None, None, 6])
+        density.set_shape([])
+        ok.set_shape([])
+        return index, {"images": images, "density": density, "ok": ok}
+
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if not repeat:
+        ds = ds.filter(lambda index, element: element["ok"])
+    ds = ds.map(
+        lambda i, element: _crop_and_augment(i, element, patch_size, seed, augment),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    ds = ds.batch(per_shard, drop_remainder=repeat)
+    ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    ds.bad_pairs = stream.report
+    return ds
+
+
+# ------------------------------------------------------------------------------ synthetic rain
 
 
 def _clean_images(source: Sequence[np.ndarray] | str | os.PathLike) -> list[np.ndarray]:
@@ -363,6 +627,9 @@ def synthetic_dataset(
     density_range: tuple[float, float] = (0.0, 1.0),
     scale_range: tuple[float, float] = (0.5, 1.0),
     augment: bool = True,
+    start_batch: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
     num_parallel_calls: int = tf.data.AUTOTUNE,
 ) -> tf.data.Dataset:
     """An endless stream of patches with synthetic rain (:func:`~.synthetic.add_rain`).
@@ -383,6 +650,10 @@ def synthetic_dataset(
         density_range: rain density range, within [0, 1].
         scale_range: downsampling factor range, within (0, 1].
         augment: random 90-degree rotations and flips.
+        start_batch: the first global batch to yield (resumption); skipped elements are not
+            synthesized.
+        num_shards, shard_index: yield shard ``shard_index`` of ``num_shards`` of each global
+            batch (see the module docstring); ``batch_size`` must be divisible.
         num_parallel_calls: parallelism of the map producing examples.
 
     Returns:
@@ -390,6 +661,7 @@ def synthetic_dataset(
     """
     _check_sizes(patch_size, batch_size)
     seed = _check_seed(seed)
+    per_shard = _check_sharding(batch_size, start_batch, num_shards, shard_index)
     lo, hi = density_range
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"density_range must lie within [0, 1], got {density_range}")
@@ -418,9 +690,11 @@ def synthetic_dataset(
         density.set_shape([])
         return {"rainy": rainy, "clean": clean, "density": density}
 
-    ds = tf.data.Dataset.counter()
+    ds = tf.data.Dataset.counter().map(
+        lambda m: _global_index(m, batch_size, start_batch, num_shards, shard_index)
+    )
     ds = ds.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(per_shard, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
