@@ -206,8 +206,6 @@ def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     assert 0 <= other.value <= 1 and other.level in models.DENSITY_LEVELS
 
 
-
-
 def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
     """The pipeline with the golden classifier and deraining weights; the residue network's
     last convolution is zero, so ``tanh(0) = 0`` and the classifier sees the golden input."""

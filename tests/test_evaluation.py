@@ -93,3 +93,26 @@ def test_bad_pair_is_reported_and_the_rest_evaluated(official_prenet, subset):
     result = evaluation.evaluate(official_prenet, subset, "A")
     assert [s.name for s in result.scores] == ["1"]
     assert len(result.failed) == 1 and "7.png" in result.failed[0][1]
+
+
+def test_side_by_side_files_score_like_their_separate_halves(official_prenet, subset, tmp_path):
+    """DID-MDN's [rainy | clean] files and Rain800's [clean | rainy] files give the same scores
+    as the two-folder layout of the same pairs."""
+    import cv2
+
+    didmdn = tmp_path / "DID-MDN-test"
+    rain800 = tmp_path / "rain800" / "test_syn"
+    for folder in (didmdn, rain800):
+        folder.mkdir(parents=True)
+    for name in IMAGES:
+        rainy = cv2.imread(str(subset / "input" / f"{name}.png"))
+        clean = cv2.imread(str(subset / "target" / f"{name}.png"))
+        cv2.imwrite(str(didmdn / f"{name}.png"), np.concatenate([rainy, clean], axis=1))
+        cv2.imwrite(str(rain800 / f"{name}.png"), np.concatenate([clean, rainy], axis=1))
+
+    separate = evaluation.evaluate(official_prenet, subset, "A")
+    for folder, order in ((didmdn, "rainy|clean"), (rain800, "clean|rainy")):
+        joined = evaluation.evaluate(official_prenet, folder, "A", layout="sidebyside", order=order)
+        assert not joined.failed
+        assert [s.psnr for s in joined.scores] == [s.psnr for s in separate.scores]
+        assert [s.ssim for s in joined.scores] == [s.ssim for s in separate.scores]

@@ -169,8 +169,6 @@ def test_invalid_config_is_a_clear_error():
 # -------------------------------------------------------------- pipeline and density classifier
 
 
-
-
 @pytest.fixture(scope="module")
 def pipeline_run(derain_golden, classifier_golden, derain_model):
     """The paper-config pipeline loaded from three merged checkpoints, run on the classifier

@@ -24,7 +24,10 @@ def test_quickstart_derains_the_sample_with_the_bundled_model(tmp_path):
     sample = REPO / "examples" / "rainy.png"
     done = subprocess.run(
         [script, "derain", str(sample), "-o", "derained.png"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     rainy = cv2.imread(str(sample))

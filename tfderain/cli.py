@@ -1,5 +1,5 @@
 """The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``convert``, ``train``,
-``models``.
+``export``, ``models``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
@@ -9,6 +9,7 @@ failed (the rest were processed), 2 the command could not run at all.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +29,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _model_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("--model", "-m", required=required,
-                        help="registered architecture (default: the bundled default model)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=required,
+        help="registered architecture (default: the bundled default model)",
+    )
     parser.add_argument("--weights", "-w", help="a converted .keras file or an official .pth")
 
 
@@ -44,8 +49,9 @@ def cmd_derain(args) -> int:
     from tfderain import inference
 
     derainer = _load(args)
-    report = inference.derain_files(args.inputs, args.output, derainer,
-                                    overwrite=args.overwrite, progress=not args.quiet)
+    report = inference.derain_files(
+        args.inputs, args.output, derainer, overwrite=args.overwrite, progress=not args.quiet
+    )
     for path, cause in report.failed:
         print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
     print(f"derained {len(report.written)} image(s), {len(report.failed)} failed", file=sys.stderr)
@@ -88,14 +94,23 @@ def cmd_evaluate(args) -> int:
     from tfderain import evaluation
 
     derainer = _load(args)
-    result = evaluation.evaluate(derainer, args.data, args.protocol, save_dir=args.save_outputs,
-                                 progress=not args.quiet)
+    result = evaluation.evaluate(
+        derainer,
+        args.data,
+        args.protocol,
+        save_dir=args.save_outputs,
+        progress=not args.quiet,
+        layout=args.layout,
+        order=args.order,
+    )
     for name, cause in result.failed:
         print(f"tfderain: skipped {name}: {cause}", file=sys.stderr)
     if args.csv:
         evaluation.write_csv(result, args.csv)
-    print(f"protocol {args.protocol}: {len(result.scores)} images, "
-          f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}")
+    print(
+        f"protocol {args.protocol}: {len(result.scores)} images, "
+        f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}"
+    )
     return 1 if result.failed or not result.scores else 0
 
 
@@ -105,8 +120,10 @@ def cmd_convert(args) -> int:
 
     model = convert(args.arch, args.checkpoint, **parse_overrides(args.set))
     path = save_model(model, args.output)
-    print(f"wrote {path} ({args.arch}, {model.count_params():,} parameters, "
-          f"config {model._tfderain_config})")  # noqa: SLF001
+    print(
+        f"wrote {path} ({args.arch}, {model.count_params():,} parameters, "
+        f"config {model._tfderain_config})"
+    )  # noqa: SLF001
     return 0
 
 
@@ -119,14 +136,161 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_export_savedmodel(args) -> int:
+    from tfderain import api
+    from tfderain.export import export_savedmodel
+
+    model = api.resolve_model(args.model, args.weights)
+    directory = args.output
+    if args.version is not None:
+        directory = os.path.join(directory, str(args.version))
+    path = export_savedmodel(model, directory, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_export_tflite(args) -> int:
+    from tfderain import api
+    from tfderain.export import export_tflite
+    from tfderain.export.spec import spec_path
+
+    model = api.resolve_model(args.model, args.weights)
+    path = export_tflite(
+        model,
+        args.output,
+        quant=args.quant,
+        tile=None if args.dynamic else (args.tile, args.tile),
+        representative=args.representative,
+        qat_data=args.qat_data,
+        qat_steps=args.qat_steps,
+        uint8_io=args.uint8_io,
+    )
+    print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    from tfderain.export.tflite import DEFAULT_QAT_STEPS, QUANTIZATIONS
+
+    export = sub.add_parser("export", help="export for serving (SavedModel) or phones (TFLite)")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    p = export_sub.add_parser("savedmodel", help="TF Serving SavedModel")
+    _model_args(p, required=True)
+    p.add_argument("-o", "--output", required=True, help="SavedModel folder (or its parent)")
+    p.add_argument("--version", type=int, help="write to OUTPUT/VERSION (TF Serving layout)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.set_defaults(run=cmd_export_savedmodel)
+    p = export_sub.add_parser(
+        "tflite",
+        help="TFLite file (+ <stem>.json model spec), optionally quantized",
+        description="Writes OUTPUT (.tflite) and its model spec <stem>.json beside it.",
+    )
+    _model_args(p, required=True)
+    p.add_argument(
+        "--quant",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="none (float32), fp16, dynamic (int8 weights), int8 (full-integer PTQ), "
+        "qat (quantization-aware fine-tune, then int8)",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--tile", type=int, default=256, help="fixed square input size")
+    size.add_argument("--dynamic", action="store_true", help="dynamic input size [1, H, W, 3]")
+    p.add_argument(
+        "--representative",
+        default="synthetic",
+        help="int8 calibration images: a folder, or 'synthetic' (default)",
+    )
+    p.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="QAT fine-tuning steps")
+    p.add_argument(
+        "--qat-data",
+        default="synthetic",
+        help="QAT pairs: a dataset folder, or 'synthetic' rain (default)",
+    )
+    p.add_argument(
+        "--uint8-io", action="store_true", help="uint8 input/output tensors (int8 and qat only)"
+    )
+    p.add_argument("-o", "--output", required=True, help="output .tflite file")
+    p.set_defaults(run=cmd_export_tflite)
+
+
 def cmd_train(args) -> int:
     from tfderain import training
 
     return training.main(args.rest)
 
 
+def cmd_data_pack(args) -> int:
+    from tfderain.data import tfrecord
+
+    if not any(map(os.path.exists, args.source)):
+        print(f"tfderain: error: {args.source[0]}: no such file or directory", file=sys.stderr)
+        return 2
+    source = args.source[0] if len(args.source) == 1 else args.source
+
+    def skipped(path: str, cause: str) -> None:
+        print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
+
+    report = tfrecord.pack(
+        source,
+        args.output,
+        shards=args.shards,
+        layout=args.layout,
+        order=args.order,
+        overwrite=args.overwrite,
+        on_skip=skipped,
+    )
+    print(
+        f"packed {report.count} pair(s) into {report.folder} ({args.shards} shard(s)), "
+        f"{len(report.skipped)} skipped",
+        file=sys.stderr,
+    )
+    return 1 if report.skipped else 0
+
+
+def cmd_data_info(args) -> int:
+    from tfderain.data import tfrecord
+
+    info = tfrecord.describe(args.path)
+    print(f"layout: {info['layout']}")
+    print(f"pairs: {info['count']}")
+    print("density: " + ", ".join(f"{k} {v}" for k, v in info["density"].items()))
+    print(f"warnings: {len(info['warnings'])}")
+    for line in info["warnings"]:
+        print(f"  {line}")
+    return 0
+
+
+def _add_data_parser(sub) -> None:
+    from tfderain.data.layouts import LAYOUTS
+
+    data = sub.add_parser("data", help="training data: pack into TFRecords, describe")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser(
+        "pack",
+        help="pack a paired dataset into TFRecord shards",
+        description="Exit codes: 0 all pairs packed, 1 some bad pairs skipped, 2 nothing "
+        "packed or the source is missing.",
+    )
+    p.add_argument("source", nargs="+", help="dataset folder(s) or a mix manifest (.yaml/.txt)")
+    p.add_argument("-o", "--output", required=True, help="pack folder to create")
+    p.add_argument("--shards", type=int, default=1, help="number of .tfrecord files")
+    p.add_argument("--layout", choices=LAYOUTS, help="layout instead of detection")
+    p.add_argument(
+        "--order",
+        choices=("rainy|clean", "clean|rainy"),
+        help="halves of side-by-side files, left first",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing pack folder")
+    p.set_defaults(run=cmd_data_pack)
+    p = data_sub.add_parser("info", help="layout, pairs, density labels and warnings")
+    p.add_argument("path", help="dataset folder, mix manifest or pack folder")
+    p.set_defaults(run=cmd_data_info)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfderain import __version__
+    from tfderain.data import layouts
 
     parser = argparse.ArgumentParser(prog="tfderain", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tfderain {__version__}")
@@ -140,9 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_derain)
 
-    p = sub.add_parser("density", help="rain density of image files (density-aware models)",
-                       description="Print one line per image: file, density value in [0, 1] "
-                       "(on the model's own scale) and level (light, medium or heavy).")
+    p = sub.add_parser(
+        "density",
+        help="rain density of image files (density-aware models)",
+        description="Print one line per image: file, density value in [0, 1] "
+        "(on the model's own scale) and level (light, medium or heavy).",
+    )
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     _model_args(p)
     p.set_defaults(run=cmd_density)
@@ -150,10 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="PSNR/SSIM on a paired test set")
     _model_args(p)
     p.add_argument("--data", required=True, help="dataset folder (layout auto-detected)")
-    p.add_argument("--protocol", choices=("A", "B"), default="A",
-                   help="A: PReNet's MATLAB statistics; B: MPRNet/Restormer evaluate_PSNR_SSIM.m")
+    p.add_argument(
+        "--protocol",
+        choices=("A", "B"),
+        default="A",
+        help="A: PReNet's MATLAB statistics; B: MPRNet/Restormer evaluate_PSNR_SSIM.m",
+    )
     p.add_argument("--csv", help="write per-image metrics to this CSV file")
     p.add_argument("--save-outputs", help="also save the 8-bit outputs to this folder")
+    p.add_argument("--layout", choices=layouts.LAYOUTS, help="dataset layout (default: detected)")
+    p.add_argument(
+        "--order",
+        choices=layouts.SPLIT_ORDERS,
+        help="side-by-side files: which half is rainy (default: by dataset name)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -161,17 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--arch", required=True, help="registered architecture of the checkpoint")
     p.add_argument("-o", "--output", required=True, help="output .keras file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config values the checkpoint cannot tell (e.g. stages=6)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config values the checkpoint cannot tell (e.g. stages=6)",
+    )
     p.set_defaults(run=cmd_convert)
 
-    p = sub.add_parser("train", help="train with a YAML config (see training/configs)",
-                       add_help=False)
+    p = sub.add_parser(
+        "train", help="train with a YAML config (see training/configs)", add_help=False
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("models", help="list registered architectures")
     p.set_defaults(run=cmd_models)
+    _add_data_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -184,8 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ConversionError, PthFormatError, ImageError, ModelFileError, ValueError,
-            FileNotFoundError) as exc:
+    except (
+        ConversionError,
+        PthFormatError,
+        ImageError,
+        ModelFileError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
         print(f"tfderain: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,7 +27,10 @@ def conv(filters: int, kernel_size: int = 3, name: str | None = None, **kwargs) 
 class ZerosLike(layers.Layer):
     """Zeros with the batch and spatial shape of the input and ``channels`` channels.
 
-    Used as the initial hidden/cell state of recurrent convolutional units.
+    Used as the initial hidden/cell state of recurrent convolutional units. The zeros are
+    computed from the input (its first channel times a zero vector, broadcast) rather than
+    created with ``tf.zeros(shape)``: for a fixed input size, converters fold the latter into a
+    constant of the full state size (4 MB for a 256×256×16 float state in a ``.tflite`` file).
     """
 
     def __init__(self, channels: int, **kwargs):
@@ -35,8 +38,7 @@ class ZerosLike(layers.Layer):
         self.channels = channels
 
     def call(self, x):
-        shape = tf.concat([tf.shape(x)[:-1], [self.channels]], axis=0)
-        return tf.zeros(shape, dtype=x.dtype)
+        return x[..., :1] * tf.zeros([self.channels], dtype=x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}

@@ -1,0 +1,278 @@
+"""Build TFLite files for the model zoo and write ``export/REPORT.md``.
+
+For every selected model and format: file size, operator set, Flex-free, max abs error of the
+``derained`` output against the Keras model (first test image), PSNR on a paired test set
+(protocol A, :mod:`tfderain.metrics`; 8-bit outputs truncated as PReNet's test script does) and
+the median LiteRT latency of one 320×480 image with 2 threads. Models are the paper configs;
+official weights are used where the project has them (``OFFICIAL``), otherwise the weights are
+random and the PSNR column says so. QAT fine-tunes on synthetic rain (never on the test set).
+
+Models of at least 5 M parameters (too large for phones) get ``none``, ``fp16`` and ``dynamic``
+only. Files are exported with a dynamic input size (so the test images run whole, whatever their
+orientation); latency resizes that input to 320×480.
+
+Runs subsets and merges them into the existing report (rows of other models/formats are kept)::
+
+    python export/report.py --models prenet --formats none,fp16,dynamic,int8,qat
+    python export/report.py --models prenet,pcnet --formats none,int8,qat --time-limit 3600
+
+``--time-limit`` (seconds) stops starting new builds once exceeded; rows not built are listed
+as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+#: Official checkpoints: model → (path below ``../shared``, converter overrides).
+OFFICIAL = {
+    "prenet": ("weights/PReNet/logs/Rain100H/PReNet6/net_latest.pth", {"stages": 6}),
+}
+ALL_FORMATS = ("none", "fp16", "dynamic", "int8", "qat")
+PHONE_LIMIT = 5_000_000
+LATENCY_SHAPE = (320, 480)
+COLUMNS = (
+    "model",
+    "format",
+    "weights",
+    "size (KB)",
+    "Flex-free",
+    "max err vs Keras",
+    "PSNR (dB)",
+    "ΔPSNR vs float",
+    "latency (ms)",
+    "× float latency",
+    "ops",
+)
+
+
+def load(name: str):
+    """(model, weights label): official weights where known, else random init."""
+    from tfderain.convert import convert
+    from tfderain.models import build
+
+    if name in OFFICIAL:
+        rel, overrides = OFFICIAL[name]
+        path = SHARED / rel
+        if path.is_file():
+            return convert(name, path, **overrides), f"official ({Path(rel).parent.name})"
+    return build(name), "random"
+
+
+def formats_for(model, wanted: list[str]) -> list[str]:
+    if model.count_params() >= PHONE_LIMIT:
+        return [f for f in wanted if f in ("none", "fp16", "dynamic")]
+    return list(wanted)
+
+
+def test_pairs(folder: Path, limit: int | None):
+    from tfderain.data.layouts import find_pairs
+    from tfderain.io import read_image
+
+    pairs = find_pairs(folder)[:limit]
+    return [(p.name, read_image(p.rainy).rgb, read_image(p.clean).rgb) for p in pairs]
+
+
+def _pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    ph, pw = -rgb.shape[0] % multiple, -rgb.shape[1] % multiple
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else rgb
+
+
+def mean_psnr(run, pairs, multiple: int) -> float:
+    from tfderain import metrics
+
+    scores = []
+    for _, rainy, clean in pairs:
+        out = run(_pad(rainy, multiple))["derained"][: rainy.shape[0], : rainy.shape[1]]
+        scores.append(
+            metrics.psnr(
+                metrics.quantize_output(out, "A"), metrics.quantize_output(clean, "A"), "A"
+            )
+        )
+    return float(np.mean(scores))
+
+
+def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]:
+    from tfderain import models
+    from tfderain.export import export_tflite
+    from tfderain.export.tflite import TFLiteModel, is_flex_free, keras_reference, operators
+
+    multiple = models.spec(name).multiple
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_tflite(
+            model,
+            Path(tmp) / f"{name}_{fmt}.tflite",
+            quant=fmt,
+            tile=None,
+            qat_steps=args.qat_steps,
+            samples=args.samples,
+        )
+        ops = operators(path)
+        size = path.stat().st_size
+        runner = TFLiteModel(path, num_threads=2)
+        first = _pad(pairs[0][1], multiple)
+        err = np.abs(
+            runner.run(first)["derained"] - keras_reference(model)(first)["derained"]
+        ).max()
+        psnr = mean_psnr(runner.run, pairs, multiple)
+        latency = runner.latency(LATENCY_SHAPE, repeats=args.repeats)
+    row = {
+        "model": name,
+        "format": fmt,
+        "weights": weights,
+        "size (KB)": f"{size / 1024:,.0f}",
+        "Flex-free": "yes" if is_flex_free(ops) else "NO",
+        "max err vs Keras": f"{err:.2e}",
+        "PSNR (dB)": f"{psnr:.2f}" if weights != "random" else f"({psnr:.2f}, random weights)",
+        "ΔPSNR vs float": "",
+        "latency (ms)": f"{latency * 1000:.1f}",
+        "× float latency": "",
+        "ops": " ".join(ops),
+        "_psnr": psnr,
+        "_latency": latency,
+    }
+    if float_row is not None:
+        row["ΔPSNR vs float"] = f"{psnr - float_row['_psnr']:+.2f}"
+        row["× float latency"] = f"{latency / float_row['_latency']:.2f}"
+    return row
+
+
+def keras_row(model, name, weights, pairs) -> dict[str, str]:
+    from tfderain import models
+    from tfderain.export.tflite import keras_reference
+
+    psnr = mean_psnr(keras_reference(model), pairs, models.spec(name).multiple)
+    label = f"{psnr:.2f}" if weights != "random" else f"({psnr:.2f}, random weights)"
+    return {"model": name, "format": "Keras float32", "weights": weights, "PSNR (dB)": label}
+
+
+# ------------------------------------------------------------------------------------ markdown
+
+HEADER = """# TFLite export report
+
+Generated by `python export/report.py` (see its docstring for the options). Test set:
+`../shared/data/Rain100H-20` (protocol A PSNR on Y, outputs truncated to 8 bits like PReNet's
+test script). Files are dynamic-size (`[1, -1, -1, 3]`) exports; *max err* is the largest
+absolute difference of the `derained` output against the Keras model on the first test image
+(values in [0, 1]); latency is the median of LiteRT `invoke` on one 320×480 image with 2
+threads, after a warm-up run, on the machine named below. QAT: fine-tuned on synthetic rain on
+scikit-image photos, never on the test set. ΔPSNR and × latency compare with the `none`
+(float32 TFLite) row of the same model.
+
+"""
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = _cells(line)
+        if line.startswith("| ") and len(cells) == len(COLUMNS) and cells[0] != "model":
+            rows.append(dict(zip(COLUMNS, cells, strict=True)))
+    return rows
+
+
+def write_report(path: Path, rows: list[dict[str, str]], notes: list[str]) -> None:
+    lines = [HEADER, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
+    lines += ["", "## Notes of the last run", ""] + [f"- {n}" for n in notes]
+    fd, tmp = tempfile.mkstemp(prefix=".REPORT.", suffix=".md", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` rows, with the ones of the same (model, format) replaced by ``new``."""
+    key = {(r["model"], r["format"]): r for r in old}
+    for r in new:
+        key[(r["model"], r["format"])] = r
+    order = {f: i for i, f in enumerate(("Keras float32", *ALL_FORMATS))}
+    return sorted(key.values(), key=lambda r: (r["model"], order.get(r["format"], 99)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", help="comma-separated registry names (default: all)")
+    parser.add_argument("--formats", default=",".join(ALL_FORMATS))
+    parser.add_argument("--data", default=str(SHARED / "data" / "Rain100H-20"))
+    parser.add_argument("--images", type=int, help="use only the first N test pairs")
+    parser.add_argument("--qat-steps", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
+    parser.add_argument("--repeats", type=int, default=10, help="latency runs (median)")
+    parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
+    parser.add_argument("-o", "--output", default=str(HERE / "REPORT.md"))
+    args = parser.parse_args(argv)
+
+    from tfderain import models
+
+    names = args.models.split(",") if args.models else models.names()
+    formats = args.formats.split(",")
+    unknown = sorted(set(formats) - set(ALL_FORMATS))
+    if unknown:
+        print(f"report: unknown format(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    pairs = test_pairs(Path(args.data), args.images)
+    out = Path(args.output)
+    start = time.monotonic()
+    rows, notes = [], []
+    for name in names:
+        if args.time_limit and time.monotonic() - start > args.time_limit:
+            notes.append(f"{name}: skipped (time limit of {args.time_limit:.0f} s reached)")
+            continue
+        try:
+            model, weights = load(name)
+        except Exception as exc:  # one bad model must not stop the report
+            notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
+            continue
+        rows.append(keras_row(model, name, weights, pairs))
+        float_row = None
+        for fmt in formats_for(model, formats):
+            if args.time_limit and time.monotonic() - start > args.time_limit:
+                notes.append(f"{name} {fmt}: skipped (time limit reached)")
+                continue
+            t0 = time.monotonic()
+            try:
+                row = measure(model, name, fmt, weights, pairs, args, float_row)
+            except Exception as exc:
+                notes.append(f"{name} {fmt}: failed ({' '.join(str(exc).split())[:300]})")
+                continue
+            if fmt == "none":
+                float_row = row
+            rows.append(row)
+            write_report(out, merge(read_rows(out), rows), notes + ["(run in progress)"])
+            print(
+                f"{name} {fmt}: {row['PSNR (dB)']} dB, {row['latency (ms)']} ms, "
+                f"{time.monotonic() - t0:.0f} s",
+                flush=True,
+            )
+        skipped = sorted(set(formats) - set(formats_for(model, formats)))
+        if skipped:
+            notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
+    notes.append(
+        f"{len(pairs)} test pairs; QAT {args.qat_steps} steps; int8 calibration on "
+        f"{args.samples} synthetic images; {os.cpu_count()} CPU cores (shared, loaded)"
+    )
+    write_report(out, merge(read_rows(out), rows), notes)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

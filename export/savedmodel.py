@@ -1,0 +1,19 @@
+"""Export a tfderain model as a SavedModel for TensorFlow Serving.
+
+Example::
+
+    python export/savedmodel.py runs/prenet/model.keras exported/prenet --version 1
+
+writes ``exported/prenet/1/`` with the signatures ``serving_default`` (float32),
+``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). See
+:mod:`tfderain.export.savedmodel` and ``export/README.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tfderain.export.savedmodel import main
+
+if __name__ == "__main__":
+    sys.exit(main())

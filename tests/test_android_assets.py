@@ -1,0 +1,143 @@
+"""``export/android_assets.py`` writes what the Android app reads.
+
+The names the app expects are read from its sources (``ModelAssets.kt`` constants, the Gradle
+asset check, the Java ``ModelSpec`` key lists) and compared with what the exporter writes when it
+is run, as a command, on a tiny model in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "android_demo" / "app"
+MODEL_ASSETS_KT = APP / "src" / "main" / "java" / "org" / "tfderain" / "demo" / "ModelAssets.kt"
+MODEL_SPEC_JAVA = (
+    REPO / "android_demo" / "core" / "src" / "main" / "java" / "org" / "tfderain" / "core"
+) / "ModelSpec.java"
+
+
+def _assets_module():
+    spec = importlib.util.spec_from_file_location(
+        "tfderain_android_assets", REPO / "export" / "android_assets.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kotlin_constants() -> dict[str, str]:
+    text = MODEL_ASSETS_KT.read_text()
+    return dict(re.findall(r'const val (\w+) = "([^"]*)"', text))
+
+
+def _java_string_list(name: str) -> list[str]:
+    text = MODEL_SPEC_JAVA.read_text()
+    match = re.search(rf"{name}\s*=.*?asList\((.*?)\)\);", text, re.S)
+    assert match, f"{name} not found in {MODEL_SPEC_JAVA.name}"
+    return re.findall(r'"([^"]+)"', match.group(1))
+
+
+def _java_constant(name: str) -> str:
+    match = re.search(rf'String {name} = "([^"]+)"', MODEL_SPEC_JAVA.read_text())
+    assert match, name
+    return match.group(1)
+
+
+def test_app_constants_match_the_exporter():
+    assets = _assets_module()
+    kt = _kotlin_constants()
+    assert kt["SPEC_FILE"] == assets.SPEC_FILE == "model_spec.json"
+    # The exporter's default output is the app's assets/<MODELS_DIR>.
+    assert APP / "src" / "main" / "assets" / kt["MODELS_DIR"] == assets.DEFAULT_OUT
+    for prefix in ("INT8", "FP16", "DENSITY"):
+        variant, file = kt[f"{prefix}_VARIANT"], kt[f"{prefix}_FILE"]
+        assert variant in assets.VARIANTS, variant
+        assert assets.VARIANTS[variant][1] == file
+    assert assets.VARIANTS[kt["INT8_VARIANT"]][2] == "qat"
+    assert assets.VARIANTS[kt["FP16_VARIANT"]][2] == "fp16"
+    assert set(assets.DEFAULT_VARIANTS) == {kt["INT8_VARIANT"], kt["FP16_VARIANT"]}
+
+
+def test_gradle_requires_the_specs_the_app_requires():
+    gradle = (APP / "build.gradle.kts").read_text()
+    block = re.search(r"val requiredModelSpecs = listOf\((.*?)\)", gradle, re.S).group(1)
+    required = re.findall(r'"([^"]+)"', block)
+    kt = _kotlin_constants()
+    expected = [
+        f"{kt['MODELS_DIR']}/{kt[v]}/{kt['SPEC_FILE']}" for v in ("INT8_VARIANT", "FP16_VARIANT")
+    ]
+    assert required == expected
+    assert "export/android_assets.py" in gradle  # the failure message names the command
+
+
+def test_exported_spec_has_exactly_the_keys_the_core_reads(tmp_path):
+    from tfderain import models
+    from tfderain._keras import keras
+    from tfderain.saving import save_model
+
+    assets = _assets_module()
+    kt = _kotlin_constants()
+    keras.utils.set_random_seed(0)
+    tiny = tmp_path / "tiny.keras"
+    save_model(models.build("prenet", stages=2, channels=4), tiny)
+    out = tmp_path / "assets" / "models"
+    variant = kt["FP16_VARIANT"]
+    # prenet's halo is 64: a 136-pixel tile is the smallest multiple of 8 above the overlap.
+    code = assets.main(
+        ["--out", str(out), "--weights", str(tiny), "--variants", variant]
+        + ["--quant", "none", "--tile", "136"]
+    )
+    assert code == 0
+    folder = out / variant
+    spec = json.loads((folder / kt["SPEC_FILE"]).read_text())
+    tflite = folder / kt["FP16_FILE"]
+
+    assert list(spec) == _java_string_list("KEYS")
+    for tensor in spec["inputs"] + spec["outputs"]:
+        assert list(tensor) == _java_string_list("TENSOR_KEYS")
+    assert spec["format"] == _java_constant("FORMAT")
+    assert [t["name"] for t in spec["inputs"]] == [_java_constant("INPUT_RAINY")]
+    assert [t["name"] for t in spec["outputs"]] == [_java_constant("OUTPUT_DERAINED")]
+    assert _java_constant("OUTPUT_DENSITY") in assets.OUTPUT_NAMES
+
+    # Values from the registry and the request, independently of the exporter.
+    assert spec["file"] == tflite.name
+    assert spec["sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest()
+    assert spec["model"] == "prenet"
+    assert spec["config"]["stages"] == 2 and spec["config"]["channels"] == 4
+    assert spec["tile"] == {"height": 136, "width": 136}
+    assert (spec["multiple"], spec["halo"], spec["overlap"]) == (1, 64, 128)
+    assert spec["quantization"] == "none"
+    assert spec["value_range"] == [0.0, 1.0]
+    assert spec["inputs"][0]["shape"] == [1, 136, 136, 3]
+    assert spec["inputs"][0]["dtype"] == "float32" and spec["inputs"][0]["quantization"] is None
+    assert spec["outputs"][0]["shape"] == [1, 136, 136, 3]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([tflite.name, kt["SPEC_FILE"]])
+
+
+def test_a_tile_smaller_than_the_overlap_is_refused(tmp_path, capsys):
+    assets = _assets_module()
+    code = assets.main(
+        ["--out", str(tmp_path), "--variants", "prenet_fp16", "--quant", "none", "--tile", "64"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "prenet_fp16: tile 64x64 must be a multiple of 1 and exceed the overlap of 128" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_spec_that_does_not_match_its_model_is_reported(tmp_path):
+    assets = _assets_module()
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not really a model")
+    spec = {k: None for k in ("format", "spec_version", "model", "config")}
+    (tmp_path / "model_spec.json").write_text(json.dumps(spec))
+    with pytest.raises(assets.AssetError, match=r"model_spec\.json: missing key\(s\) .*tile"):
+        assets.check_spec(tmp_path / "model_spec.json", tflite)

@@ -1,0 +1,234 @@
+"""TFLite export: every quantization mode is Flex-free, runs in LiteRT and matches Keras.
+
+The model is a tiny PReNet (2 stages, 16 channels: its 3×3 16→16 kernels have 2,304 weights,
+above the 1,024-element threshold under which dynamic-range quantization leaves a tensor float).
+Error bounds, against the Keras output on a random 32×32 image (values are compared in [0, 1]
+units; PSNR with peak 1):
+
+* float32: same kernels up to summation order, max abs error ≤ 1e-4.
+* float16 weights: relative weight error ≤ 2⁻¹¹ ≈ 5e-4, outputs of magnitude ≈ 1 → errors of a
+  few 1e-4 → PSNR ≥ 50 dB (a 3e-3 RMS error).
+* dynamic range (int8 weights, per-channel scales, activations quantized on the fly to int8 per
+  batch): weight steps of max|w|/127 and activation steps of range/255 ≈ 0.005 → RMS error
+  ≈ 1e-3 per tensor, summed over ~30 tensors in the chain → ≥ 35 dB.
+* int8 (full integer): every activation is rounded to 8 bits of a calibrated range of about
+  1.3 (step 0.005, RMS 0.0015 per tensor, ~30 tensors; the residual design keeps errors from
+  compounding multiplicatively) → ≥ 30 dB (a 0.03 RMS error, ~8 output levels of 1/255).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from tfderain._keras import keras
+from tfderain.export import ExportError, export_tflite
+from tfderain.export.spec import KEYS, read_spec, spec_path
+from tfderain.export.tflite import (
+    TFLiteModel,
+    is_flex_free,
+    keras_reference,
+    operators,
+    psnr_db,
+)
+from tfderain.models import build
+
+TILE = 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(7)
+    return build("prenet", stages=2, channels=16)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).random((TILE, TILE, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """path of each mode's export (created on first use, shared by the tests)."""
+    folder = tmp_path_factory.mktemp("tflite")
+    made = {}
+
+    def get(quant: str, **options):
+        key = (quant, tuple(sorted(options.items())))
+        if key not in made:
+            name = f"tiny_{quant}_{len(made)}.tflite"
+            made[key] = export_tflite(model, folder / name, quant=quant, samples=4, **options)
+        return made[key]
+
+    return get
+
+
+def test_float32_tile_matches_keras_within_1e4(exported, model, image):
+    path = exported("none", tile=TILE)
+    got = TFLiteModel(path).run(image)
+    want = keras_reference(model)(image)
+    assert set(got) == {"derained"}  # "stages" is not exported
+    assert np.abs(got["derained"] - want["derained"]).max() <= 1e-4
+
+
+def test_spec_has_exactly_the_shared_schema(exported, model):
+    path = exported("none", tile=TILE)
+    spec = json.loads(spec_path(path).read_text())
+    assert spec_path(path).name == path.stem + ".json"
+    assert list(spec) == list(KEYS)
+    assert spec["format"] == "tfderain-model-spec" and spec["spec_version"] == 1
+    assert spec["model"] == "prenet" and spec["config"] == {"stages": 2, "channels": 16}
+    assert spec["file"] == path.name
+    assert spec["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert spec["quantization"] == "none"
+    assert spec["tile"] == {"height": TILE, "width": TILE}
+    # PReNet's registry entry: any size (multiple 1), halo 64.
+    assert (spec["multiple"], spec["halo"], spec["overlap"]) == (1, 64, 128)
+    assert spec["value_range"] == [0.0, 1.0]
+    assert spec["inputs"] == [
+        {
+            "name": "rainy",
+            "index": 0,
+            "shape": [1, TILE, TILE, 3],
+            "dtype": "float32",
+            "quantization": None,
+        }
+    ]
+    assert [o["name"] for o in spec["outputs"]] == ["derained"]
+    assert spec["outputs"][0]["shape"] == [1, TILE, TILE, 3]
+    assert read_spec(spec_path(path)) == spec
+
+
+def test_fp16_dynamic_size_runs_at_any_size(exported, model):
+    path = exported("fp16", tile=None)
+    spec = read_spec(spec_path(path))
+    assert spec["tile"] is None
+    assert spec["inputs"][0]["shape"] == [1, -1, -1, 3]
+    rgb = np.random.default_rng(1).random((40, 24, 3)).astype(np.float32)
+    got = TFLiteModel(path).run(rgb)["derained"]
+    assert got.shape == (40, 24, 3)
+    assert psnr_db(got, keras_reference(model)(rgb)["derained"]) >= 50
+
+
+def test_dynamic_range_stores_int8_weights(exported, model, image):
+    float_size = exported("none", tile=TILE).stat().st_size
+    path = exported("dynamic", tile=TILE)
+    # Most of the file is 3x3x16x16 float kernels; as int8 they take a quarter of the bytes.
+    assert path.stat().st_size < 0.6 * float_size
+    got = TFLiteModel(path).run(image)["derained"]
+    assert psnr_db(got, keras_reference(model)(image)["derained"]) >= 35
+
+
+def test_int8_with_uint8_io_takes_raw_bytes(exported, model, image):
+    path = exported("int8", tile=TILE, uint8_io=True)
+    spec = read_spec(spec_path(path))
+    rainy = spec["inputs"][0]
+    assert rainy["dtype"] == "uint8"
+    # The input's range covers [0, 1] (calibration images span it; the converter may widen it,
+    # since PReNet concatenates the input with stage estimates that share its scale).
+    scale, zero = rainy["quantization"]["scale"], rainy["quantization"]["zero_point"]
+    assert 0 <= zero <= 255 and -zero * scale <= 0.0 and (255 - zero) * scale >= 1.0
+    assert spec["outputs"][0]["dtype"] == "uint8"
+    assert spec["outputs"][0]["quantization"]["scale"] > 0
+    got = TFLiteModel(path).run(image)["derained"]
+    assert psnr_db(got, keras_reference(model)(image)["derained"]) >= 30
+
+
+@pytest.mark.parametrize(
+    "quant, options",
+    [
+        ("none", {"tile": TILE}),
+        ("fp16", {"tile": None}),
+        ("dynamic", {"tile": TILE}),
+        ("int8", {"tile": TILE, "uint8_io": True}),
+    ],
+)
+def test_every_file_is_flex_free(exported, quant, options):
+    ops = operators(exported(quant, **options))
+    assert "CONV_2D" in ops
+    assert is_flex_free(ops), ops
+
+
+def test_flex_and_custom_ops_are_detected():
+    assert not is_flex_free(["CONV_2D", "CUSTOM:FlexConv2D"])
+    assert not is_flex_free(["CUSTOM:MyOp"])
+    assert is_flex_free(["ADD", "CONV_2D", "QUANTIZE"])
+
+
+def test_bad_arguments_are_one_line_errors(model, tmp_path):
+    with pytest.raises(ExportError, match="must end in .tflite"):
+        export_tflite(model, tmp_path / "m.bin")
+    with pytest.raises(ExportError, match="unknown quantization 'int4'"):
+        export_tflite(model, tmp_path / "m.tflite", quant="int4")
+    with pytest.raises(ExportError, match="uint8 I/O needs an integer model"):
+        export_tflite(model, tmp_path / "m.tflite", quant="fp16", uint8_io=True)
+    pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
+    with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
+        export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))
+    with pytest.raises(ExportError, match="no readable images"):
+        export_tflite(model, tmp_path / "m.tflite", quant="int8", tile=8, representative=tmp_path)
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_operators_of_a_non_tflite_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ExportError, match="not a TFLite flatbuffer"):
+        operators(bad)
+    with pytest.raises(ExportError, match="cannot read"):
+        operators(tmp_path / "missing.tflite")
+
+
+def test_cli_export_tflite_parses_every_option():
+    from tfderain.cli import build_parser, cmd_export_tflite
+
+    args = build_parser().parse_args(
+        [
+            "export",
+            "tflite",
+            "--model",
+            "prenet",
+            "--weights",
+            "w.pth",
+            "--quant",
+            "qat",
+            "--dynamic",
+            "--qat-steps",
+            "5",
+            "--qat-data",
+            "pairs",
+            "--uint8-io",
+            "-o",
+            "m.tflite",
+        ]
+    )
+    assert args.run is cmd_export_tflite
+    assert (args.quant, args.dynamic, args.qat_steps, args.qat_data, args.uint8_io) == (
+        "qat",
+        True,
+        5,
+        "pairs",
+        True,
+    )
+    assert args.representative == "synthetic" and args.output == "m.tflite"
+
+
+def test_cli_tile_and_dynamic_exclude_each_other(capsys):
+    from tfderain.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["export", "tflite", "--model", "prenet", "--tile", "64", "--dynamic", "-o", "m"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cli_export_without_weights_is_a_one_line_error(tmp_path, capsys):
+    from tfderain.cli import main
+
+    code = main(["export", "tflite", "--model", "prenet", "-o", str(tmp_path / "m.tflite")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tfderain: error:") and "needs weights" in err and "\n" not in err

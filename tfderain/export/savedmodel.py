@@ -1,0 +1,442 @@
+"""SavedModel export for TensorFlow Serving.
+
+:func:`export_savedmodel` writes a float32 SavedModel of a tfderain model with three signatures
+that take whole images of any size and do everything inside the graph, so a serving client needs
+nothing from tfderain:
+
+``serving_default``
+    ``images``: float32 ``[N, H, W, 3]`` RGB in [0, 1] → ``derained``: float32 ``[N, H, W, 3]``
+    clipped to [0, 1].
+``derain_uint8``
+    ``images``: uint8 ``[N, H, W, 3]`` → ``derained``: uint8, quantized by the model's official
+    rule (the registry ``quantize``: ``"round"`` to nearest with ties to even, or ``"truncate"``;
+    the same arithmetic as :func:`tfderain.metrics.quantize_output`).
+``derain_image_bytes``
+    ``images``: a scalar or ``[N]`` string tensor of encoded images (PNG, JPEG, GIF or BMP; gray
+    and RGBA are decoded to RGB) → ``derained_bytes``: PNG bytes of the same shape. With JSON over
+    REST the bytes are sent as ``{"b64": "..."}``; TF Serving's REST API answers with
+    ``{"b64": "..."}`` for outputs whose name ends in ``_bytes``, hence the name. Images of one
+    batch may differ in size.
+
+Density-aware models (registry ``density_aware``) add a ``density`` output to every signature:
+one row per image holding the raw ``"density"`` output of the model (CODE-Net: the RDE ``[N]``;
+CRDNet: 3 cumulative scores ``[N, 3]``; DID-MDN: 4 logits ``[N, 4]``), computed on the image
+prepared exactly as :class:`tfderain.api.DensityEstimator` prepares it (resized to the model's
+``density_size``, or downscaled above ``DEFAULT_DENSITY_MAX_PIXELS``, then padded). The registry's
+``density_decoder`` (named in ``tfderain.json``) turns one row into the value and level that
+:func:`tfderain.estimate_density` reports: ``spec.density_decoder(row)``.
+
+Height and width are reflect-padded at the bottom and right up to the model's ``multiple`` and
+cropped back, as :mod:`tfderain.inference` does, so any size works. Inputs are checked in the graph:
+a wrong rank, channel count or an empty image fails with an ``InvalidArgument`` error that says
+what was expected. The images run through the network whole (no tiling): memory grows with the
+image size, so bound request sizes at the server.
+
+The SavedModel's ``assets.extra/tfderain.json`` names the architecture, its config, the tfderain
+version and the signatures. The directory is written under a temporary name beside the target and
+renamed into place. ``version=N`` writes the ``DIR/N/`` layout that TF Serving's
+``--model_base_path=DIR`` expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tfderain import __version__, api
+from tfderain._keras import keras, tf
+
+#: Name of the metadata file in the SavedModel's ``assets.extra/``.
+METADATA = "tfderain.json"
+#: The signatures every export has; the first is TF Serving's default.
+SIGNATURES = ("serving_default", "derain_uint8", "derain_image_bytes")
+#: What each signature's tensors hold (written to ``tfderain.json``; the graph takes any rank
+#: and checks it, so the SavedModel's own signature shapes are unknown).
+LAYOUTS = {
+    "serving_default": {
+        "images": "float32 [N, H, W, 3] RGB in [0, 1]",
+        "derained": "float32 [N, H, W, 3] in [0, 1]",
+    },
+    "derain_uint8": {
+        "images": "uint8 [N, H, W, 3] RGB",
+        "derained": "uint8 [N, H, W, 3]",
+    },
+    "derain_image_bytes": {
+        "images": "string [] or [N]: encoded PNG/JPEG/GIF/BMP (gray and RGBA become RGB)",
+        "derained_bytes": "string, same shape: PNG bytes",
+    },
+}
+#: The ``density`` output of density-aware models, in every signature.
+DENSITY_LAYOUT = "float32 [N, ...] (string input: its shape + ...): the model's raw density output"
+#: Registry ``quantize`` rules and the :func:`tfderain.metrics.quantize_output` protocol of each.
+QUANTIZE_PROTOCOLS = {"truncate": "A", "round": "B"}
+
+
+# ------------------------------------------------------------------------------ graph pieces
+
+
+def reflect_pad_to_multiple(
+    images: tf.Tensor,
+    multiple: int,
+    height: tf.Tensor | None = None,
+    width: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Reflect-pad ``[N, H, W, C]`` at the bottom and right up to a multiple of ``multiple``.
+
+    Equal to ``np.pad(..., mode="reflect")`` as :mod:`tfderain.inference` uses it, including pads
+    wider than the image (the reflection repeats) and one-pixel axes (the pixel repeats), which
+    ``tf.pad``'s ``REFLECT`` mode rejects. ``height`` and ``width`` default to the image's.
+    """
+    if multiple <= 1:
+        return images
+    shape = tf.shape(images)
+    rows = _reflect_indices(shape[1] if height is None else height, multiple)
+    cols = _reflect_indices(shape[2] if width is None else width, multiple)
+    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+
+
+def _reflect_indices(size: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Source index of every position of an axis of ``size`` padded up to ``multiple``."""
+    padded = size + tf.math.floormod(-size, multiple)
+    period = tf.maximum(2 * (size - 1), 1)
+    index = tf.math.floormod(tf.range(padded), period)
+    return tf.where(index < size, index, period - index)
+
+
+def quantize_uint8(images: tf.Tensor, rule: str) -> tf.Tensor:
+    """Float images in [0, 1] → uint8 by a registry ``quantize`` rule, in TF ops.
+
+    The arithmetic of :func:`tfderain.metrics.quantize_output`: clip, multiply by 255 in float32,
+    then ``"truncate"`` floors (protocol A) and ``"round"`` rounds to nearest, ties to even
+    (``np.rint``, protocol B; ``tf.round`` rounds the same way).
+    """
+    if rule not in QUANTIZE_PROTOCOLS:
+        raise ValueError(f"unknown quantize rule {rule!r}; known: {', '.join(QUANTIZE_PROTOCOLS)}")
+    scaled = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0) * 255.0
+    scaled = tf.floor(scaled) if rule == "truncate" else tf.round(scaled)
+    return tf.cast(scaled, tf.uint8)
+
+
+def _check_images(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(images, height, width)`` after in-graph checks of an ``[N, H, W, 3]`` batch.
+
+    A bad batch fails with an InvalidArgument error saying what was expected. The conditions never
+    index past the actual rank (the shape is extended with zeros), and height and width are
+    returned from the checked shape so that nothing downstream can run before the checks.
+    """
+    rank = tf.rank(images)
+    shape = tf.shape(images)
+    dims = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
+    is_batch = tf.equal(rank, 4)
+    checks = [
+        tf.debugging.Assert(is_batch, ["images must have rank 4 [N, H, W, 3]; got shape", shape]),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(is_batch), tf.equal(dims[3], 3)),
+            ["images must have 3 (RGB) channels in [N, H, W, 3]; got shape", shape],
+        ),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(is_batch), tf.logical_and(dims[1] > 0, dims[2] > 0)),
+            ["images must have a height and width of at least 1; got shape", shape],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        # A reshape, not tf.ensure_shape: the optimizer takes an EnsureShape's shape as given
+        # and would fold the rank check away.
+        checked = tf.reshape(images, tf.stack([dims[0], dims[1], dims[2], 3]))
+        return checked, tf.identity(dims[1]), tf.identity(dims[2])
+
+
+class _Plain:
+    """Holds the Keras model outside the tracked object graph: only its variables are saved."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+
+class _ServingModule(tf.Module):
+    """The exported object: the model's variables and the signature functions."""
+
+    def __init__(self, model: keras.Model, spec: Any):
+        super().__init__(name="tfderain")
+        self._plain = _Plain(model)
+        self.model_variables = list(model.variables)
+        self._multiple = int(spec.multiple)
+        self._rule = spec.quantize
+        outputs = model.output if isinstance(model.output, dict) else {}
+        self._density = spec.density_aware and "density" in outputs
+        self._density_size = spec.density_size
+        if self._density:
+            self._plain.branch = keras.Model(model.inputs, outputs["density"])
+        # One traced network shared by every signature (tracing dominates the export time).
+        self._derain = tf.function(
+            self._run, input_signature=[tf.TensorSpec(None, tf.float32, name="images")]
+        )
+
+    # ----- the core: a checked float batch in, a dict of float outputs
+
+    def _run(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        images, height, width = _check_images(images)
+        padded = reflect_pad_to_multiple(images, self._multiple, height, width)
+        out = self._plain.model(padded, training=False)
+        out = out if isinstance(out, dict) else {"derained": out}
+        derained = tf.cast(out["derained"], tf.float32)[:, :height, :width, :]
+        result = {"derained": tf.clip_by_value(derained, 0.0, 1.0)}
+        if self._density:
+            whole = tf.cast(out["density"], tf.float32)
+            result["density"] = self._density_of(images, height, width, whole)
+        return result
+
+    def _density_of(self, images, height, width, whole: tf.Tensor) -> tf.Tensor:
+        """The density output as :class:`tfderain.api.DensityEstimator` computes it."""
+        if self._density_size is not None:
+            target = tf.constant([int(self._density_size)] * 2, tf.int32)
+        else:
+            pixels = tf.cast(height * width, tf.float64)
+            limit = float(api.DEFAULT_DENSITY_MAX_PIXELS)
+            scale = tf.sqrt(limit / pixels)
+            size = tf.cast(tf.stack([height, width]), tf.float64) * scale
+            shrunk = tf.maximum(tf.cast(tf.floor(size), tf.int32), 1)
+            target = tf.where(pixels > limit, shrunk, tf.stack([height, width]))
+        same = tf.reduce_all(tf.equal(target, tf.stack([height, width])))
+
+        def resized():
+            small = tf.image.resize(images, target, method="bilinear", antialias=True)
+            small = reflect_pad_to_multiple(tf.clip_by_value(small, 0.0, 1.0), self._multiple)
+            return tf.cast(self._plain.branch(small, training=False), tf.float32)
+
+        return tf.cond(same, lambda: whole, resized)
+
+    # ----- the signatures
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="images")])
+    def serve_float(self, images):
+        return self._derain(images)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
+    def serve_uint8(self, images):
+        out = self._derain(tf.cast(images, tf.float32) / 255.0)
+        out["derained"] = quantize_uint8(out["derained"], self._rule)
+        return out
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
+    def serve_bytes(self, images):
+        checks = [
+            tf.debugging.Assert(
+                tf.rank(images) <= 1,
+                ["images must be a scalar or [N] string tensor; got shape", tf.shape(images)],
+            )
+        ]
+        with tf.control_dependencies(checks):
+            flat = tf.reshape(images, [-1])
+
+        def one(data):
+            rgb = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+            out = self._derain(tf.cast(rgb, tf.float32)[None] / 255.0)
+            png = tf.io.encode_png(quantize_uint8(out["derained"], self._rule)[0])
+            return (png, out["density"][0]) if self._density else png
+
+        if self._density:
+            density_spec = tf.TensorSpec(self._density_row_shape(), tf.float32)
+            signature = (tf.TensorSpec([], tf.string), density_spec)
+        else:
+            signature = tf.TensorSpec([], tf.string)
+        mapped = tf.map_fn(one, flat, fn_output_signature=signature)
+        png, density = mapped if self._density else (mapped, None)
+        out = {"derained_bytes": tf.reshape(png, tf.shape(images))}
+        if self._density:
+            shape = tf.concat([tf.shape(images), tf.shape(density)[1:]], axis=0)
+            out["density"] = tf.reshape(density, shape)
+        return out
+
+    def _density_row_shape(self) -> list[int | None]:
+        shape = self._plain.branch.output_shape
+        return list(shape[1:])
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+def export_savedmodel(
+    model: keras.Model,
+    directory: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    version: int | None = None,
+) -> Path:
+    """Write ``model`` as a float32 SavedModel for TF Serving (see the module docstring).
+
+    Args:
+        model: a model built by the registry (``tfderain.build_model``, ``load_model``, or
+            training); a mixed-precision model is rebuilt in float32 with its weights.
+        directory: the SavedModel directory, or with ``version`` the model base directory.
+        overwrite: replace an existing SavedModel; otherwise an existing one is an error.
+        version: write ``directory/<version>/`` (TF Serving's versioned layout).
+
+    Returns:
+        The directory holding ``saved_model.pb``.
+    """
+    arch = getattr(model, "_tfderain_arch", None)
+    if arch is None:
+        raise ValueError("only models built by tfderain.build_model/load_model can be exported")
+    target = Path(directory)
+    if version is not None:
+        if isinstance(version, bool) or int(version) != version or version < 0:
+            raise ValueError(f"version must be a non-negative integer, got {version!r}")
+        target = target / str(int(version))
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target}: already exists (overwrite=True, or --overwrite, replaces it)"
+        )
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target}: exists and is not a directory")
+
+    spec = api.model_spec(model)
+    net = _float32(model)
+    module = _ServingModule(net, spec)
+    signatures = {
+        "serving_default": module.serve_float.get_concrete_function(),
+        "derain_uint8": module.serve_uint8.get_concrete_function(),
+        "derain_image_bytes": module.serve_bytes.get_concrete_function(),
+    }
+    meta = {
+        "arch": arch,
+        "config": model._tfderain_config,  # noqa: SLF001
+        "tfderain_version": __version__,
+        "multiple": int(spec.multiple),
+        "quantize": spec.quantize,
+        "signatures": {name: _describe(name, fn) for name, fn in signatures.items()},
+    }
+    if module._density:  # noqa: SLF001
+        decoder = spec.density_decoder
+        meta["density"] = {
+            "decoder": f"{decoder.__module__}.{decoder.__qualname__}",
+            "levels": list(_density_levels()),
+            "density_size": spec.density_size,
+        }
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / METADATA).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o777 & ~_umask())
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``tfderain.json`` of an exported SavedModel directory."""
+    path = Path(directory) / "assets.extra" / METADATA
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{directory}: not a tfderain SavedModel (no {path.name})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
+
+
+def _float32(model: keras.Model) -> keras.Model:
+    """``model`` itself if it computes in float32, else a float32 rebuild with its weights."""
+    from tfderain.training import _float32_copy
+
+    dtypes = {getattr(layer, "compute_dtype", "float32") for layer in model.layers}
+    dtypes |= {v.dtype.name for v in model.variables}
+    return model if dtypes <= {"float32"} else _float32_copy(model)
+
+
+def _describe(name: str, fn: Any) -> dict[str, Any]:
+    """Inputs and outputs of a concrete signature function as ``{name: {dtype, shape}}``."""
+
+    layout = {**LAYOUTS[name], "density": DENSITY_LAYOUT}
+
+    def entry(key: str, spec: tf.TensorSpec) -> dict[str, Any]:
+        return {"dtype": spec.dtype.name, "layout": layout[key]}
+
+    inputs = {s.name: entry(s.name, s) for s in fn.structured_input_signature[0]}
+    outputs = {k: entry(k, s) for k, s in fn.structured_outputs.items()}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _density_levels() -> tuple[str, ...]:
+    from tfderain.models import DENSITY_LEVELS
+
+    return DENSITY_LEVELS
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python export/savedmodel.py MODEL OUT [--weights W] [--version N] [--overwrite]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="export/savedmodel.py",
+        description="Export a tfderain model as a SavedModel for TensorFlow Serving.",
+    )
+    parser.add_argument(
+        "model",
+        help="a tfderain .keras file, 'default' (bundled) or a registry name with --weights",
+    )
+    parser.add_argument("output", help="SavedModel directory (with --version: the base directory)")
+    parser.add_argument("--weights", help=".keras or official .pth weights for a registry name")
+    parser.add_argument(
+        "--version", type=int, help="write OUTPUT/VERSION/, the layout TF Serving loads"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    args = parser.parse_args(argv)
+    try:
+        if Path(args.model).suffix == ".keras" and args.weights is None:
+            model = api.load_model(args.model)
+        else:
+            model = api.resolve_model(args.model, args.weights)
+        path = export_savedmodel(model, args.output, overwrite=args.overwrite, version=args.version)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Saved {path}")
+    return 0
+
+
+__all__ = [
+    "METADATA",
+    "SIGNATURES",
+    "export_savedmodel",
+    "main",
+    "quantize_uint8",
+    "read_metadata",
+    "reflect_pad_to_multiple",
+]

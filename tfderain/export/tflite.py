@@ -1,0 +1,459 @@
+"""TFLite export: float32, float16, dynamic-range int8, full-integer int8 PTQ and QAT int8.
+
+:func:`export_tflite` writes ``<name>.tflite`` and its ``<name>.json`` model spec
+(:mod:`tfderain.export.spec`). Only TFLite built-in kernels are allowed (``TFLITE_BUILTINS``,
+plus ``TFLITE_BUILTINS_INT8`` for ``int8``), so no file needs the Flex delegate;
+:func:`operators` lists a file's operators and :func:`is_flex_free` checks them.
+
+Quantization modes (TFLite post-training quantization guide; Jacob et al., CVPR 2018 for QAT):
+
+* ``none``: float32 weights and activations.
+* ``fp16``: float16 weights, dequantized to float32 at load time (half the file size).
+* ``dynamic``: int8 weights (tensors of at least 1024 elements; smaller ones stay float32),
+  float activations; kernels quantize activations on the fly.
+* ``int8``: full-integer post-training quantization, calibrated on a representative dataset (a
+  folder of images, or synthetic rain on scikit-image's photos).
+* ``qat``: quantization-aware fine-tuning (:mod:`tfderain.export.qat`), then int8 conversion
+  with the learned ranges.
+
+I/O types: float32 in and out for every mode by default (int8 models quantize the input and
+dequantize the outputs inside the graph, so apps feed the same [0, 1] floats). ``uint8_io=True``
+(``int8``/``qat`` only) makes the input and outputs uint8 tensors: the input scale is 1/255, zero
+point 0 (the calibrated [0, 1] range), so apps feed raw RGB bytes; outputs carry the scale and
+zero point written in the spec.
+
+The exported graph has one input ``rainy`` (``[1, H, W, 3]`` for a tile, ``[1, -1, -1, 3]`` when
+dynamic) and the outputs ``derained`` (plus ``density`` for density-aware models); other Keras
+outputs (``stages``, ``rain``) are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfderain import models
+from tfderain._keras import keras, tf
+from tfderain.export import spec as spec_io
+
+#: The quantization modes of :func:`export_tflite`.
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "qat")
+#: Modes whose activations are int8.
+INTEGER_QUANTIZATIONS = ("int8", "qat")
+#: Default fine-tuning steps of ``qat``.
+DEFAULT_QAT_STEPS = 200
+#: Default number of representative images calibrating ``int8``.
+DEFAULT_CALIBRATION_SAMPLES = 32
+#: Side of the calibration / fine-tuning patches of a dynamic-size model.
+DYNAMIC_CALIBRATION_SIZE = 256
+#: Largest side of the QAT fine-tuning patches (a tile larger than this is fine-tuned on crops).
+MAX_QAT_PATCH = 128
+#: Logical outputs kept in the exported graph, in this order.
+EXPORTED_OUTPUTS = ("derained", "density")
+
+
+class ExportError(ValueError):
+    """An export could not be made as asked."""
+
+
+# --------------------------------------------------------------------------------- model graph
+
+
+def export_outputs(model: keras.Model) -> tuple[keras.Model, list[str]]:
+    """A single-input functional model with the outputs apps use, and their names.
+
+    ``derained`` always (a model returning a plain tensor is taken as its ``derained``), then
+    ``density`` for density-aware models. The layers are shared with ``model``.
+    """
+    outputs = model.output
+    if not isinstance(outputs, dict):
+        outputs = {"derained": outputs}
+    if "derained" not in outputs:
+        raise ExportError(f"model {model.name!r} has no 'derained' output: {sorted(outputs)}")
+    if len(model.inputs) != 1:
+        raise ExportError(f"model {model.name!r} has {len(model.inputs)} inputs; expected 1")
+    names = [n for n in EXPORTED_OUTPUTS if n in outputs]
+    graph = keras.Model(model.inputs, [outputs[n] for n in names], name=f"{model.name}_export")
+    return graph, names
+
+
+def _registry_entry(model: keras.Model) -> tuple[str, dict[str, Any], models.ModelSpec]:
+    arch = getattr(model, "_tfderain_arch", None)
+    if arch is None:
+        return model.name, {}, models.ModelSpec(name=model.name, builder=lambda: model)
+    return arch, dict(getattr(model, "_tfderain_config", {})), models.spec(arch)
+
+
+def _signature(graph: keras.Model, names: list[str], shape: list) -> Any:
+    """The concrete function ``rainy → {name: output}`` converted to TFLite."""
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="rainy")])
+    def serve(rainy):
+        out = graph(rainy, training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return {name: tf.cast(t, tf.float32) for name, t in zip(names, out, strict=True)}
+
+    return serve.get_concrete_function()
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _photos() -> list[np.ndarray]:
+    from tfderain.training import skimage_photos
+
+    return skimage_photos()
+
+
+def _synthetic(size: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    from tfderain.data.pipeline import synthetic_dataset
+
+    return synthetic_dataset(_photos(), patch_size=size, batch_size=batch_size, seed=seed)
+
+
+def _folder_crops(
+    folder: Path, size: tuple[int, int], samples: int, seed: int
+) -> Iterator[np.ndarray]:
+    """Random ``size`` crops of the images in ``folder`` (bad files skipped and reported).
+
+    A paired dataset folder (:mod:`tfderain.data.layouts`) contributes its rainy images, any
+    other folder the images directly inside it.
+    """
+    from tfderain.data.layouts import LayoutError, find_pairs
+    from tfderain.io import ImageError, find_images, read_image
+
+    try:
+        files, failed = [p.rainy for p in find_pairs(folder)], []
+    except LayoutError:
+        files, failed = find_images([folder])
+    images = []
+    for path in files:
+        try:
+            images.append(read_image(path).rgb)
+        except ImageError as exc:
+            failed.append((str(path), str(exc)))
+    for path, cause in failed:
+        print(f"tfderain: skipped representative image {path}: {cause}", flush=True)
+    if not images:
+        raise ExportError(f"{folder}: no readable images for the representative dataset")
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for i in range(samples):
+        image = images[i % len(images)]
+        ph, pw = max(0, height - image.shape[0]), max(0, width - image.shape[1])
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+        y = rng.integers(image.shape[0] - height + 1)
+        x = rng.integers(image.shape[1] - width + 1)
+        yield np.ascontiguousarray(image[y : y + height, x : x + width], dtype=np.float32)
+
+
+def representative_images(
+    source: str | os.PathLike | None, size: tuple[int, int], samples: int, seed: int = 0
+) -> list[np.ndarray]:
+    """``samples`` float32 ``(H, W, 3)`` images calibrating int8: crops of a folder's images, or
+    synthetic rain on scikit-image's photos (``source`` ``None`` or ``"synthetic"``)."""
+    if source is None or str(source) == "synthetic":
+        if size[0] != size[1]:
+            raise ExportError(f"synthetic calibration needs a square tile, got {size}")
+        ds = _synthetic(size[0], 1, seed).take(samples)
+        return [batch["rainy"].numpy()[0] for batch in ds]
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: representative dataset folder does not exist")
+    return list(_folder_crops(folder, size, samples, seed))
+
+
+def qat_pairs(source: str | os.PathLike | None, size: int, seed: int = 0) -> tf.data.Dataset:
+    """Fine-tuning batches for QAT: a paired dataset folder, or synthetic rain."""
+    if source is None or str(source) == "synthetic":
+        return _synthetic(size, 4, seed)
+    from tfderain.data.pipeline import paired_dataset
+
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: QAT data folder does not exist")
+    return paired_dataset(folder, patch_size=size, batch_size=4, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ convert
+
+
+def _converter(function: Any, trackable: keras.Model) -> tf.lite.TFLiteConverter:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+def _check_args(quant: str, tile: Any, uint8_io: bool, multiple: int, name: str) -> Any:
+    if quant not in QUANTIZATIONS:
+        known = ", ".join(QUANTIZATIONS)
+        raise ExportError(f"unknown quantization {quant!r}; choose one of {known}")
+    if uint8_io and quant not in INTEGER_QUANTIZATIONS:
+        raise ExportError(f"uint8 I/O needs an integer model (int8 or qat), not {quant!r}")
+    if tile is None:
+        return None
+    if isinstance(tile, int):
+        tile = (tile, tile)
+    tile = tuple(int(t) for t in tile)
+    if len(tile) != 2 or min(tile) < 1 or tile[0] % multiple or tile[1] % multiple:
+        raise ExportError(
+            f"tile must be (height, width), positive multiples of {multiple} for {name!r}; "
+            f"got {tile}"
+        )
+    return tile
+
+
+def convert(
+    model: keras.Model,
+    *,
+    quant: str = "none",
+    tile: tuple[int, int] | int | None = (256, 256),
+    representative: str | os.PathLike | None = None,
+    qat_data: str | os.PathLike | None = None,
+    qat_steps: int = DEFAULT_QAT_STEPS,
+    qat_loss: str = "l1",
+    uint8_io: bool = False,
+    samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    seed: int = 0,
+) -> tuple[bytes, list[str]]:
+    """The ``.tflite`` bytes of ``model`` and its output names (see :func:`export_tflite`)."""
+    arch, _, entry = _registry_entry(model)
+    tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
+    graph, names = export_outputs(model)
+    shape = [1, *(tile if tile else (None, None)), 3]
+    calib = tile or (DYNAMIC_CALIBRATION_SIZE, DYNAMIC_CALIBRATION_SIZE)
+    calib = tuple(-(-c // entry.multiple) * entry.multiple for c in calib)
+    if quant == "qat":
+        from tfderain.export import qat
+
+        graph = qat.quantize_model(graph)
+        patch = min(*calib, MAX_QAT_PATCH)
+        patch -= patch % entry.multiple
+        trainable = keras.Model(graph.inputs, graph.outputs[0])
+        qat.finetune(trainable, qat_pairs(qat_data, patch, seed), steps=qat_steps, loss=qat_loss)
+    converter = _converter(_signature(graph, names, shape), graph)
+    if quant != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quant == "int8":
+        images = representative_images(representative, calib, samples, seed)
+        converter.representative_dataset = lambda: ([image[None]] for image in images)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+    if uint8_io:
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter raises many types, all with long messages
+        first = " ".join(str(exc).split())[:300]
+        raise ExportError(f"{arch}: TFLite conversion ({quant}) failed: {first}") from exc
+    return data, names
+
+
+def export_tflite(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    quant: str = "none",
+    tile: tuple[int, int] | int | None = (256, 256),
+    representative: str | os.PathLike | None = None,
+    qat_data: str | os.PathLike | None = None,
+    qat_steps: int = DEFAULT_QAT_STEPS,
+    qat_loss: str = "l1",
+    uint8_io: bool = False,
+    samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    seed: int = 0,
+) -> Path:
+    """Export ``model`` to a ``.tflite`` file and write its model spec beside it.
+
+    Args:
+        model: a model built by the registry (or loaded/converted); its ``derained`` (and
+            ``density``) outputs are exported.
+        path: the ``.tflite`` file; the spec goes to ``<stem>.json`` in the same folder.
+        quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``qat`` (module docstring).
+        tile: ``(height, width)`` of a fixed-size model (multiples of the model's ``multiple``),
+            or ``None`` for a dynamic-size one (``[1, -1, -1, 3]``, resized by the app).
+        representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
+        qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
+        qat_steps: ``qat`` fine-tuning steps (batches of 4 patches).
+        qat_loss: ``"l1"`` or ``"negative_ssim"``.
+        uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
+        samples: number of calibration images for ``int8``.
+        seed: seed of the calibration crops and fine-tuning stream.
+
+    Returns:
+        The path of the written ``.tflite`` file. Both files are written atomically.
+    """
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise ExportError(f"{path}: TFLite files must end in .tflite")
+    arch, config, entry = _registry_entry(model)
+    tile_hw = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
+    data, _ = convert(
+        model,
+        quant=quant,
+        tile=tile_hw,
+        representative=representative,
+        qat_data=qat_data,
+        qat_steps=qat_steps,
+        qat_loss=qat_loss,
+        uint8_io=uint8_io,
+        samples=samples,
+        seed=seed,
+    )
+    interpreter = _interpreter(data)
+    runner = interpreter.get_signature_runner()
+    in_names = {int(d["index"]): n for n, d in runner.get_input_details().items()}
+    out_names = {int(d["index"]): n for n, d in runner.get_output_details().items()}
+    spec = spec_io.build_spec(
+        model=arch,
+        config=config,
+        file=path.name,
+        data=data,
+        quantization=quant,
+        tile=tile_hw,
+        multiple=entry.multiple,
+        halo=entry.halo,
+        inputs=spec_io.tensor_entries(interpreter.get_input_details(), in_names),
+        outputs=spec_io.tensor_entries(interpreter.get_output_details(), out_names),
+    )
+    spec_io.write_bytes_atomically(path, data)
+    spec_io.write_json_atomically(spec_io.spec_path(path), spec)
+    return path
+
+
+# ------------------------------------------------------------------------------- inspection
+
+
+def _interpreter(model: bytes | str | os.PathLike, num_threads: int | None = None) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, bytes):
+        return Interpreter(model_content=model, num_threads=num_threads)
+    return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+
+
+def _label(model: bytes | str | os.PathLike) -> str:
+    return "<bytes>" if isinstance(model, bytes) else os.fspath(model)
+
+
+def _read(model: bytes | str | os.PathLike) -> bytes:
+    if isinstance(model, bytes):
+        return model
+    path = Path(model)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def operators(model: bytes | str | os.PathLike) -> list[str]:
+    """Sorted distinct operators of a ``.tflite`` file (path or bytes), read from its flatbuffer.
+
+    Built-in operators by their TFLite name (``CONV_2D``); custom operators as ``CUSTOM:<code>``
+    (Flex operators are custom operators whose code starts with ``Flex``).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = _read(model)
+    if data[4:8] != b"TFL3":  # the flatbuffer file identifier of the TFLite schema
+        raise ExportError(f"{_label(model)}: not a TFLite flatbuffer")
+    try:
+        root = schema.Model.GetRootAsModel(data, 0)
+        codes = [root.OperatorCodes(i) for i in range(root.OperatorCodesLength())]
+    except Exception:  # a flatbuffer that is not a TFLite model fails in many ways
+        raise ExportError(f"{_label(model)}: not a TFLite flatbuffer") from None
+    by_number = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = set()
+    for code in codes:
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if number == schema.BuiltinOperator.CUSTOM:
+            names.add(f"CUSTOM:{(code.CustomCode() or b'').decode()}")
+        else:
+            names.add(by_number.get(number, f"BUILTIN_{number}"))
+    return sorted(names)
+
+
+def is_flex_free(ops: list[str]) -> bool:
+    """No Flex (select TF ops) and no other custom operator among ``ops``."""
+    return not any(op.startswith("CUSTOM:") or op.startswith("Flex") for op in ops)
+
+
+class TFLiteModel:
+    """An exported model in the LiteRT interpreter, called like the Keras model on floats.
+
+    ``run(image)`` takes one float32 ``(H, W, 3)`` image in [0, 1] (``H, W`` the tile of a
+    fixed-size model, anything valid for a dynamic one), quantizes it if the input is integer,
+    and returns ``{name: float32 array}`` with quantized outputs dequantized.
+    """
+
+    def __init__(self, path: str | os.PathLike | bytes, num_threads: int | None = None):
+        self.interpreter = _interpreter(path, num_threads)
+        runner = self.interpreter.get_signature_runner()
+        self._names = {int(d["index"]): n for n, d in runner.get_output_details().items()}
+        self._shape: tuple[int, ...] | None = None
+
+    def _prepare(self, shape: tuple[int, ...]) -> None:
+        if shape != self._shape:
+            detail = self.interpreter.get_input_details()[0]
+            if tuple(detail["shape"]) != shape:
+                self.interpreter.resize_tensor_input(detail["index"], list(shape))
+            self.interpreter.allocate_tensors()
+            self._shape = shape
+
+    def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        image = np.asarray(image, np.float32)[None]
+        self._prepare(image.shape)
+        detail = self.interpreter.get_input_details()[0]
+        if detail["dtype"] != np.float32:
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            image = np.clip(np.round(image / scale + zero), info.min, info.max)
+        self.interpreter.set_tensor(detail["index"], image.astype(detail["dtype"]))
+        self.interpreter.invoke()
+        out = {}
+        for detail in self.interpreter.get_output_details():
+            value = self.interpreter.get_tensor(detail["index"])
+            if value.dtype != np.float32:
+                scale, zero = detail["quantization"]
+                value = (value.astype(np.float32) - zero) * scale
+            out[self._names.get(int(detail["index"]), detail["name"])] = value[0]
+        return out
+
+    def latency(self, shape: tuple[int, int], repeats: int = 5) -> float:
+        """Median seconds of one ``invoke`` on a ``shape`` image (after one warm-up run)."""
+        self.run(np.full((*shape, 3), 0.5, np.float32))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+
+def keras_reference(model: keras.Model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``image → {name: float32 array}`` of the Keras model, for the outputs that are exported."""
+    graph, names = export_outputs(model)
+
+    def run(image: np.ndarray) -> dict[str, np.ndarray]:
+        out = graph(np.asarray(image, np.float32)[None], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return {n: np.asarray(t, np.float32)[0] for n, t in zip(names, out, strict=True)}
+
+    return run
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two float images in [0, 1] (peak 1), without rounding or clamping."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
