@@ -36,8 +36,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tfderain import losses, models  # noqa: E402
-from tfderain._keras import keras, tf  # noqa: E402
 from tfderain.data import paired_dataset  # noqa: E402
 from tfderain.data.tfrecord import pack  # noqa: E402
 
@@ -79,18 +77,9 @@ def pipeline_rate(source: Path, batches: int, runs: int) -> float:
 
 def training_rate(steps: int) -> float:
     """Examples/s of PReNet ``train_on_batch`` (Adam, negative SSIM) on a fixed batch."""
-    model = models.build("prenet")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={"derained": losses.NegativeSSIM()})
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((BATCH, PATCH, PATCH, 3), dtype=np.float32))
-    y = {"derained": tf.constant(rng.random((BATCH, PATCH, PATCH, 3), dtype=np.float32))}
-    for _ in range(2):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    from bench_training import step_times  # benchmarks/bench_training.py, beside this script
+
+    times = step_times("prenet", "float32", False, BATCH, PATCH, "negative_ssim", 2, steps)
     return BATCH / statistics.median(times)
 
 

@@ -18,11 +18,10 @@ file and its ``model_spec.json`` (schema: ``org.tfderain.core.ModelSpec`` and th
 All models take fixed 256 × 256 tiles; the app tiles larger photos per the spec. The weights are
 the official PReNet Rain100H checkpoint when ``--weights-dir`` holds it
 (``PReNet/logs/Rain100H/PReNet6/net_latest.pth``, csdwren/PReNet), otherwise the bundled default
-model of tfderain. Conversion goes through ``tfderain.export.export_tflite`` (QAT fine-tuning
-on ``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); when that module
-is not available, ``none``/``fp16``/``int8`` (post-training) exports fall back to a plain
-``TFLiteConverter`` here and the spec is written by :func:`write_spec` (QAT needs
-``tfderain.export``).
+model of tfderain. Conversion and the spec are ``tfderain.export.export_tflite``'s (QAT
+fine-tuning on ``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); this
+script only checks the spec against what the app needs and lays the files out as the app
+expects.
 """
 
 from __future__ import annotations
@@ -30,22 +29,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the app reads its models from (``ModelAssets.kt``).
 DEFAULT_OUT = REPO / "android_demo" / "app" / "src" / "main" / "assets" / "models"
 #: Name of the spec file beside each model (``ModelAssets.SPEC_FILE`` in the app).
 SPEC_FILE = "model_spec.json"
-SPEC_FORMAT = "tfderain-model-spec"
-SPEC_VERSION = 1
 #: Tile side of the exported models.
 TILE = 256
 #: Logical tensor names shared with the app.
@@ -71,200 +65,46 @@ class AssetError(RuntimeError):
 # ------------------------------------------------------------------------------------ spec
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def tensor_entries(tflite_path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
-    """``inputs`` and ``outputs`` spec entries of a ``.tflite`` file.
-
-    Logical names come from the model's serving signature (its input/output keys must be
-    ``rainy`` and ``derained``/``density``); ``index`` is the tensor's position in the
-    interpreter's input/output lists (what LiteRT's ``runForMultipleInputsOutputs`` uses).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(tflite_path))
-    signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
-        raise AssetError(f"{tflite_path}: expected one signature, found {sorted(signatures)}")
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    by_tensor_in = {d["index"]: key for key, d in runner.get_input_details().items()}
-    by_tensor_out = {d["index"]: key for key, d in runner.get_output_details().items()}
-
-    def entries(details: list[dict], names: dict[int, str], allowed: Iterable[str]) -> list[dict]:
-        result = []
-        for position, d in enumerate(details):
-            name = names.get(d["index"])
-            if name not in allowed:
-                raise AssetError(
-                    f"{tflite_path}: tensor {d['name']!r} has signature name {name!r}, "
-                    f"expected one of {sorted(allowed)}"
-                )
-            dtype = np.dtype(d["dtype"]).name
-            if dtype not in ("uint8", "int8", "float32"):
-                raise AssetError(f"{tflite_path}: tensor {name!r} has unsupported dtype {dtype}")
-            scale, zero_point = d["quantization"]
-            quant = None
-            if dtype != "float32":
-                quant = {"scale": float(np.float32(scale)), "zero_point": int(zero_point)}
-            result.append(
-                {
-                    "name": name,
-                    "index": position,
-                    "shape": [int(s) for s in d["shape"]],
-                    "dtype": dtype,
-                    "quantization": quant,
-                }
-            )
-        return result
-
-    inputs = entries(interpreter.get_input_details(), by_tensor_in, (INPUT_NAME,))
-    outputs = entries(interpreter.get_output_details(), by_tensor_out, OUTPUT_NAMES)
-    if "derained" not in {o["name"] for o in outputs}:
-        raise AssetError(f"{tflite_path}: no 'derained' output")
-    return inputs, outputs
-
-
-def make_spec(
-    tflite_path: str | os.PathLike,
-    *,
-    model: str,
-    config: dict[str, Any],
-    quantization: str,
-    tile: tuple[int, int] | None,
-    multiple: int,
-    halo: int,
-) -> dict[str, Any]:
-    """The ``model_spec.json`` content for a ``.tflite`` file (the fixed schema, key order)."""
-    import tfderain
-
-    path = Path(tflite_path)
-    inputs, outputs = tensor_entries(path)
-    return {
-        "format": SPEC_FORMAT,
-        "spec_version": SPEC_VERSION,
-        "model": model,
-        "config": config,
-        "tfderain_version": tfderain.__version__,
-        "file": path.name,
-        "sha256": _sha256(path),
-        "quantization": quantization,
-        "tile": None if tile is None else {"height": int(tile[0]), "width": int(tile[1])},
-        "multiple": int(multiple),
-        "halo": int(halo),
-        "overlap": 2 * int(halo),
-        "value_range": [0.0, 1.0],
-        "inputs": inputs,
-        "outputs": outputs,
-    }
-
-
-def write_spec(path: str | os.PathLike, spec: dict[str, Any]) -> None:
-    """Write a spec as JSON, atomically."""
-    _write_atomic(Path(path), (json.dumps(spec, indent=2) + "\n").encode())
-
-
 def check_spec(spec_path: Path, tflite_path: Path) -> dict[str, Any]:
     """Load a spec and check it against its ``.tflite`` file; one-line errors naming the file."""
+    from tfderain.export import spec as spec_io
+
     try:
         spec = json.loads(spec_path.read_text())
     except (OSError, ValueError) as exc:
         raise AssetError(f"{spec_path}: unreadable spec ({exc})") from None
-    expected = [
-        "format",
-        "spec_version",
-        "model",
-        "config",
-        "tfderain_version",
-        "file",
-        "sha256",
-        "quantization",
-        "tile",
-        "multiple",
-        "halo",
-        "overlap",
-        "value_range",
-        "inputs",
-        "outputs",
-    ]
-    missing = [k for k in expected if k not in spec]
+    missing = [k for k in spec_io.KEYS if k not in spec]
     if missing:
         raise AssetError(f"{spec_path}: missing key(s) {', '.join(missing)}")
-    if spec["format"] != SPEC_FORMAT or spec["spec_version"] != SPEC_VERSION:
-        raise AssetError(f"{spec_path}: not a version-{SPEC_VERSION} {SPEC_FORMAT}")
+    if spec["format"] != spec_io.FORMAT or spec["spec_version"] != spec_io.SPEC_VERSION:
+        raise AssetError(f"{spec_path}: not a version-{spec_io.SPEC_VERSION} {spec_io.FORMAT}")
     if spec["file"] != tflite_path.name:
         raise AssetError(f"{spec_path}: names file {spec['file']!r}, not {tflite_path.name!r}")
-    if spec["sha256"] != _sha256(tflite_path):
+    if spec["sha256"] != hashlib.sha256(tflite_path.read_bytes()).hexdigest():
         raise AssetError(f"{spec_path}: sha256 does not match {tflite_path.name}")
     if spec["tile"] is None:
         raise AssetError(f"{spec_path}: the app needs a fixed tile size (tile is null)")
+    _check_tensors(spec_path, spec["inputs"], (INPUT_NAME,))
+    _check_tensors(spec_path, spec["outputs"], OUTPUT_NAMES)
+    if "derained" not in {o["name"] for o in spec["outputs"]}:
+        raise AssetError(f"{spec_path}: no 'derained' output")
     return spec
 
 
+def _check_tensors(spec_path: Path, tensors: list[dict], allowed: Sequence[str]) -> None:
+    """The app reads tensors by these logical names, with these dtypes only."""
+    for tensor in tensors:
+        if tensor["name"] not in allowed:
+            raise AssetError(
+                f"{spec_path}: tensor {tensor['name']!r} is not one of {sorted(allowed)}"
+            )
+        if tensor["dtype"] not in ("uint8", "int8", "float32"):
+            raise AssetError(
+                f"{spec_path}: tensor {tensor['name']!r} has unsupported dtype {tensor['dtype']}"
+            )
+
+
 # ------------------------------------------------------------------------------ conversion
-
-
-def fixed_size_model(model: Any, tile: tuple[int, int]) -> Any:
-    """``model`` with a fixed ``(1, h, w, 3)`` input named ``rainy`` and only the outputs the app
-    reads (``derained``, and ``density`` when the model has it)."""
-    from tfderain._keras import keras
-
-    inp = keras.Input((tile[0], tile[1], 3), batch_size=1, name=INPUT_NAME)
-    out = model(inp, training=False)
-    if not isinstance(out, dict):
-        out = {"derained": out}
-    # Named identity layers make the signature's output keys the logical names.
-    kept = {k: keras.layers.Activation("linear", name=k)(out[k]) for k in OUTPUT_NAMES if k in out}
-    return keras.Model(inp, kept, name=f"{model.name}_tile")
-
-
-def convert_fallback(
-    model: Any,
-    path: str | os.PathLike,
-    *,
-    quant: str,
-    tile: tuple[int, int],
-    representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
-) -> Path:
-    """A ``.tflite`` file of ``model`` at a fixed tile size (``none``, ``fp16`` or ``int8`` with
-    uint8 input/output), for when ``tfderain.export`` is not available."""
-    from tfderain._keras import tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_size_model(model, tile))
-    if quant == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif quant == "int8":
-        if representative is None:
-            raise AssetError("int8 export needs representative data")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    elif quant != "none":
-        raise AssetError(f"quantization {quant!r} needs tfderain.export (not available)")
-    path = Path(path)
-    _write_atomic(path, converter.convert())
-    return path
 
 
 def check_tile(name: str, tile: tuple[int, int], label: str) -> None:
@@ -278,14 +118,6 @@ def check_tile(name: str, tile: tuple[int, int], label: str) -> None:
                 f"{label}: tile {tile[0]}x{tile[1]} must be a multiple of "
                 f"{registry.multiple} and exceed the overlap of {2 * registry.halo} pixels"
             )
-
-
-def _export_module() -> Any:
-    try:
-        from tfderain import export
-    except ImportError:
-        return None
-    return export if hasattr(export, "export_tflite") else None
 
 
 def export_variant(
@@ -302,110 +134,36 @@ def export_variant(
 ) -> dict[str, Any]:
     """Export one model into ``out_dir/<file>`` + ``out_dir/model_spec.json``; returns the spec.
 
-    ``name`` is the registry name (spec ``model``; ``multiple`` and ``halo`` come from the
-    registry). ``calibration`` is a folder of images for ``int8`` calibration, ``qat_data`` a
-    paired dataset folder or ``"synthetic"`` for ``qat`` fine-tuning (``tfderain.export``). The
-    folder is filled atomically per file: both are written to a temporary folder first.
+    ``name`` is the registry name (its ``multiple`` and ``halo`` bound the tile).
+    ``calibration`` is a folder of images for ``int8`` calibration, ``qat_data`` a paired
+    dataset folder or ``"synthetic"`` for ``qat`` fine-tuning. ``int8`` and ``qat`` models get
+    uint8 input/output. :func:`tfderain.export.export_tflite` writes the model and its
+    ``<stem>.json`` spec into a temporary folder; the spec is checked, then both are copied
+    atomically into ``out_dir`` (the spec as ``model_spec.json``).
     """
-    from tfderain import models
+    from tfderain.export import export_tflite
+    from tfderain.export import spec as spec_io
 
-    registry = models.spec(name)
     check_tile(name, tile, out_dir.name)
-    config = dict(getattr(model, "_tfderain_config", {}) or {})
-    export = _export_module()
+    options: dict[str, Any] = {"quant": quant, "tile": tile, "uint8_io": quant in ("int8", "qat")}
+    if quant == "int8":
+        options["representative"] = str(calibration) if calibration else "synthetic"
+    if quant == "qat":
+        options["qat_data"] = str(qat_data) if qat_data else "synthetic"
+        if qat_steps is not None:
+            options["qat_steps"] = qat_steps
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
-        tflite = Path(tmp) / file
-        if export is not None:
-            kwargs: dict[str, Any] = {
-                "quant": quant,
-                "tile": tile,
-                "uint8_io": quant in ("int8", "qat"),
-            }
-            if quant == "int8":
-                kwargs["representative"] = str(calibration) if calibration else "synthetic"
-            if quant == "qat":
-                kwargs["qat_data"] = str(qat_data) if qat_data else "synthetic"
-                if qat_steps is not None:
-                    kwargs["qat_steps"] = qat_steps
-            export.export_tflite(model, tflite, **kwargs)
-            written = list(Path(tmp).glob("*.json"))
-            if len(written) != 1:
-                raise AssetError(f"{tflite}: expected one spec beside it, found {written}")
-            spec_path = written[0]
-        else:
-            if quant == "qat":
-                raise AssetError(
-                    f"{file}: quantization-aware training needs tfderain.export, which is not "
-                    "installed; use --quant fp16/none/int8"
-                )
-            representative = None
-            if quant == "int8":
-                if calibration is None:
-                    raise AssetError(f"{file}: int8 calibration needs --data")
-                representative = representative_tiles(_load_images(calibration), tile)
-            convert_fallback(model, tflite, quant=quant, tile=tile, representative=representative)
-            spec_path = Path(tmp) / SPEC_FILE
-            write_spec(
-                spec_path,
-                make_spec(
-                    tflite,
-                    model=name,
-                    config=config,
-                    quantization=quant,
-                    tile=tile,
-                    multiple=registry.multiple,
-                    halo=registry.halo,
-                ),
-            )
+        tflite = export_tflite(model, Path(tmp) / file, **options)
+        spec_path = spec_io.spec_path(tflite)
         spec = check_spec(spec_path, tflite)
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in out_dir.glob("*.tflite"):
             if old.name != file:
                 old.unlink()
-        _write_atomic(out_dir / file, tflite.read_bytes())
-        _write_atomic(out_dir / SPEC_FILE, spec_path.read_bytes())
+        spec_io.write_bytes_atomically(out_dir / file, tflite.read_bytes())
+        spec_io.write_bytes_atomically(out_dir / SPEC_FILE, spec_path.read_bytes())
     return spec
-
-
-# ------------------------------------------------------------------------------------- data
-
-
-def representative_tiles(
-    images: Sequence[np.ndarray], tile: tuple[int, int], count: int = 16, seed: int = 0
-) -> Callable[[], Iterable[list[np.ndarray]]]:
-    """A representative dataset: ``count`` random ``tile`` crops (reflect-padded if smaller)."""
-    rng = np.random.default_rng(seed)
-    crops = []
-    for i in range(count):
-        image = images[i % len(images)]
-        pad_h, pad_w = max(0, tile[0] - image.shape[0]), max(0, tile[1] - image.shape[1])
-        if pad_h or pad_w:
-            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-        y = int(rng.integers(0, image.shape[0] - tile[0] + 1))
-        x = int(rng.integers(0, image.shape[1] - tile[1] + 1))
-        crops.append(image[y : y + tile[0], x : x + tile[1]].astype(np.float32)[None])
-
-    def generate() -> Iterable[list[np.ndarray]]:
-        for crop in crops:
-            yield [crop]
-
-    return generate
-
-
-def _load_images(folder: Path) -> list[np.ndarray]:
-    from tfderain import io
-
-    images = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
-            try:
-                images.append(io.read_image(path).rgb)
-            except Exception as exc:  # noqa: BLE001 - report and skip bad files
-                print(f"skipping {path}: {exc}", file=sys.stderr)
-    if not images:
-        raise AssetError(f"{folder}: no readable images for calibration")
-    return images
 
 
 # -------------------------------------------------------------------------------------- CLI

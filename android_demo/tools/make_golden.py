@@ -28,14 +28,12 @@ pipeline (with LiteRT float32) and ``tfderain.inference.derain_array`` (Keras) o
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,14 +47,6 @@ CASES: dict[str, tuple[str, int, int, int, int, int]] = {
 }
 TINY_PRENET = {"stages": 2, "channels": 4}
 _RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
-
-
-def _android_assets() -> Any:
-    path = REPO / "export" / "android_assets.py"
-    spec = importlib.util.spec_from_file_location("tfderain_android_assets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------ the core's arithmetic
@@ -222,28 +212,28 @@ def test_image(height: int, width: int) -> np.ndarray:
 
 
 def tiny_tflite(folder: Path, quant: str, tile: int, halo: int, multiple: int) -> tuple[Path, dict]:
-    """A tiny PReNet as ``.tflite`` (plain converter) plus its spec with the test's halo."""
-    from tfderain import models
+    """A tiny PReNet as ``.tflite`` (``tfderain.export.export_tflite``; ``int8`` calibrated on a
+    crop of the test image, with uint8 input/output) plus its spec with the test's halo."""
+    from tfderain import io, models
     from tfderain._keras import keras
+    from tfderain.export import export_tflite
+    from tfderain.export import spec as spec_io
 
-    assets = _android_assets()
     keras.utils.set_random_seed(0)
     model = models.build("prenet", **TINY_PRENET)
-    calibration = [test_image(64, 64).astype(np.float32) / 255.0]
-    representative = assets.representative_tiles(calibration, (tile, tile), count=4)
-    path = folder / f"tiny_prenet_{quant}.tflite"
-    assets.convert_fallback(
-        model, path, quant=quant, tile=(tile, tile), representative=representative
-    )
-    spec = assets.make_spec(
-        path,
-        model="prenet",
-        config=dict(TINY_PRENET),
-        quantization=quant,
+    calibration = folder / "calibration"
+    io.write_image(calibration / "image.png", test_image(64, 64).astype(np.float32) / 255.0)
+    path = export_tflite(
+        model,
+        folder / f"tiny_prenet_{quant}.tflite",
+        quant=quant,
         tile=(tile, tile),
-        multiple=multiple,
-        halo=halo,
+        representative=calibration,
+        uint8_io=quant == "int8",
+        samples=4,
     )
+    spec = spec_io.read_spec(spec_io.spec_path(path))
+    spec.update(multiple=multiple, halo=halo, overlap=2 * halo)  # the test's, not the registry's
     return path, spec
 
 
