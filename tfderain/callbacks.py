@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
+from tfderain.io import write_bytes_atomically
 
 __all__ = [
     "LearningRateLogger",
@@ -33,15 +33,7 @@ __all__ = [
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomically(path, json.dumps(data, indent=1).encode())
 
 
 def _scalar_metadata() -> Any:

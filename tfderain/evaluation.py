@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -147,20 +147,11 @@ def evaluate(
 
 def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
     """Per-image CSV (``image,psnr,ssim,input_psnr,input_ssim``), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, io.new_file_mode())
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])
-            for s in result.scores:
-                writer.writerow(
-                    [s.name] + [f"{v:.6f}" for v in (s.psnr, s.ssim, s.input_psnr, s.input_ssim)]
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])
+    for s in result.scores:
+        writer.writerow(
+            [s.name] + [f"{v:.6f}" for v in (s.psnr, s.ssim, s.input_psnr, s.input_ssim)]
+        )
+    return io.write_bytes_atomically(path, text.getvalue().encode())

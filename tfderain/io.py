@@ -322,8 +322,13 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``."""
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the permissions of any new file under the umask; on failure nothing is left
+    behind and an existing ``path`` is untouched. Raises ``OSError``.
+    """
+    path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -334,14 +339,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ImageError(path, f"cannot write: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """:func:`write_bytes_atomically`, failures as an :class:`ImageError` naming ``path``."""
+    try:
+        write_bytes_atomically(path, data)
+    except OSError as exc:
+        raise ImageError(path, f"cannot write: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------- finding files

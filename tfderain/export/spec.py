@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tfderain.io import write_bytes_atomically
 
 FORMAT = "tfderain-model-spec"
 SPEC_VERSION = 1
@@ -135,24 +136,6 @@ def build_spec(
 def write_json_atomically(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:
     """Write ``content`` as indented JSON to a temporary file beside ``path``, then rename."""
     return write_bytes_atomically(path, (json.dumps(content, indent=2) + "\n").encode())
-
-
-def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    from tfderain.io import new_file_mode
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
