@@ -1,5 +1,5 @@
 """The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``convert``, ``train``,
-``export``, ``models``.
+``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
