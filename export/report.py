@@ -35,10 +35,16 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 #: Official checkpoints: model → (path below ``../shared``, converter overrides).
 OFFICIAL = {
-    "prenet": ("weights/PReNet/logs/Rain100H/PReNet6/net_latest.pth", {"stages": 6}),
+    "prenet": ("weights/PReNet/logs/Rain100H/PReNet6/net_latest.pth", {}),
+    "prenet_r": ("weights/PReNet/logs/Rain100H/PReNet6_r/net_latest.pth", {}),
+    "prn": ("weights/PReNet/logs/Rain100H/PRN6/net_latest.pth", {}),
+    "prn_r": ("weights/PReNet/logs/Rain100H/PRN6_r/net_latest.pth", {}),
+    "mcodenet": ("weights/CODE-Net/mCODENET-rain1200.pth", {}),
 }
 ALL_FORMATS = ("none", "fp16", "dynamic", "int8", "qat")
 PHONE_LIMIT = 5_000_000
+#: QAT steps of random-weight models (their fine-tune only shows that the export works).
+RANDOM_QAT = 10
 LATENCY_SHAPE = (320, 480)
 COLUMNS = (
     "model",
@@ -55,11 +61,14 @@ COLUMNS = (
 )
 
 
-def load(name: str):
-    """(model, weights label): official weights where known, else random init."""
+def load(name: str, weights: dict[str, str]):
+    """(model, weights label): ``--weights`` file, else official weights, else random init."""
+    from tfderain import api
     from tfderain.convert import convert
     from tfderain.models import build
 
+    if name in weights:
+        return api.resolve_model(name, weights[name]), f"trained ({Path(weights[name]).name})"
     if name in OFFICIAL:
         rel, overrides = OFFICIAL[name]
         path = SHARED / rel
@@ -113,7 +122,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
             Path(tmp) / f"{name}_{fmt}.tflite",
             quant=fmt,
             tile=None,
-            qat_steps=args.qat_steps,
+            qat_steps=args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT),
             samples=args.samples,
         )
         ops = operators(path)
@@ -123,7 +132,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         err = np.abs(
             runner.run(first)["derained"] - keras_reference(model)(first)["derained"]
         ).max()
-        psnr = mean_psnr(runner.run, pairs, multiple)
+        psnr = mean_psnr(runner.run, pairs, multiple) if weights != "random" else float("nan")
         latency = runner.latency(LATENCY_SHAPE, repeats=args.repeats)
     row = {
         "model": name,
@@ -132,7 +141,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         "size (KB)": f"{size / 1024:,.0f}",
         "Flex-free": "yes" if is_flex_free(ops) else "NO",
         "max err vs Keras": f"{err:.2e}",
-        "PSNR (dB)": f"{psnr:.2f}" if weights != "random" else f"({psnr:.2f}, random weights)",
+        "PSNR (dB)": f"{psnr:.2f}" if weights != "random" else "— (random weights)",
         "ΔPSNR vs float": "",
         "latency (ms)": f"{latency * 1000:.1f}",
         "× float latency": "",
@@ -141,7 +150,8 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         "_latency": latency,
     }
     if float_row is not None:
-        row["ΔPSNR vs float"] = f"{psnr - float_row['_psnr']:+.2f}"
+        if weights != "random":
+            row["ΔPSNR vs float"] = f"{psnr - float_row['_psnr']:+.2f}"
         row["× float latency"] = f"{latency / float_row['_latency']:.2f}"
     return row
 
@@ -150,8 +160,10 @@ def keras_row(model, name, weights, pairs) -> dict[str, str]:
     from tfderain import models
     from tfderain.export.tflite import keras_reference
 
-    psnr = mean_psnr(keras_reference(model), pairs, models.spec(name).multiple)
-    label = f"{psnr:.2f}" if weights != "random" else f"({psnr:.2f}, random weights)"
+    if weights == "random":
+        label = "— (random weights)"
+    else:
+        label = f"{mean_psnr(keras_reference(model), pairs, models.spec(name).multiple):.2f}"
     return {"model": name, "format": "Keras float32", "weights": weights, "PSNR (dB)": label}
 
 
@@ -216,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qat-steps", type=int, default=200)
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
     parser.add_argument("--repeats", type=int, default=10, help="latency runs (median)")
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="weights of a model (.keras/.weights.h5/.pth), e.g. pcnet=runs/pcnet/model.keras",
+    )
     parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
     parser.add_argument("-o", "--output", default=str(HERE / "REPORT.md"))
     args = parser.parse_args(argv)
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     from tfderain import models
 
     names = args.models.split(",") if args.models else models.names()
+    weights = dict(w.split("=", 1) for w in args.weights)
     formats = args.formats.split(",")
     unknown = sorted(set(formats) - set(ALL_FORMATS))
     if unknown:
@@ -237,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{name}: skipped (time limit of {args.time_limit:.0f} s reached)")
             continue
         try:
-            model, weights = load(name)
+            model, label = load(name, weights)
         except Exception as exc:  # one bad model must not stop the report
             notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
             continue
-        rows.append(keras_row(model, name, weights, pairs))
+        rows.append(keras_row(model, name, label, pairs))
         float_row = None
         for fmt in formats_for(model, formats):
             if args.time_limit and time.monotonic() - start > args.time_limit:
@@ -249,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.monotonic()
             try:
-                row = measure(model, name, fmt, weights, pairs, args, float_row)
+                row = measure(model, name, fmt, label, pairs, args, float_row)
             except Exception as exc:
                 notes.append(f"{name} {fmt}: failed ({' '.join(str(exc).split())[:300]})")
                 continue
@@ -266,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
     notes.append(
-        f"{len(pairs)} test pairs; QAT {args.qat_steps} steps; int8 calibration on "
-        f"{args.samples} synthetic images; {os.cpu_count()} CPU cores (shared, loaded)"
+        f"{len(pairs)} test pairs; QAT {args.qat_steps} steps ({RANDOM_QAT} for random weights), "
+        f"target: the float model (distillation); int8 calibration on {args.samples} synthetic "
+        f"images; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end"
     )
     write_report(out, merge(read_rows(out), rows), notes)
     print(f"wrote {out}")

@@ -22,6 +22,7 @@ from tfderain.export.spec import read_spec, spec_path
 from tfderain.export.tflite import (
     TFLiteModel,
     export_outputs,
+    float_operators,
     is_flex_free,
     keras_reference,
     operators,
@@ -118,3 +119,44 @@ def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     x = np.random.default_rng(4).random((TILE, TILE, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]
     assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+
+
+@pytest.mark.parametrize("target", ["teacher", "clean"])
+def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
+    # The rainy input is uniform in [0, 1] and the untrained residual model's output stays close
+    # to it (mean ~0.5). The pairs' clean image is 1 everywhere, the teacher outputs 0
+    # everywhere: steps at a large learning rate pull the mean to whichever target is used.
+    keras.utils.set_random_seed(7)
+    graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
+    quantized = qat.quantize_model(graph)
+    qmodel = keras.Model(quantized.inputs, quantized.outputs[0])
+    x = keras.Input((None, None, 3))
+    teacher = keras.Model(x, keras.layers.Lambda(tf.zeros_like)(x))
+    rainy = np.random.default_rng(1).random((4, 16, 16, 3)).astype(np.float32)
+    batch = {"rainy": rainy, "clean": np.ones_like(rainy)}
+    pairs = tf.data.Dataset.from_tensors(batch).repeat()
+    qat.finetune(
+        qmodel,
+        pairs,
+        steps=30,
+        learning_rate=3e-2,
+        teacher=teacher if target == "teacher" else None,
+    )
+    after = float(qmodel(rainy, training=False).numpy().mean())
+    assert abs(float(graph(rainy)[0].numpy().mean()) - 0.5) < 0.15
+    if target == "teacher":
+        assert after < 0.2
+    else:
+        assert after > 0.8
+
+
+@pytest.mark.parametrize("name", ["prenet", "pcnet"])
+def test_qat_files_of_the_phone_models_compute_in_int8_only(tmp_path, name):
+    keras.utils.set_random_seed(13)
+    path = export_tflite(
+        build(name, **TINY[name]), tmp_path / f"{name}.tflite", quant="qat", tile=TILE, qat_steps=0
+    )
+    assert float_operators(path) == []
+    # The helper does see float kernels: a float32 export computes everything in float.
+    none = export_tflite(build(name, **TINY[name]), tmp_path / "f.tflite", quant="none", tile=TILE)
+    assert "CONV_2D" in float_operators(none)

@@ -163,6 +163,7 @@ def cmd_export_tflite(args) -> int:
         representative=args.representative,
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,
+        qat_target=args.qat_target,
         uint8_io=args.uint8_io,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
@@ -170,7 +171,7 @@ def cmd_export_tflite(args) -> int:
 
 
 def _add_export_parser(sub) -> None:
-    from tfderain.export.tflite import DEFAULT_QAT_STEPS, QUANTIZATIONS
+    from tfderain.export.tflite import DEFAULT_QAT_STEPS, QAT_TARGETS, QUANTIZATIONS
 
     export = sub.add_parser("export", help="export for serving (SavedModel) or phones (TFLite)")
     export_sub = export.add_subparsers(dest="export_command", required=True)
@@ -206,6 +207,12 @@ def _add_export_parser(sub) -> None:
         "--qat-data",
         default="synthetic",
         help="QAT pairs: a dataset folder, or 'synthetic' rain (default)",
+    )
+    p.add_argument(
+        "--qat-target",
+        choices=QAT_TARGETS,
+        default="teacher",
+        help="QAT target: the float model's output (teacher, default) or the clean images",
     )
     p.add_argument(
         "--uint8-io", action="store_true", help="uint8 input/output tensors (int8 and qat only)"

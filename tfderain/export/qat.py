@@ -9,7 +9,9 @@ cover the layers of the small models (see ``CONFIGS``):
 * elementwise merges TFMOT leaves out (``Multiply``, ``Subtract``: the ConvLSTM gating
   ``c' = f·c + i·g``, ``h' = o·tanh(c')`` of PReNet, the attention gates and the B/R exchange of
   PCNet), ``Rescaling`` (PCNet's ``1 − a``), ``Stack``, pixel (un)shuffle: **output** quantized;
-* ``PReLU`` (PCNet): slope quantized per tensor, output quantized;
+* ``PReLU`` (PCNet): output quantized; the converter quantizes the slope itself, and the
+  ``PRELU`` kernel then runs in int8 (a fake-quantized slope would make the converter keep
+  ``PRELU`` in float between dequantize / quantize ops);
 * ``LayerNormalization`` and Restormer's ``BiasFreeLayerNorm``: output quantized, the
   normalisation itself stays in float (TFLite runs it with float kernels between quantize /
   dequantize ops);
@@ -17,7 +19,8 @@ cover the layers of the small models (see ``CONFIGS``):
 
 :func:`annotate` applies TFMOT's default configs to built-ins and these to the rest, and raises
 one error listing every layer it cannot quantize. :func:`quantize_model` then inserts the
-fake-quant nodes (``quantize_apply``) and :func:`finetune` runs a short ``model.fit`` on pairs.
+fake-quant nodes (``quantize_apply``) and :func:`finetune` calibrates the ranges, then runs a short
+fine-tune towards the float model's output (distillation) or the pairs' clean images.
 
 Reference: Jacob et al., "Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference", CVPR 2018; TFMOT's ``quantize_annotate_layer`` /
@@ -84,27 +87,13 @@ class NoOpQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
-@keras.saving.register_keras_serializable(package="tfderain")
-class PReLUQuantizeConfig(OutputQuantizeConfig):
-    """``PReLU``: the slope ``alpha`` (per tensor, 8-bit) and the output are quantized."""
-
-    def get_weights_and_quantizers(self, layer):
-        weight = quantizers.LastValueQuantizer(
-            num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-        )
-        return [(layer.alpha, weight)]
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        layer.alpha = quantize_weights[0]
-
-
 #: Layer class → the config :func:`annotate` gives it (exact class match).
 CONFIGS: dict[type, type[QuantizeConfig]] = {
     layers.Multiply: OutputQuantizeConfig,
     layers.Subtract: OutputQuantizeConfig,
     layers.Rescaling: OutputQuantizeConfig,
     layers.LayerNormalization: OutputQuantizeConfig,
-    layers.PReLU: PReLUQuantizeConfig,
+    layers.PReLU: OutputQuantizeConfig,
     blocks.Stack: OutputQuantizeConfig,
     blocks.PixelShuffle: OutputQuantizeConfig,
     blocks.PixelUnshuffle: OutputQuantizeConfig,
@@ -128,7 +117,7 @@ def _default_registry() -> Any:
 def _scope() -> dict[str, Any]:
     """Custom objects ``quantize_apply`` needs to clone the annotated model."""
     objects: dict[str, Any] = {
-        cls.__name__: cls for cls in (OutputQuantizeConfig, NoOpQuantizeConfig, PReLUQuantizeConfig)
+        cls.__name__: cls for cls in (OutputQuantizeConfig, NoOpQuantizeConfig)
     }
     for cls in CONFIGS:
         objects[cls.__name__] = cls
@@ -237,8 +226,16 @@ def finetune(
     loss: str = "l1",
     learning_rate: float = 1e-5,
     calibration_batches: int = 8,
+    teacher: keras.Model | None = None,
 ) -> keras.Model:
-    """Calibrate then fine-tune a :func:`quantize_model` result on pairs with Adam.
+    """Calibrate then fine-tune a :func:`quantize_model` result with Adam.
+
+    The target of each rainy batch is ``teacher(rainy)`` when a ``teacher`` (the float model
+    ``qmodel`` was made from) is given: the quantized model then learns to reproduce its float
+    model (distillation, Hinton et al. 2015; used for QAT by Mishra & Marr, "Apprentice", ICLR
+    2018), which is what an int8 export should do, on any images, without moving away from what
+    the float model learnt on its own training set. Without a teacher the target is the pair's
+    ``clean`` image.
 
     Args:
         qmodel: single-output (the derained image) quantization-aware model.
@@ -247,15 +244,27 @@ def finetune(
         loss: ``"l1"`` (default) or ``"negative_ssim"``.
         learning_rate: small, since the float weights are already trained.
         calibration_batches: batches of :func:`calibrate` before the first step.
+        teacher: the float model whose output is the target (single output, same input).
     """
     if steps < 0:
         raise ValueError(f"qat steps must be >= 0, got {steps}")
     criterion = _loss(loss)
     calibrate(qmodel, (b["rainy"] for b in pairs.take(calibration_batches)))
-    if steps:
-        xy = pairs.map(lambda batch: (batch["rainy"], batch["clean"]))
-        qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=criterion)
-        qmodel.fit(xy.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
+    if not steps:
+        return qmodel
+    optimizer = keras.optimizers.Adam(learning_rate)
+
+    @tf.function
+    def train_step(rainy, clean):
+        target = clean if teacher is None else teacher(rainy, training=False)
+        with tf.GradientTape() as tape:
+            value = criterion(target, qmodel(rainy, training=True))
+        variables = qmodel.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
+        return value
+
+    for batch in pairs.repeat().take(steps):
+        train_step(batch["rainy"], batch["clean"])
     return qmodel
 
 
@@ -264,7 +273,6 @@ __all__ = [
     "LOSSES",
     "NoOpQuantizeConfig",
     "OutputQuantizeConfig",
-    "PReLUQuantizeConfig",
     "QuantizationError",
     "annotate",
     "calibrate",

@@ -47,6 +47,8 @@ QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "qat")
 INTEGER_QUANTIZATIONS = ("int8", "qat")
 #: Default fine-tuning steps of ``qat``.
 DEFAULT_QAT_STEPS = 200
+#: Targets of the QAT fine-tune (:func:`tfderain.export.qat.finetune`).
+QAT_TARGETS = ("teacher", "clean")
 #: Default number of representative images calibrating ``int8``.
 DEFAULT_CALIBRATION_SAMPLES = 32
 #: Side of the calibration / fine-tuning patches of a dynamic-size model.
@@ -184,8 +186,18 @@ def qat_pairs(source: str | os.PathLike | None, size: int, seed: int = 0) -> tf.
 # ------------------------------------------------------------------------------------ convert
 
 
-def _converter(function: Any, trackable: keras.Model) -> tf.lite.TFLiteConverter:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+def _converter(function: Any, graph: keras.Model) -> tf.lite.TFLiteConverter:
+    """A converter of ``function`` (whose variables are ``graph``'s) with built-in ops only.
+
+    The converter saves its trackable with the function as a SavedModel signature; if that
+    save fails it silently falls back to a path that drops the signature (names ``rainy`` /
+    ``derained``). Saving a TFMOT model fails for some layers (the quantize wrapper of
+    ``Conv2DTranspose`` leaves a traced kernel tensor behind), so the trackable is a plain
+    module holding the variables only: nothing but the signature function is traced.
+    """
+    holder = tf.Module()
+    holder.variables_of_the_model = list(graph.variables)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter
 
@@ -218,6 +230,7 @@ def convert(
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_loss: str = "l1",
+    qat_target: str = "teacher",
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -232,11 +245,19 @@ def convert(
     if quant == "qat":
         from tfderain.export import qat
 
+        if qat_target not in QAT_TARGETS:
+            raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
+        teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
         graph = qat.quantize_model(graph)
         patch = min(*calib, MAX_QAT_PATCH)
         patch -= patch % entry.multiple
-        trainable = keras.Model(graph.inputs, graph.outputs[0])
-        qat.finetune(trainable, qat_pairs(qat_data, patch, seed), steps=qat_steps, loss=qat_loss)
+        qat.finetune(
+            keras.Model(graph.inputs, graph.outputs[0]),
+            qat_pairs(qat_data, patch, seed),
+            steps=qat_steps,
+            loss=qat_loss,
+            teacher=teacher,
+        )
     converter = _converter(_signature(graph, names, shape), graph)
     if quant != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -270,6 +291,7 @@ def export_tflite(
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_loss: str = "l1",
+    qat_target: str = "teacher",
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -287,6 +309,8 @@ def export_tflite(
         qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
         qat_steps: ``qat`` fine-tuning steps (batches of 4 patches).
         qat_loss: ``"l1"`` or ``"negative_ssim"``.
+        qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
+            reproduce it) or ``"clean"`` (the pairs' clean images).
         uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
         samples: number of calibration images for ``int8``.
         seed: seed of the calibration crops and fine-tuning stream.
@@ -307,6 +331,7 @@ def export_tflite(
         qat_data=qat_data,
         qat_steps=qat_steps,
         qat_loss=qat_loss,
+        qat_target=qat_target,
         uint8_io=uint8_io,
         samples=samples,
         seed=seed,
@@ -382,6 +407,37 @@ def operators(model: bytes | str | os.PathLike) -> list[str]:
         else:
             names.add(by_number.get(number, f"BUILTIN_{number}"))
     return sorted(names)
+
+
+def float_operators(model: bytes | str | os.PathLike) -> list[str]:
+    """Sorted distinct operators of an integer model that still compute in float32.
+
+    Every operator of the main graph with a float32 input, except ``QUANTIZE`` (float input →
+    int8) and ``DEQUANTIZE``: an empty list means the model is integer from its input
+    quantization to its output dequantization. For a float model it lists nearly every op.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = _read(model)
+    names = {}
+    for name in operators(data):
+        number = getattr(schema.BuiltinOperator, name, None)
+        if number is not None:
+            names[number] = name
+    root = schema.Model.GetRootAsModel(data, 0)
+    codes = [root.OperatorCodes(i) for i in range(root.OperatorCodesLength())]
+    graph = root.Subgraphs(0)
+    found = set()
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = codes[op.OpcodeIndex()]
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        if name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        inputs = [op.Inputs(j) for j in range(op.InputsLength())]
+        if any(t >= 0 and graph.Tensors(t).Type() == schema.TensorType.FLOAT32 for t in inputs):
+            found.add(name)
+    return sorted(found)
 
 
 def is_flex_free(ops: list[str]) -> bool:

@@ -1,0 +1,121 @@
+"""Integer vs float TFLite latency in LiteRT: how much faster int8 can be on this CPU.
+
+Interleaved, in one process, for each network: a float32 TFLite file and a full-integer int8
+file (post-training quantization, 4 random calibration images; the weights do not change the
+speed), both with a fixed ``1×H×W×3`` input, run by ``ai_edge_litert`` with ``--threads``
+threads and its default (XNNPACK) delegate. Prints the median ``invoke`` time of each and the
+ratio int8 / float32 (below 1: int8 is faster).
+
+Networks:
+
+* ``convstack``: the ceiling for conv-heavy deraining networks. Ten 3×3 convolutions with
+  32 channels and ReLU (the body of PReNet's residual blocks and of most small deraining
+  models), nothing else. If int8 is not faster here, no model made of such convolutions can be.
+* any registered model name (paper configuration, random weights).
+
+Whether int8 beats float depends on the CPU's integer dot-product instructions (ARM
+``dotprod``/``i8mm``, x86 AVX-512 VNNI / AVX-VNNI); the CPU flags that matter are printed.
+
+    python benchmarks/bench_tflite_int8.py [--models convstack,prenet,pcnet] [--size 320x480]
+        [--threads 2] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tfderain import models  # noqa: E402
+from tfderain._keras import keras, tf  # noqa: E402
+from tfderain.export.tflite import export_outputs  # noqa: E402
+
+#: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
+DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "avx2", "avx512f")
+
+
+def convstack(size: tuple[int, int]) -> keras.Model:
+    """Ten 3×3, 32-channel ReLU convolutions between a 3-channel input and output."""
+    rainy = keras.Input((*size, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(rainy)
+    for _ in range(8):
+        x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    return keras.Model(rainy, keras.layers.Conv2D(3, 3, padding="same")(x), name="convstack")
+
+
+def tflite_pair(model: keras.Model, size: tuple[int, int]) -> tuple[bytes, bytes]:
+    """(float32, int8) TFLite bytes of ``model`` at a fixed ``size`` input."""
+    graph = model if model.name == "convstack" else export_outputs(model)[0]
+    spec = tf.TensorSpec([1, *size, 3], tf.float32)
+    function = tf.function(lambda x: graph(x, training=False)).get_concrete_function(spec)
+    rng = np.random.default_rng(0)
+    files = []
+    for integer in (False, True):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], graph)
+        if integer:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            images = [rng.random((1, *size, 3), dtype=np.float32) for _ in range(4)]
+            converter.representative_dataset = lambda images=images: iter([[i] for i in images])
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        files.append(converter.convert())
+    return files[0], files[1]
+
+
+def ready_interpreter(data: bytes, threads: int):
+    """A LiteRT interpreter of ``data`` with a zero input, after one warm-up ``invoke``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()  # XNNPACK packs the weights on the first run
+    return interpreter
+
+
+def seconds(interpreter) -> float:
+    start = time.perf_counter()
+    interpreter.invoke()
+    return time.perf_counter() - start
+
+
+def cpu_flags() -> str:
+    try:
+        words = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    return " ".join(f for f in DOT_FLAGS if f in words) or "none of " + ", ".join(DOT_FLAGS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="convstack,prenet,pcnet")
+    parser.add_argument("--size", default="320x480", help="HxW of the fixed input")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split("x"))
+    print(f"input 1x{size[0]}x{size[1]}x3, {args.threads} threads, {args.repeats} runs")
+    print(f"CPU dot-product flags: {cpu_flags()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'network':<12} {'float32 ms':>11} {'int8 ms':>9} {'int8/float':>11}")
+    for name in args.models.split(","):
+        model = convstack(size) if name == "convstack" else models.build(name)
+        pair = [ready_interpreter(f, args.threads) for f in tflite_pair(model, size)]
+        float_t, int_t = [], []
+        for _ in range(args.repeats):  # alternate, so that load changes hit both alike
+            float_t.append(seconds(pair[0]))
+            int_t.append(seconds(pair[1]))
+        f_ms, i_ms = statistics.median(float_t) * 1e3, statistics.median(int_t) * 1e3
+        print(f"{name:<12} {f_ms:>11.1f} {i_ms:>9.1f} {i_ms / f_ms:>11.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
