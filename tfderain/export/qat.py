@@ -260,7 +260,7 @@ def finetune(
         with tf.GradientTape() as tape:
             value = criterion(target, qmodel(rainy, training=True))
         variables = qmodel.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
+        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
         return value
 
     for batch in pairs.repeat().take(steps):
