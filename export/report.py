@@ -149,6 +149,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
             samples=args.samples,
         )
         ops = operators(path)
+        float_ops = float_operators(path) if fmt in ("int8", "qat") else []
         size = path.stat().st_size
         runner = TFLiteModel(path, num_threads=2)
         first = _pad(pairs[0][1], multiple)
@@ -169,7 +170,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         "latency (ms)": f"{latency * 1000:.1f}",
         "× float latency": "",
         "setup": ", ".join(setup),
-        "float ops": " ".join(float_operators(path)) if fmt in ("int8", "qat") else "",
+        "float ops": " ".join(float_ops) if fmt in ("int8", "qat") else "",
         "ops": " ".join(ops),
         "_psnr": psnr,
         "_latency": latency,
