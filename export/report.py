@@ -289,7 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     from tfderain import models
 
     names = args.models.split(",") if args.models else models.names()
+    bad = [w for w in args.weights if "=" not in w or not w.split("=", 1)[1]]
+    if bad:
+        print(f"report: --weights expects NAME=FILE, got {', '.join(bad)}", file=sys.stderr)
+        return 2
     weights = dict(w.split("=", 1) for w in args.weights)
+    for name, file in weights.items():
+        if not Path(file).is_file():
+            print(f"report: {file}: weights of {name!r} not found", file=sys.stderr)
+            return 2
     formats = args.formats.split(",")
     unknown = sorted(set(formats) - set(ALL_FORMATS))
     if unknown:
