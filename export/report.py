@@ -170,7 +170,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         "latency (ms)": f"{latency * 1000:.1f}",
         "× float latency": "",
         "setup": ", ".join(setup),
-        "float ops": " ".join(float_ops) if fmt in ("int8", "qat") else "",
+        "float ops": " ".join(float_ops),
         "ops": " ".join(ops),
         "_psnr": psnr,
         "_latency": latency,
