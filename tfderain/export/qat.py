@@ -15,7 +15,26 @@ cover the layers of the small models (see ``CONFIGS``):
 * ``LayerNormalization`` and Restormer's ``BiasFreeLayerNorm``: output quantized, the
   normalisation itself stays in float (TFLite runs it with float kernels between quantize /
   dequantize ops);
-* ``ZerosLike`` (the LSTM's zero initial state): nothing to quantize.
+* the learned threshold of CODE-Net
+  (``CODENetThreshold``), its density estimate (``CODENetChannelMean``), DID-MDN's label map
+  and SPAIR's masked statistics (``SPAIRSpatialFeatureModulator``, ``SPAIRCleanContext``):
+  output quantized; whatever has no integer kernel (SPAIR's sums, divisions and square roots)
+  stays in float between dequantize / quantize ops;
+* pure data movement (ReMAEN's sub-grid ``space_to_batch`` / ``batch_to_space``, MPRNet's
+  patch halves): nothing to quantize, the output keeps its input's scale (as TFMOT does for
+  ``Reshape`` or cropping); ``ZerosLike`` (the LSTM's zero initial state): nothing either.
+
+Two built-ins become the depthwise convolutions they equal:
+
+* ``AveragePooling2D`` (valid padding): stride = pool size, every tap ``1/(kh·kw)``, frozen.
+  TFLite's int8 ``AVERAGE_POOL_2D`` must keep its input's scale, so a pooled tensor that also
+  feeds concatenations with other ranges (DID-MDN's dense blocks and long skips) leaves the
+  converter with conflicting scales and it fails; a depthwise convolution may rescale.
+* a ``BatchNormalization`` that does not follow a convolution (DID-MDN's pre-activation dense
+  blocks; TFMOT folds only conv + batch norm): a 1×1 depthwise convolution holding its
+  inference-time affine map, so the moving statistics are frozen (as QAT should: a fine-tune
+  in training mode would replace them with the fine-tuning batches' statistics) and the file
+  computes it in int8 instead of float ``MUL`` / ``ADD``.
 
 :func:`annotate` applies TFMOT's default configs to built-ins and these to the rest, and raises
 one error listing every layer it cannot quantize. :func:`quantize_model` then inserts the
@@ -33,10 +52,11 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after tf_keras is chosen)
 
 from tfderain._keras import keras, tf
-from tfderain.models import blocks
+from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
 layers = keras.layers
 quantizers = tfmot.quantization.keras.quantizers
@@ -81,7 +101,7 @@ class OutputQuantizeConfig(QuantizeConfig):
 
 @keras.saving.register_keras_serializable(package="tfderain")
 class NoOpQuantizeConfig(OutputQuantizeConfig):
-    """Quantize nothing: for layers producing constants (``ZerosLike``), whose range is [0, 0]."""
+    """Quantize nothing: data movement (the output has its input's scale) or a zero constant."""
 
     def get_output_quantizers(self, layer):
         return []
@@ -98,7 +118,15 @@ CONFIGS: dict[type, type[QuantizeConfig]] = {
     blocks.PixelShuffle: OutputQuantizeConfig,
     blocks.PixelUnshuffle: OutputQuantizeConfig,
     blocks.BiasFreeLayerNorm: OutputQuantizeConfig,
+    codenet.CODENetThreshold: OutputQuantizeConfig,
+    codenet.CODENetChannelMean: OutputQuantizeConfig,
+    didmdn.DIDMDNLabelMap: OutputQuantizeConfig,
+    spair.SPAIRSpatialFeatureModulator: OutputQuantizeConfig,
+    spair.SPAIRCleanContext: OutputQuantizeConfig,
     blocks.ZerosLike: NoOpQuantizeConfig,
+    remaen.ReMAENSpaceToBatch: NoOpQuantizeConfig,
+    remaen.ReMAENBatchToSpace: NoOpQuantizeConfig,
+    mprnet.MPRNetHalves: NoOpQuantizeConfig,
 }
 
 
@@ -129,7 +157,7 @@ def unquantizable_layers(model: keras.Model) -> list[str]:
     registry = _default_registry()
     bad = []
     for layer in model.layers:
-        if isinstance(layer, layers.InputLayer) or type(layer) in CONFIGS:
+        if isinstance(layer, layers.InputLayer) or type(layer) in CONFIGS or _replacement(layer):
             continue
         if not registry.supports(layer):
             bad.append(f"{layer.name} ({type(layer).__name__})")
@@ -152,16 +180,61 @@ def annotate(model: keras.Model) -> keras.Model:
             + ", ".join(bad)
         )
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+    weights: list[tuple[Any, list | None]] = []
 
     def clone(layer):
+        replace = _replacement(layer)
+        if replace:
+            copy, values = replace(layer)
+            weights.append((copy, values))
+            return annotate_layer(copy)
         copy = layer.__class__.from_config(layer.get_config())
+        weights.append((copy, layer.get_weights()))
         config = CONFIGS.get(type(layer))
         return annotate_layer(copy, config() if config else None)
 
     with tfmot.quantization.keras.quantize_scope(_scope()):
         annotated = keras.models.clone_model(model, clone_function=clone)
-    annotated.set_weights(model.get_weights())
+    for copy, values in weights:
+        if values is not None:
+            copy.set_weights(values)
     return annotated
+
+
+def _replacement(layer: layers.Layer) -> Any:
+    """The function making ``layer``'s depthwise stand-in and its weights, or ``None``."""
+    if type(layer) is layers.AveragePooling2D and layer.padding == "valid":
+        return _average_as_depthwise
+    if type(layer) is layers.BatchNormalization and layer.axis in ([-1], [3]):
+        return _batch_norm_as_depthwise
+    return None
+
+
+def _average_as_depthwise(pool: layers.AveragePooling2D) -> tuple[Any, None]:
+    """The frozen depthwise convolution equal to the valid-padding average pooling ``pool``."""
+    height, width = pool.pool_size
+    conv = layers.DepthwiseConv2D(
+        (height, width),
+        strides=pool.strides,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.Constant(1.0 / (height * width)),
+        trainable=False,
+        name=pool.name,
+    )
+    return conv, None  # the initializer holds the weights
+
+
+def _batch_norm_as_depthwise(norm: layers.BatchNormalization) -> tuple[Any, list]:
+    """The 1×1 depthwise convolution equal to ``norm`` at inference, and its weights.
+
+    ``γ (x − μ) / √(σ² + ε) + β = s·x + (β − μ·s)`` per channel, ``s = γ / √(σ² + ε)``.
+    """
+    mean, variance = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+    gamma = norm.gamma.numpy() if norm.gamma is not None else np.ones_like(mean)
+    beta = norm.beta.numpy() if norm.beta is not None else np.zeros_like(mean)
+    scale = gamma / np.sqrt(variance + norm.epsilon)
+    conv = layers.DepthwiseConv2D(1, use_bias=True, name=norm.name)
+    return conv, [scale.reshape(1, 1, -1, 1), beta - mean * scale]
 
 
 def quantize_model(model: keras.Model) -> keras.Model:
@@ -237,8 +310,11 @@ def finetune(
     the float model learnt on its own training set. Without a teacher the target is the pair's
     ``clean`` image.
 
+    Every output of ``qmodel`` runs (so side outputs such as a density estimate get their
+    ranges too); the loss is taken on the first, the derained image.
+
     Args:
-        qmodel: single-output (the derained image) quantization-aware model.
+        qmodel: quantization-aware model whose first output is the derained image.
         pairs: ``{"rainy", "clean", ...}`` batches (:mod:`tfderain.data.pipeline`).
         steps: optimizer steps after calibration; 0 only calibrates.
         loss: ``"l1"`` (default) or ``"negative_ssim"``.
@@ -258,9 +334,14 @@ def finetune(
     def train_step(rainy, clean):
         target = clean if teacher is None else teacher(rainy, training=False)
         with tf.GradientTape() as tape:
-            value = criterion(target, qmodel(rainy, training=True))
+            outputs = qmodel(rainy, training=True)
+            derained = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+            value = criterion(target, derained)
         variables = qmodel.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
+        gradients = tape.gradient(value, variables)
+        optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
+        )
         return value
 
     for batch in pairs.repeat().take(steps):

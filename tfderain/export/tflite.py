@@ -252,7 +252,7 @@ def convert(
         patch = min(*calib, MAX_QAT_PATCH)
         patch -= patch % entry.multiple
         qat.finetune(
-            keras.Model(graph.inputs, graph.outputs[0]),
+            graph,
             qat_pairs(qat_data, patch, seed),
             steps=qat_steps,
             loss=qat_loss,
