@@ -15,11 +15,11 @@ cover the layers of the small models (see ``CONFIGS``):
 * ``LayerNormalization`` and Restormer's ``BiasFreeLayerNorm``: output quantized, the
   normalisation itself stays in float (TFLite runs it with float kernels between quantize /
   dequantize ops);
-* the learned threshold of CODE-Net
-  (``CODENetThreshold``), its density estimate (``CODENetChannelMean``), DID-MDN's label map
-  and SPAIR's masked statistics (``SPAIRSpatialFeatureModulator``, ``SPAIRCleanContext``):
-  output quantized; whatever has no integer kernel (SPAIR's sums, divisions and square roots)
-  stays in float between dequantize / quantize ops;
+* the learned threshold of CODE-Net (``CODENetThreshold``), its density estimate
+  (``CODENetChannelMean``), DID-MDN's label map and SPAIR's masked statistics
+  (``SPAIRSpatialFeatureModulator``, ``SPAIRCleanContext``): output quantized; whatever has
+  no integer kernel (SPAIR's sums, divisions and square roots) stays in float between
+  dequantize / quantize ops;
 * pure data movement (ReMAEN's sub-grid ``space_to_batch`` / ``batch_to_space``, MPRNet's
   patch halves): nothing to quantize, the output keeps its input's scale (as TFMOT does for
   ``Reshape`` or cropping); ``ZerosLike`` (the LSTM's zero initial state): nothing either.
@@ -30,11 +30,11 @@ Two built-ins become the depthwise convolutions they equal:
   TFLite's int8 ``AVERAGE_POOL_2D`` must keep its input's scale, so a pooled tensor that also
   feeds concatenations with other ranges (DID-MDN's dense blocks and long skips) leaves the
   converter with conflicting scales and it fails; a depthwise convolution may rescale.
-* a ``BatchNormalization`` that does not follow a convolution (DID-MDN's pre-activation dense
-  blocks; TFMOT folds only conv + batch norm): a 1×1 depthwise convolution holding its
-  inference-time affine map, so the moving statistics are frozen (as QAT should: a fine-tune
-  in training mode would replace them with the fine-tuning batches' statistics) and the file
-  computes it in int8 instead of float ``MUL`` / ``ADD``.
+* ``BatchNormalization`` (channels last; TFMOT supports it only right after a convolution,
+  which DID-MDN's pre-activation dense blocks do not have): a 1×1 depthwise convolution
+  holding its inference-time affine map. The moving statistics are thereby frozen, as QAT
+  should (a fine-tune in training mode would replace them with the fine-tuning batches'
+  statistics), and the file computes it in int8 instead of float ``MUL`` / ``ADD``.
 
 :func:`annotate` applies TFMOT's default configs to built-ins and these to the rest, and raises
 one error listing every layer it cannot quantize. :func:`quantize_model` then inserts the
