@@ -256,19 +256,20 @@ def _loss(name: str) -> keras.losses.Loss | Any:
 
 
 @contextlib.contextmanager
-def _fast_range_tracking(decay: float) -> Iterator[None]:
-    """Make TFMOT's activation ranges follow the batches with EMA decay ``decay``.
+def _range_tracking(decay: list[float]) -> Iterator[None]:
+    """Make TFMOT's activation ranges follow the batches with EMA decay ``decay[0]``.
 
     ``MovingAverageQuantizer`` starts every range at [-6, 6] and moves it with a fixed decay of
     0.999, so a short fine-tune would keep ranges near [-6, 6] (about 0.05 per 8-bit step for
-    images in [0, 1]). While this context is active the quantizers it traces use ``decay``.
+    images in [0, 1]). While this context is active the quantizers a model runs eagerly use the
+    current ``decay[0]``, which the caller may change between batches.
     """
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
     original = quant_ops.MovingAvgQuantize
 
     def moving_avg_quantize(*args, **kwargs):
-        kwargs["ema_decay"] = decay
+        kwargs["ema_decay"] = decay[0]
         return original(*args, **kwargs)
 
     quant_ops.MovingAvgQuantize = moving_avg_quantize
@@ -278,15 +279,19 @@ def _fast_range_tracking(decay: float) -> Iterator[None]:
         quant_ops.MovingAvgQuantize = original
 
 
-def calibrate(qmodel: keras.Model, images: Iterable, *, decay: float = 0.5) -> keras.Model:
+def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
     """Set the activation ranges of a :func:`quantize_model` result from ``images`` batches.
 
-    Each batch runs eagerly in training mode (the mode in which ranges update) with EMA decay
-    ``decay``; the weights are not changed. A few batches suffice: with decay 0.5 the initial
-    [-6, 6] weighs 1/256 after 8 batches.
+    Each batch runs eagerly in training mode (the mode in which ranges update); the weights are
+    not changed. Batch ``k`` (from 1) updates every range with EMA decay ``(k - 1) / k``, so after
+    ``n`` batches each range is the mean of the ``n`` per-batch ranges: TFMOT's initial [-6, 6]
+    is forgotten at the first batch, and every batch counts equally (with a constant decay the
+    last few batches would decide, and the ranges would vary with the order of the batches).
     """
-    with _fast_range_tracking(decay):
-        for batch in images:
+    decay = [0.0]
+    with _range_tracking(decay):
+        for k, batch in enumerate(images, start=1):
+            decay[0] = (k - 1) / k
             qmodel(batch, training=True)
     return qmodel
 
@@ -297,7 +302,7 @@ def finetune(
     *,
     steps: int,
     loss: str = "l1",
-    learning_rate: float = 1e-5,
+    learning_rate: float = 2e-5,
     calibration_batches: int = 8,
     teacher: keras.Model | None = None,
 ) -> keras.Model:
@@ -318,7 +323,9 @@ def finetune(
         pairs: ``{"rainy", "clean", ...}`` batches (:mod:`tfderain.data.pipeline`).
         steps: optimizer steps after calibration; 0 only calibrates.
         loss: ``"l1"`` (default) or ``"negative_ssim"``.
-        learning_rate: small, since the float weights are already trained.
+        learning_rate: the first step's; it decays to 0 over ``steps`` (cosine, Loshchilov &
+            Hutter 2017), so the last steps only settle the weights on the 8-bit grid. Small,
+            since the float weights are already trained.
         calibration_batches: batches of :func:`calibrate` before the first step.
         teacher: the float model whose output is the target (single output, same input).
     """
@@ -328,7 +335,9 @@ def finetune(
     calibrate(qmodel, (b["rainy"] for b in pairs.take(calibration_batches)))
     if not steps:
         return qmodel
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+    )
 
     @tf.function
     def train_step(rainy, clean):
