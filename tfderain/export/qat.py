@@ -36,10 +36,15 @@ Two built-ins become the depthwise convolutions they equal:
   should (a fine-tune in training mode would replace them with the fine-tuning batches'
   statistics), and the file computes it in int8 instead of float ``MUL`` / ``ADD``.
 
+An ``Add`` of three or more tensors (ReMAEN's multi-scale blocks, mCODE-Net, MPRNet) becomes a
+:class:`SequentialSum`, whose partial sums get ranges of their own, so the file adds in int8.
+
 :func:`annotate` applies TFMOT's default configs to built-ins and these to the rest, and raises
 one error listing every layer it cannot quantize. :func:`quantize_model` then inserts the
 fake-quant nodes (``quantize_apply``) and :func:`finetune` calibrates the ranges, then runs a short
-fine-tune towards the float model's output (distillation) or the pairs' clean images.
+fine-tune towards the float model's output (distillation) or the pairs' clean images. Both
+leave every activation range at least :data:`MIN_RANGE` wide, so a tensor that is zero on all
+calibration data (a dead ReLU) cannot give a requantization scale LiteRT's int8 kernels reject.
 
 Reference: Jacob et al., "Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference", CVPR 2018; TFMOT's ``quantize_annotate_layer`` /
@@ -107,6 +112,41 @@ class NoOpQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
+@keras.saving.register_keras_serializable(package="tfderain")
+class SequentialSum(layers.Layer):
+    """``x1 + x2 + … + xn`` as the chain of two-input sums ``((x1 + x2) + x3) + …``.
+
+    Stands in for an ``Add`` of three or more tensors: TFLite's ``ADD`` takes two inputs, so the
+    converter splits an n-ary sum into a chain whose partial sums have no range of their own and
+    stay in float between dequantize / quantize ops. Here every partial sum gets an 8-bit range
+    (moving average, as TFMOT's activations), so the chain runs in int8; the last sum is the
+    layer's output and gets its range from the layer's ``QuantizeConfig``.
+    """
+
+    def build(self, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"{self.name}: SequentialSum needs 3 or more inputs")
+        self._quantizer = _activation_quantizer()
+        self._partial_ranges = [
+            self._quantizer.build(tf.TensorShape(input_shape[0]), f"partial{k}", self)
+            for k in range(1, len(input_shape) - 1)
+        ]
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        if training is None:
+            training = keras.backend.learning_phase()
+        total = inputs[0]
+        for x, weights in zip(inputs[1:-1], self._partial_ranges, strict=True):
+            partial = total + x
+            total = tf.__internal__.smart_cond.smart_cond(
+                training,
+                lambda p=partial, w=weights: self._quantizer(p, True, w),
+                lambda p=partial, w=weights: self._quantizer(p, False, w),
+            )
+        return total + inputs[-1]
+
+
 #: Layer class → the config :func:`annotate` gives it (exact class match).
 CONFIGS: dict[type, type[QuantizeConfig]] = {
     layers.Multiply: OutputQuantizeConfig,
@@ -127,6 +167,7 @@ CONFIGS: dict[type, type[QuantizeConfig]] = {
     remaen.ReMAENSpaceToBatch: NoOpQuantizeConfig,
     remaen.ReMAENBatchToSpace: NoOpQuantizeConfig,
     mprnet.MPRNetHalves: NoOpQuantizeConfig,
+    SequentialSum: OutputQuantizeConfig,
 }
 
 
@@ -187,7 +228,8 @@ def annotate(model: keras.Model) -> keras.Model:
         if replace:
             copy, values = replace(layer)
             weights.append((copy, values))
-            return annotate_layer(copy)
+            config = CONFIGS.get(type(copy))
+            return annotate_layer(copy, config() if config else None)
         copy = layer.__class__.from_config(layer.get_config())
         weights.append((copy, layer.get_weights()))
         config = CONFIGS.get(type(layer))
@@ -207,7 +249,20 @@ def _replacement(layer: layers.Layer) -> Any:
         return _average_as_depthwise
     if type(layer) is layers.BatchNormalization and layer.axis in ([-1], [3]):
         return _batch_norm_as_depthwise
+    if type(layer) is layers.Add and _input_count(layer) > 2:
+        return _add_as_sequential_sum
     return None
+
+
+def _input_count(layer: layers.Layer) -> int:
+    """How many tensors each call of the merge ``layer`` takes (its first call's)."""
+    nodes = layer.inbound_nodes
+    return len(nodes[0].input_tensors) if nodes and isinstance(nodes[0].input_tensors, list) else 1
+
+
+def _add_as_sequential_sum(add: layers.Add) -> tuple[Any, None]:
+    """The :class:`SequentialSum` computing the n-ary ``add``."""
+    return SequentialSum(name=add.name), None
 
 
 def _average_as_depthwise(pool: layers.AveragePooling2D) -> tuple[Any, None]:
@@ -279,6 +334,39 @@ def _range_tracking(decay: list[float]) -> Iterator[None]:
         quant_ops.MovingAvgQuantize = original
 
 
+#: Narrowest activation range (max − min) of a QAT model after calibration and fine-tune.
+#: A tensor that is zero on every calibration batch (a dead ReLU, e.g. the squeeze
+#: convolution of a channel attention with few channels) gets a range of about [0, 1e-6]; the
+#: requantization scale of the convolution after it (input step × weight step / output step)
+#: then exceeds what XNNPACK's int8 kernels accept (< 256) and LiteRT cannot prepare the file.
+#: With this floor the output step is at least 0.01 / 255, so any convolution whose input
+#: range × largest weight is below ~300 stays valid; a dead tensor is still exactly 0 (every
+#: range holds 0), and a live one this narrow loses at most 4e-5 per step.
+MIN_RANGE = 0.01
+
+
+def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
+    """Widen every activation range of ``qmodel`` narrower than ``width``; how many it widened.
+
+    Activation ranges are the scalar ``*_min`` / ``*_max`` variables of the quantizers (weight
+    ranges are per channel, vectors, and are left alone); a narrow range keeps its minimum and
+    gets ``max = min + width``.
+    """
+    ranges: dict[str, dict[str, tf.Variable]] = {}
+    for variable in qmodel.variables:
+        name = variable.name.split(":")[0]
+        if variable.shape.rank == 0 and name.endswith(("_min", "_max")):
+            ranges.setdefault(name[:-4], {})[name[-3:]] = variable
+    widened = 0
+    for bounds in ranges.values():
+        if {"min", "max"} <= bounds.keys():
+            low, high = float(bounds["min"].numpy()), float(bounds["max"].numpy())
+            if high - low < width:
+                bounds["max"].assign(low + width)
+                widened += 1
+    return widened
+
+
 def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
     """Set the activation ranges of a :func:`quantize_model` result from ``images`` batches.
 
@@ -293,6 +381,7 @@ def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
         for k, batch in enumerate(images, start=1):
             decay[0] = (k - 1) / k
             qmodel(batch, training=True)
+    widen_narrow_ranges(qmodel)
     return qmodel
 
 
@@ -355,18 +444,22 @@ def finetune(
 
     for batch in pairs.repeat().take(steps):
         train_step(batch["rainy"], batch["clean"])
+    widen_narrow_ranges(qmodel)
     return qmodel
 
 
 __all__ = [
     "CONFIGS",
     "LOSSES",
+    "MIN_RANGE",
     "NoOpQuantizeConfig",
     "OutputQuantizeConfig",
     "QuantizationError",
+    "SequentialSum",
     "annotate",
     "calibrate",
     "finetune",
     "quantize_model",
     "unquantizable_layers",
+    "widen_narrow_ranges",
 ]
