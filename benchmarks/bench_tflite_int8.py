@@ -2,9 +2,10 @@
 
 Interleaved, in one process, for each network: a float32 TFLite file and a full-integer int8
 file (post-training quantization, 4 random calibration images; the weights do not change the
-speed), both with a fixed ``1×H×W×3`` input, run by ``ai_edge_litert`` with ``--threads``
-threads and its default (XNNPACK) delegate. Prints the median ``invoke`` time of each and the
-ratio int8 / float32 (below 1: int8 is faster).
+speed; one-slope PReLUs as ``LeakyReLU``, as the exporter does), both with a fixed
+``1×H×W×3`` input, run by ``ai_edge_litert`` with ``--threads`` threads and its default
+(XNNPACK) delegate. Prints the median ``invoke`` time of each and the ratio int8 / float32
+(below 1: int8 is faster).
 
 Networks:
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfderain import models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
+from tfderain.export import qat  # noqa: E402
 from tfderain.export.tflite import export_outputs  # noqa: E402
 
 #: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
@@ -54,10 +56,13 @@ def tflite_pair(model: keras.Model, size: tuple[int, int]) -> tuple[bytes, bytes
     """(float32, int8) TFLite bytes of ``model`` at a fixed ``size`` input."""
     graph = model if model.name == "convstack" else export_outputs(model)[0]
     spec = tf.TensorSpec([1, *size, 3], tf.float32)
-    function = tf.function(lambda x: graph(x, training=False)).get_concrete_function(spec)
     rng = np.random.default_rng(0)
     files = []
     for integer in (False, True):
+        if integer:  # as `export tflite --quant int8`: one-slope PReLUs as LeakyReLU
+            graph = qat.with_leaky_relus(graph)
+        function = tf.function(lambda x, g=graph: g(x, training=False))
+        function = function.get_concrete_function(spec)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], graph)
         if integer:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

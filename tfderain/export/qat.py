@@ -9,9 +9,10 @@ cover the layers of the small models (see ``CONFIGS``):
 * elementwise merges TFMOT leaves out (``Multiply``, ``Subtract``: the ConvLSTM gating
   ``c' = f·c + i·g``, ``h' = o·tanh(c')`` of PReNet, the attention gates and the B/R exchange of
   PCNet), ``Rescaling`` (PCNet's ``1 − a``), ``Stack``, pixel (un)shuffle: **output** quantized;
-* ``PReLU`` (PCNet): output quantized; the converter quantizes the slope itself, and the
-  ``PRELU`` kernel then runs in int8 (a fake-quantized slope would make the converter keep
-  ``PRELU`` in float between dequantize / quantize ops);
+* ``PReLU`` with a slope per channel: output quantized; the converter quantizes the slope
+  itself, and the ``PRELU`` kernel then runs in int8 (a fake-quantized slope would make the
+  converter keep ``PRELU`` in float between dequantize / quantize ops). A PReLU with one slope
+  (PyTorch's ``nn.PReLU()``: PCNet, MPRNet) becomes the ``LeakyReLU`` it equals, see below;
 * ``LayerNormalization`` and Restormer's ``BiasFreeLayerNorm``: output quantized, the
   normalisation itself stays in float (TFLite runs it with float kernels between quantize /
   dequantize ops);
@@ -38,6 +39,9 @@ Two built-ins become the depthwise convolutions they equal:
 
 An ``Add`` of three or more tensors (ReMAEN's multi-scale blocks, mCODE-Net, MPRNet) becomes a
 :class:`SequentialSum`, whose partial sums get ranges of their own, so the file adds in int8.
+A ``PReLU`` with one slope becomes a ``LeakyReLU`` with that slope (frozen during the
+fine-tune): LiteRT's XNNPACK delegate runs int8 ``LEAKY_RELU`` but not int8 ``PRELU``, which
+would split the graph into a delegate partition per use.
 
 :func:`annotate` applies TFMOT's default configs to built-ins and these to the rest, and raises
 one error listing every layer it cannot quantize. :func:`quantize_model` then inserts the
@@ -209,7 +213,9 @@ def annotate(model: keras.Model) -> keras.Model:
     """A copy of the functional ``model`` with every layer annotated for 8-bit QAT.
 
     Built-in layers TFMOT supports get its default configs, the layers of :data:`CONFIGS` get
-    theirs; shared layers stay shared.
+    theirs. One-slope PReLUs become LeakyReLUs (:func:`with_leaky_relus`); shared layers with
+    weights stay shared, shared layers without become one layer per call
+    (:func:`unshare_weightless_layers`), so each call gets its own output range.
 
     Raises:
         QuantizationError: listing every layer that cannot be quantized.
@@ -220,6 +226,7 @@ def annotate(model: keras.Model) -> keras.Model:
             f"model {model.name!r} has {len(bad)} layer(s) that cannot be quantized: "
             + ", ".join(bad)
         )
+    model = unshare_weightless_layers(with_leaky_relus(model))
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
     weights: list[tuple[Any, list | None]] = []
 
@@ -252,6 +259,99 @@ def _replacement(layer: layers.Layer) -> Any:
     if type(layer) is layers.Add and _input_count(layer) > 2:
         return _add_as_sequential_sum
     return None
+
+
+def _has_one_slope(layer: layers.Layer) -> bool:
+    return type(layer) is layers.PReLU and layer.alpha.shape.num_elements() == 1
+
+
+def with_leaky_relus(model: keras.Model) -> keras.Model:
+    """A copy of the functional ``model`` whose one-slope PReLUs are ``LeakyReLU`` layers.
+
+    For full-integer post-training quantization (``int8``), where nothing else changes: the
+    same function, run by LiteRT's XNNPACK delegate in int8 (see :func:`_prelu_as_leaky_relu`).
+    ``model`` itself when it has no such PReLU.
+    """
+    if not any(_has_one_slope(layer) for layer in model.layers):
+        return model
+    weights: list[tuple[Any, list | None]] = []
+
+    def clone(layer):
+        copy, values = (
+            _prelu_as_leaky_relu(layer)
+            if _has_one_slope(layer)
+            else (layer.__class__.from_config(layer.get_config()), layer.get_weights())
+        )
+        weights.append((copy, values))
+        return copy
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer, values in weights:
+        if values:
+            layer.set_weights(values)
+    return copy
+
+
+def unshare_weightless_layers(model: keras.Model) -> keras.Model:
+    """A copy of the functional ``model`` with one layer per call of its weightless layers.
+
+    A layer called at several places gets one output range in QAT, shared by every call: PCNet
+    applies one activation (its network-wide ``nn.PReLU()``, here a ``LeakyReLU``) to tensors of
+    very different magnitudes, all rounded to the widest one's 8-bit step. A layer without
+    weights computes the same function as several layers, so each call becomes a layer of its
+    own (``name``, ``name_call1``, …) with a range of its own. Layers with weights (PReNet's
+    recurrent convolutions) stay shared. ``model`` itself when nothing is shared.
+    """
+    config = model.get_config()
+    split = {
+        entry["name"]: len(entry["inbound_nodes"])
+        for entry, layer in zip(config["layers"], model.layers, strict=True)
+        if len(entry["inbound_nodes"]) > 1 and not layer.weights
+    }
+    if not split:
+        return model
+
+    def rename(value):
+        # A reference to a layer's output: [layer name, node index, tensor index, (kwargs)].
+        if isinstance(value, list):
+            if len(value) >= 3 and isinstance(value[0], str) and value[0] in split:
+                name, node = value[0], value[1]
+                return [name if node == 0 else f"{name}_call{node}", 0, *rename(value[2:])]
+            return [rename(v) for v in value]
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        return value
+
+    entries = []
+    for entry in config["layers"]:
+        nodes = rename(entry["inbound_nodes"])
+        if entry["name"] not in split:
+            entries.append({**entry, "inbound_nodes": nodes})
+            continue
+        for k, node in enumerate(nodes):
+            name = entry["name"] if k == 0 else f"{entry['name']}_call{k}"
+            layer_config = {**entry["config"], "name": name}
+            entries.append({**entry, "name": name, "config": layer_config, "inbound_nodes": [node]})
+    config = {
+        **config,
+        "layers": entries,
+        "output_layers": rename(config["output_layers"]),
+    }
+    copy = keras.Model.from_config(config, custom_objects=_scope())
+    for layer in model.layers:
+        if layer.weights:
+            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    return copy
+
+
+def _prelu_as_leaky_relu(prelu: layers.PReLU) -> tuple[Any, None]:
+    """The ``LeakyReLU`` with ``prelu``'s one slope (``nn.PReLU()``: PCNet, MPRNet).
+
+    Same function; the int8 ``LEAKY_RELU`` runs inside LiteRT's XNNPACK delegate, while int8
+    ``PRELU`` has no XNNPACK kernel and splits the graph at every use (PCNet: 201 uses, 203
+    delegate partitions). The slope is frozen during the fine-tune.
+    """
+    return layers.LeakyReLU(alpha=float(prelu.alpha.numpy().ravel()[0]), name=prelu.name), None
 
 
 def _input_count(layer: layers.Layer) -> int:
@@ -461,5 +561,7 @@ __all__ = [
     "finetune",
     "quantize_model",
     "unquantizable_layers",
+    "unshare_weightless_layers",
     "widen_narrow_ranges",
+    "with_leaky_relus",
 ]

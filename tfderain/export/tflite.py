@@ -258,6 +258,10 @@ def convert(
             loss=qat_loss,
             teacher=teacher,
         )
+    elif quant == "int8":
+        from tfderain.export import qat
+
+        graph = qat.with_leaky_relus(graph)
     converter = _converter(_signature(graph, names, shape), graph)
     if quant != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
