@@ -228,26 +228,38 @@ def annotate(model: keras.Model) -> keras.Model:
         )
     model = unshare_weightless_layers(with_leaky_relus(model))
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
-    weights: list[tuple[Any, list | None]] = []
 
-    def clone(layer):
-        replace = _replacement(layer)
-        if replace:
-            copy, values = replace(layer)
-            weights.append((copy, values))
-            config = CONFIGS.get(type(copy))
-            return annotate_layer(copy, config() if config else None)
-        copy = layer.__class__.from_config(layer.get_config())
-        weights.append((copy, layer.get_weights()))
-        config = CONFIGS.get(type(layer))
+    def annotated(copy):
+        config = CONFIGS.get(type(copy))
         return annotate_layer(copy, config() if config else None)
 
     with tfmot.quantization.keras.quantize_scope(_scope()):
-        annotated = keras.models.clone_model(model, clone_function=clone)
-    for copy, values in weights:
+        return _clone(model, _replacement, annotated)
+
+
+def _clone(model: keras.Model, replacement: Any, wrap: Any = None) -> keras.Model:
+    """A copy of the functional ``model``, shared layers still shared.
+
+    A layer for which ``replacement(layer)`` gives a function becomes that function's stand-in
+    (``(layer, weights or None)``); every other layer a copy with the same weights. ``wrap``,
+    when given, wraps each new layer (e.g. annotates it).
+    """
+    weights: list[tuple[Any, list | None]] = []
+
+    def clone(layer):
+        replace = replacement(layer)
+        if replace:
+            copy, values = replace(layer)
+        else:
+            copy, values = layer.__class__.from_config(layer.get_config()), layer.get_weights()
+        weights.append((copy, values))
+        return wrap(copy) if wrap else copy
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer, values in weights:
         if values is not None:
-            copy.set_weights(values)
-    return annotated
+            layer.set_weights(values)
+    return copy
 
 
 def _replacement(layer: layers.Layer) -> Any:
@@ -274,22 +286,7 @@ def with_leaky_relus(model: keras.Model) -> keras.Model:
     """
     if not any(_has_one_slope(layer) for layer in model.layers):
         return model
-    weights: list[tuple[Any, list | None]] = []
-
-    def clone(layer):
-        copy, values = (
-            _prelu_as_leaky_relu(layer)
-            if _has_one_slope(layer)
-            else (layer.__class__.from_config(layer.get_config()), layer.get_weights())
-        )
-        weights.append((copy, values))
-        return copy
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for layer, values in weights:
-        if values:
-            layer.set_weights(values)
-    return copy
+    return _clone(model, lambda layer: _prelu_as_leaky_relu if _has_one_slope(layer) else None)
 
 
 def unshare_weightless_layers(model: keras.Model) -> keras.Model:
@@ -304,7 +301,7 @@ def unshare_weightless_layers(model: keras.Model) -> keras.Model:
     """
     config = model.get_config()
     split = {
-        entry["name"]: len(entry["inbound_nodes"])
+        entry["name"]
         for entry, layer in zip(config["layers"], model.layers, strict=True)
         if len(entry["inbound_nodes"]) > 1 and not layer.weights
     }
