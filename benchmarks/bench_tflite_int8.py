@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfderain import models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
-from tfderain.export import qat  # noqa: E402
+from tfderain.export.rewrite import with_leaky_relus  # noqa: E402
 from tfderain.export.tflite import export_outputs  # noqa: E402
 
 #: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
@@ -60,7 +60,7 @@ def tflite_pair(model: keras.Model, size: tuple[int, int]) -> tuple[bytes, bytes
     files = []
     for integer in (False, True):
         if integer:  # as `export tflite --quant int8`: one-slope PReLUs as LeakyReLU
-            graph = qat.with_leaky_relus(graph)
+            graph = with_leaky_relus(graph)
         function = tf.function(lambda x, g=graph: g(x, training=False))
         function = function.get_concrete_function(spec)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], graph)

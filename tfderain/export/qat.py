@@ -65,6 +65,8 @@ import numpy as np
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after tf_keras is chosen)
 
 from tfderain._keras import keras, tf
+from tfderain.export import rewrite
+from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
 layers = keras.layers
@@ -226,7 +228,7 @@ def annotate(model: keras.Model) -> keras.Model:
             f"model {model.name!r} has {len(bad)} layer(s) that cannot be quantized: "
             + ", ".join(bad)
         )
-    model = unshare_weightless_layers(with_leaky_relus(model))
+    model = unshare_weightless_layers(with_leaky_relus(model), custom_objects=_scope())
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 
     def annotated(copy):
@@ -234,32 +236,7 @@ def annotate(model: keras.Model) -> keras.Model:
         return annotate_layer(copy, config() if config else None)
 
     with tfmot.quantization.keras.quantize_scope(_scope()):
-        return _clone(model, _replacement, annotated)
-
-
-def _clone(model: keras.Model, replacement: Any, wrap: Any = None) -> keras.Model:
-    """A copy of the functional ``model``, shared layers still shared.
-
-    A layer for which ``replacement(layer)`` gives a function becomes that function's stand-in
-    (``(layer, weights or None)``); every other layer a copy with the same weights. ``wrap``,
-    when given, wraps each new layer (e.g. annotates it).
-    """
-    weights: list[tuple[Any, list | None]] = []
-
-    def clone(layer):
-        replace = replacement(layer)
-        if replace:
-            copy, values = replace(layer)
-        else:
-            copy, values = layer.__class__.from_config(layer.get_config()), layer.get_weights()
-        weights.append((copy, values))
-        return wrap(copy) if wrap else copy
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for layer, values in weights:
-        if values is not None:
-            layer.set_weights(values)
-    return copy
+        return rewrite.clone(model, _replacement, annotated)
 
 
 def _replacement(layer: layers.Layer) -> Any:
@@ -271,84 +248,6 @@ def _replacement(layer: layers.Layer) -> Any:
     if type(layer) is layers.Add and _input_count(layer) > 2:
         return _add_as_sequential_sum
     return None
-
-
-def _has_one_slope(layer: layers.Layer) -> bool:
-    return type(layer) is layers.PReLU and layer.alpha.shape.num_elements() == 1
-
-
-def with_leaky_relus(model: keras.Model) -> keras.Model:
-    """A copy of the functional ``model`` whose one-slope PReLUs are ``LeakyReLU`` layers.
-
-    For full-integer post-training quantization (``int8``), where nothing else changes: the
-    same function, run by LiteRT's XNNPACK delegate in int8 (see :func:`_prelu_as_leaky_relu`).
-    ``model`` itself when it has no such PReLU.
-    """
-    if not any(_has_one_slope(layer) for layer in model.layers):
-        return model
-    return _clone(model, lambda layer: _prelu_as_leaky_relu if _has_one_slope(layer) else None)
-
-
-def unshare_weightless_layers(model: keras.Model) -> keras.Model:
-    """A copy of the functional ``model`` with one layer per call of its weightless layers.
-
-    A layer called at several places gets one output range in QAT, shared by every call: PCNet
-    applies one activation (its network-wide ``nn.PReLU()``, here a ``LeakyReLU``) to tensors of
-    very different magnitudes, all rounded to the widest one's 8-bit step. A layer without
-    weights computes the same function as several layers, so each call becomes a layer of its
-    own (``name``, ``name_call1``, …) with a range of its own. Layers with weights (PReNet's
-    recurrent convolutions) stay shared. ``model`` itself when nothing is shared.
-    """
-    config = model.get_config()
-    split = {
-        entry["name"]
-        for entry, layer in zip(config["layers"], model.layers, strict=True)
-        if len(entry["inbound_nodes"]) > 1 and not layer.weights
-    }
-    if not split:
-        return model
-
-    def rename(value):
-        # A reference to a layer's output: [layer name, node index, tensor index, (kwargs)].
-        if isinstance(value, list):
-            if len(value) >= 3 and isinstance(value[0], str) and value[0] in split:
-                name, node = value[0], value[1]
-                return [name if node == 0 else f"{name}_call{node}", 0, *rename(value[2:])]
-            return [rename(v) for v in value]
-        if isinstance(value, dict):
-            return {k: rename(v) for k, v in value.items()}
-        return value
-
-    entries = []
-    for entry in config["layers"]:
-        nodes = rename(entry["inbound_nodes"])
-        if entry["name"] not in split:
-            entries.append({**entry, "inbound_nodes": nodes})
-            continue
-        for k, node in enumerate(nodes):
-            name = entry["name"] if k == 0 else f"{entry['name']}_call{k}"
-            layer_config = {**entry["config"], "name": name}
-            entries.append({**entry, "name": name, "config": layer_config, "inbound_nodes": [node]})
-    config = {
-        **config,
-        "layers": entries,
-        "output_layers": rename(config["output_layers"]),
-    }
-    copy = keras.Model.from_config(config, custom_objects=_scope())
-    for layer in model.layers:
-        if layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
-    return copy
-
-
-def _prelu_as_leaky_relu(prelu: layers.PReLU) -> tuple[Any, None]:
-    """The ``LeakyReLU`` with ``prelu``'s one slope (``nn.PReLU()``: PCNet, MPRNet).
-
-    Same function; the int8 ``LEAKY_RELU`` runs inside LiteRT's XNNPACK delegate, while int8
-    ``PRELU`` has no XNNPACK kernel and splits the graph at every use (PCNet: 201 uses, 203
-    delegate partitions). The slope is frozen during the fine-tune.
-    """
-    return layers.LeakyReLU(alpha=float(prelu.alpha.numpy().ravel()[0]), name=prelu.name), None
 
 
 def _input_count(layer: layers.Layer) -> int:

@@ -40,6 +40,7 @@ import numpy as np
 from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import spec as spec_io
+from tfderain.export.rewrite import with_leaky_relus
 
 #: The quantization modes of :func:`export_tflite`.
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "qat")
@@ -259,9 +260,7 @@ def convert(
             teacher=teacher,
         )
     elif quant == "int8":
-        from tfderain.export import qat
-
-        graph = qat.with_leaky_relus(graph)
+        graph = with_leaky_relus(graph)
     converter = _converter(_signature(graph, names, shape), graph)
     if quant != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
