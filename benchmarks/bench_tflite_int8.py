@@ -17,8 +17,14 @@ Networks:
 Whether int8 beats float depends on the CPU's integer dot-product instructions (ARM
 ``dotprod``/``i8mm``, x86 AVX-512 VNNI / AVX-VNNI); the CPU flags that matter are printed.
 
+``--dynamic``: dynamic-size files (``[1, -1, -1, 3]``, resized to ``--size``), as the exporter
+writes them by default, each twice: with the model's transposed convolutions as Keras has them
+(``TRANSPOSE_CONV`` with an output shape computed at run time) and as the exporter writes them
+(sub-pixel convolutions, :func:`tfderain.export.rewrite.with_subpixel_convolutions`). Also
+prints the number of XNNPACK delegate partitions of each file (1: the whole graph is delegated).
+
     python benchmarks/bench_tflite_int8.py [--models convstack,prenet,pcnet] [--size 320x480]
-        [--threads 2] [--repeats 7]
+        [--threads 2] [--repeats 7] [--dynamic]
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfderain import models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
-from tfderain.export.rewrite import with_leaky_relus  # noqa: E402
+from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions  # noqa: E402
 from tfderain.export.tflite import export_outputs  # noqa: E402
 
 #: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
@@ -52,10 +58,14 @@ def convstack(size: tuple[int, int]) -> keras.Model:
     return keras.Model(rainy, keras.layers.Conv2D(3, 3, padding="same")(x), name="convstack")
 
 
-def tflite_pair(model: keras.Model, size: tuple[int, int]) -> tuple[bytes, bytes]:
-    """(float32, int8) TFLite bytes of ``model`` at a fixed ``size`` input."""
+def tflite_pair(
+    model: keras.Model, size: tuple[int, int], dynamic: bool = False, subpixel: bool = False
+) -> tuple[bytes, bytes]:
+    """(float32, int8) TFLite bytes of ``model``, ``size`` input (``dynamic``: any size)."""
     graph = model if model.name == "convstack" else export_outputs(model)[0]
-    spec = tf.TensorSpec([1, *size, 3], tf.float32)
+    if subpixel:
+        graph = with_subpixel_convolutions(graph)
+    spec = tf.TensorSpec([1, *((None, None) if dynamic else size), 3], tf.float32)
     rng = np.random.default_rng(0)
     files = []
     for integer in (False, True):
@@ -73,11 +83,12 @@ def tflite_pair(model: keras.Model, size: tuple[int, int]) -> tuple[bytes, bytes
     return files[0], files[1]
 
 
-def ready_interpreter(data: bytes, threads: int):
-    """A LiteRT interpreter of ``data`` with a zero input, after one warm-up ``invoke``."""
+def ready_interpreter(data: bytes, threads: int, size: tuple[int, int]):
+    """A LiteRT interpreter of ``data`` with a zero ``size`` input, after a warm-up ``invoke``."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=data, num_threads=threads)
+    interpreter.resize_tensor_input(0, [1, *size, 3])
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
@@ -91,6 +102,11 @@ def seconds(interpreter) -> float:
     return time.perf_counter() - start
 
 
+def partitions(interpreter) -> int:
+    """How many XNNPACK delegate partitions ``interpreter`` runs."""
+    return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+
+
 def cpu_flags() -> str:
     try:
         words = set(Path("/proc/cpuinfo").read_text().split())
@@ -102,23 +118,43 @@ def cpu_flags() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="convstack,prenet,pcnet")
-    parser.add_argument("--size", default="320x480", help="HxW of the fixed input")
+    parser.add_argument("--size", default="320x480", help="HxW of the input")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dynamic", action="store_true", help="dynamic-size files (docstring)")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     print(f"input 1x{size[0]}x{size[1]}x3, {args.threads} threads, {args.repeats} runs")
     print(f"CPU dot-product flags: {cpu_flags()}; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'network':<12} {'float32 ms':>11} {'int8 ms':>9} {'int8/float':>11}")
+    variants = ("transpose", "subpixel") if args.dynamic else ("fixed",)
+    print(
+        f"{'network':<12} {'file':<10} {'float32 ms':>11} {'int8 ms':>9} {'int8/float':>11}"
+        f" {'partitions':>11}"
+    )
     for name in args.models.split(","):
         model = convstack(size) if name == "convstack" else models.build(name)
-        pair = [ready_interpreter(f, args.threads) for f in tflite_pair(model, size)]
-        float_t, int_t = [], []
-        for _ in range(args.repeats):  # alternate, so that load changes hit both alike
-            float_t.append(seconds(pair[0]))
-            int_t.append(seconds(pair[1]))
-        f_ms, i_ms = statistics.median(float_t) * 1e3, statistics.median(int_t) * 1e3
-        print(f"{name:<12} {f_ms:>11.1f} {i_ms:>9.1f} {i_ms / f_ms:>11.2f}", flush=True)
+        runs = {}
+        for variant in variants:
+            files = tflite_pair(model, size, args.dynamic, subpixel=variant == "subpixel")
+            runs[variant] = [ready_interpreter(f, args.threads, size) for f in files]
+        times: dict[tuple[str, int], list[float]] = {}
+        for _ in range(args.repeats):  # alternate, so that load changes hit every file alike
+            for variant, pair in runs.items():
+                for k, interpreter in enumerate(pair):
+                    times.setdefault((variant, k), []).append(seconds(interpreter))
+        medians = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+        for variant, pair in runs.items():
+            f_ms, i_ms = medians[variant, 0], medians[variant, 1]
+            parts = "/".join(str(partitions(i)) for i in pair)
+            print(
+                f"{name:<12} {variant:<10} {f_ms:>11.1f} {i_ms:>9.1f} {i_ms / f_ms:>11.2f}"
+                f" {parts:>11}",
+                flush=True,
+            )
+        if args.dynamic:
+            for k, kind in enumerate(("float32", "int8")):
+                ratio = medians["subpixel", k] / medians["transpose", k]
+                print(f"{name:<12} {kind} sub-pixel / transposed: {ratio:.2f}")
     return 0
 
 

@@ -170,6 +170,7 @@ CONFIGS: dict[type, type[QuantizeConfig]] = {
     spair.SPAIRSpatialFeatureModulator: OutputQuantizeConfig,
     spair.SPAIRCleanContext: OutputQuantizeConfig,
     blocks.ZerosLike: NoOpQuantizeConfig,
+    rewrite.DepthToSpace: NoOpQuantizeConfig,
     remaen.ReMAENSpaceToBatch: NoOpQuantizeConfig,
     remaen.ReMAENBatchToSpace: NoOpQuantizeConfig,
     mprnet.MPRNetHalves: NoOpQuantizeConfig,

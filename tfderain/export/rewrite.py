@@ -6,6 +6,11 @@
   graph at every use. Used by full-integer post-training quantization and QAT.
 * :func:`unshare_weightless_layers`: a layer without weights called at several places becomes
   one layer per call, so that QAT gives each call its own 8-bit range.
+* :func:`with_subpixel_convolutions`: a transposed convolution becomes a convolution followed
+  by a depth-to-space rearrangement (the sub-pixel convolution of Shi et al., CVPR 2016). A
+  dynamic-size file computes each ``TRANSPOSE_CONV``'s output shape at run time, and LiteRT's
+  XNNPACK delegate takes only constant output shapes: every one of them ran outside the
+  delegate (PCNet: 21 in float and int8). Used by dynamic-size exports of every mode.
 
 :func:`clone` is the copy both build on (and :func:`tfderain.export.qat.annotate` too).
 """
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfderain._keras import keras
+import numpy as np
+
+from tfderain._keras import keras, tf
 
 layers = keras.layers
 
@@ -82,15 +89,7 @@ def unshare_weightless_layers(
         return model
 
     def rename(value):
-        # A reference to a layer's output: [layer name, node index, tensor index, (kwargs)].
-        if isinstance(value, list):
-            if len(value) >= 3 and isinstance(value[0], str) and value[0] in split:
-                name, node = value[0], value[1]
-                return [name if node == 0 else f"{name}_call{node}", 0, *rename(value[2:])]
-            return [rename(v) for v in value]
-        if isinstance(value, dict):
-            return {k: rename(v) for k, v in value.items()}
-        return value
+        return _renamed(value, lambda name, node: _call_name(name, node) if name in split else None)
 
     entries = []
     for entry in config["layers"]:
@@ -99,18 +98,187 @@ def unshare_weightless_layers(
             entries.append({**entry, "inbound_nodes": nodes})
             continue
         for k, node in enumerate(nodes):
-            name = entry["name"] if k == 0 else f"{entry['name']}_call{k}"
+            name = _call_name(entry["name"], k)[0]
             layer_config = {**entry["config"], "name": name}
             entries.append({**entry, "name": name, "config": layer_config, "inbound_nodes": [node]})
-    config = {
-        **config,
-        "layers": entries,
-        "output_layers": rename(config["output_layers"]),
-    }
+    return _rebuilt(model, config, entries, rename, custom_objects)
+
+
+def _call_name(name: str, node: int) -> tuple[str, int]:
+    """The layer standing for call ``node`` of the split layer ``name``, and its node."""
+    return (name if node == 0 else f"{name}_call{node}"), 0
+
+
+def _renamed(value: Any, target: Any) -> Any:
+    """``value`` (part of a functional config) with its references to layer outputs moved.
+
+    A reference is ``[layer name, node index, tensor index, (kwargs)]``; ``target(name, node)``
+    gives the ``(name, node)`` it now points to, or ``None`` to keep it.
+    """
+    if isinstance(value, list):
+        if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
+            moved = target(value[0], value[1])
+            if moved is not None:
+                return [*moved, *_renamed(value[2:], target)]
+        return [_renamed(v, target) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, target) for k, v in value.items()}
+    return value
+
+
+@keras.saving.register_keras_serializable(package="tfderain")
+class DepthToSpace(keras.layers.Layer):
+    """``tf.nn.depth_to_space``: channel ``(i·r + j)·C + c`` → channel ``c`` at ``(i, j)``."""
+
+    def __init__(self, block_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = block_size
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.block_size)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+def _is_plain_transpose(layer: layers.Layer) -> bool:
+    """A channels-last ``Conv2DTranspose`` that :func:`with_subpixel_convolutions` rewrites."""
+    return (
+        type(layer) is layers.Conv2DTranspose
+        and layer.strides[0] == layer.strides[1]
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.output_padding is None
+        and layer.data_format == "channels_last"
+        and layer.padding in ("valid", "same")
+    )
+
+
+def subpixel_kernel(kernel: np.ndarray, stride: int) -> np.ndarray:
+    """The kernel of the convolution that, followed by depth-to-space, is a transposed one.
+
+    ``kernel``: a ``Conv2DTranspose`` kernel ``(kh, kw, out, in)``. A transposed convolution
+    with stride ``s`` writes ``x[i]·w[k]`` to output row ``s·i + k``; output row ``s·m + a``
+    therefore sums ``x[m − t]·w[a + s·t]`` over the ``T = ⌈kh / s⌉`` taps ``t``, a ``T``-tap
+    convolution per phase ``a`` on the input padded by ``T − 1`` rows on each side (the same
+    for columns). Returns ``(Th, Tw, in, s²·out)``, phase ``(a, b)`` in channels
+    ``(a·s + b)·out …``, the order ``tf.nn.depth_to_space`` reads; taps past the kernel are 0.
+    """
+    kh, kw, out, cin = kernel.shape
+    th, tw = -(-kh // stride), -(-kw // stride)
+    sub = np.zeros((th, tw, cin, stride, stride, out), kernel.dtype)
+    for a in range(stride):
+        for b in range(stride):
+            for j in range(th):
+                for i in range(tw):
+                    y, x = a + stride * (th - 1 - j), b + stride * (tw - 1 - i)
+                    if y < kh and x < kw:
+                        sub[j, i, :, a, b, :] = kernel[y, x].T
+    return sub.reshape(th, tw, cin, stride * stride * out)
+
+
+def _subpixel_crops(layer: layers.Conv2DTranspose) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and columns (before, after) to drop from the sub-pixel output of ``layer``.
+
+    The sub-pixel output has ``s·(H + T − 1)`` rows, row ``r`` the transposed ``valid``
+    output's row ``r``; ``valid`` keeps ``H·s + max(k − s, 0)`` of them, ``same`` keeps
+    ``H·s`` from row ``⌊max(k − s, 0) / 2⌋`` on (its padding of the forward convolution).
+    """
+    s = layer.strides[0]
+    crops = []
+    for k in layer.kernel_size:
+        extra = s * (-(-k // s) - 1)
+        before = max(k - s, 0) // 2 if layer.padding == "same" else 0
+        kept = 0 if layer.padding == "same" else max(k - s, 0)
+        crops.append((before, extra - before - kept))
+    return crops[0], crops[1]
+
+
+def _subpixel_layers(layer: layers.Conv2DTranspose) -> list[layers.Layer]:
+    """The layers computing ``layer``: zero padding, convolution, depth-to-space, cropping."""
+    s, (kh, kw) = layer.strides[0], layer.kernel_size
+    th, tw = -(-kh // s), -(-kw // s)
+    chain: list[layers.Layer] = []
+    if th > 1 or tw > 1:
+        pad = ((th - 1, th - 1), (tw - 1, tw - 1))
+        chain.append(layers.ZeroPadding2D(pad, name=f"{layer.name}_subpixel_pad"))
+    conv = layers.Conv2D(
+        s * s * layer.filters,
+        (th, tw),
+        activation=layer.activation,
+        use_bias=layer.use_bias,
+        dtype=layer.dtype_policy,
+        name=layer.name,
+    )
+    chain.append(conv)
+    if s > 1:
+        chain.append(DepthToSpace(s, name=f"{layer.name}_subpixel_shuffle"))
+    crops = _subpixel_crops(layer)
+    if any(crops[0] + crops[1]):
+        chain.append(layers.Cropping2D(crops, name=f"{layer.name}_subpixel_crop"))
+    return chain
+
+
+def with_subpixel_convolutions(
+    model: keras.Model, custom_objects: dict[str, Any] | None = None
+) -> keras.Model:
+    """A copy of the functional ``model`` whose transposed convolutions are sub-pixel ones.
+
+    Each channels-last ``Conv2DTranspose`` (any kernel, equal strides, no dilation or output
+    padding) becomes zero padding, a ``Conv2D`` with the kernel of :func:`subpixel_kernel`
+    (same name, bias repeated per phase), :class:`DepthToSpace` and cropping: the same function
+    with only constant shapes in the graph, so a dynamic-size TFLite file runs it inside
+    LiteRT's XNNPACK delegate. The convolution does ``(s·T / k)²`` the multiply-adds of the
+    transposed one (16/9 for PCNet's 3×3, stride 2; 1 when ``s`` divides ``k``).
+    ``model`` itself when it has none. ``custom_objects`` as for
+    :func:`unshare_weightless_layers`.
+    """
+    targets = {layer.name: layer for layer in model.layers if _is_plain_transpose(layer)}
+    if not targets:
+        return model
+    config = model.get_config()
+    chains = {name: _subpixel_layers(layer) for name, layer in targets.items()}
+
+    def rename(value):
+        return _renamed(
+            value, lambda name, node: (chains[name][-1].name, node) if name in chains else None
+        )
+
+    entries = []
+    for entry in config["layers"]:
+        nodes = rename(entry["inbound_nodes"])
+        if entry["name"] not in chains:
+            entries.append({**entry, "inbound_nodes": nodes})
+            continue
+        chain = chains[entry["name"]]
+        for k, part in enumerate(chain):
+            if k:  # call n of each part reads call n of the part before
+                nodes = [[[chain[k - 1].name, n, 0, {}]] for n in range(len(nodes))]
+            entries.append(
+                {**keras.layers.serialize(part), "name": part.name, "inbound_nodes": nodes}
+            )
+
+    def weights(layer):
+        values = layer.get_weights()
+        if layer.name not in targets:
+            return values
+        s = layer.strides[0]
+        return [subpixel_kernel(values[0], s)] + [np.tile(b, s * s) for b in values[1:]]
+
+    return _rebuilt(model, config, entries, rename, custom_objects, weights)
+
+
+def _rebuilt(model, config, entries, rename, custom_objects, weights=None) -> keras.Model:
+    """The model of ``config`` with ``entries`` as its layers, ``model``'s weights by name.
+
+    ``rename`` moves the output references; ``weights(layer)`` gives the values of each of
+    ``model``'s layers with weights (default: its own).
+    """
+    config = {**config, "layers": entries, "output_layers": rename(config["output_layers"])}
     copy = keras.Model.from_config(config, custom_objects=custom_objects)
     for layer in model.layers:
         if layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
+            values = weights(layer) if weights else layer.get_weights()
+            copy.get_layer(layer.name).set_weights(values)
     return copy
 
 
@@ -124,4 +292,11 @@ def _prelu_as_leaky_relu(prelu: layers.PReLU) -> tuple[Any, None]:
     return layers.LeakyReLU(alpha=float(prelu.alpha.numpy().ravel()[0]), name=prelu.name), None
 
 
-__all__ = ["clone", "unshare_weightless_layers", "with_leaky_relus"]
+__all__ = [
+    "DepthToSpace",
+    "clone",
+    "subpixel_kernel",
+    "unshare_weightless_layers",
+    "with_leaky_relus",
+    "with_subpixel_convolutions",
+]

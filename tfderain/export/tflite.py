@@ -24,7 +24,9 @@ zero point written in the spec.
 
 The exported graph has one input ``rainy`` (``[1, H, W, 3]`` for a tile, ``[1, -1, -1, 3]`` when
 dynamic) and the outputs ``derained`` (plus ``density`` for density-aware models); other Keras
-outputs (``stages``, ``rain``) are left out.
+outputs (``stages``, ``rain``) are left out. A dynamic-size graph has its transposed
+convolutions as sub-pixel convolutions (:func:`tfderain.export.rewrite.with_subpixel_convolutions`),
+so that LiteRT's XNNPACK delegate runs them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import spec as spec_io
-from tfderain.export.rewrite import with_leaky_relus
+from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions
 
 #: The quantization modes of :func:`export_tflite`.
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "qat")
@@ -240,6 +242,8 @@ def convert(
     arch, _, entry = _registry_entry(model)
     tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
     graph, names = export_outputs(model)
+    if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
+        graph = with_subpixel_convolutions(graph)
     shape = [1, *(tile if tile else (None, None)), 3]
     calib = tile or (DYNAMIC_CALIBRATION_SIZE, DYNAMIC_CALIBRATION_SIZE)
     calib = tuple(-(-c // entry.multiple) * entry.multiple for c in calib)
