@@ -1,4 +1,4 @@
-"""Graph rewrites that keep a Keras model's function, for its integer exports.
+"""Graph rewrites that keep a Keras model's function, for its TFLite exports.
 
 * :func:`with_leaky_relus`: a PReLU with one slope (PyTorch's ``nn.PReLU()``: PCNet, MPRNet)
   becomes the ``LeakyReLU`` with that slope. LiteRT's XNNPACK delegate runs int8
@@ -12,7 +12,9 @@
   XNNPACK delegate takes only constant output shapes: every one of them ran outside the
   delegate (PCNet: 21 in float and int8). Used by dynamic-size exports of every mode.
 
-:func:`clone` is the copy both build on (and :func:`tfderain.export.qat.annotate` too).
+:func:`clone` copies a model layer by layer (:func:`with_leaky_relus`,
+:func:`tfderain.export.qat.annotate`); the other two rewrite the functional config, which can
+add and split layers.
 """
 
 from __future__ import annotations
