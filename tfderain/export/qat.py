@@ -66,6 +66,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after tf_keras is 
 
 from tfderain._keras import keras, tf
 from tfderain.export import rewrite
+from tfderain.export.calibration import MIN_RANGE
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
@@ -331,15 +332,13 @@ def _range_tracking(decay: list[float]) -> Iterator[None]:
         quant_ops.MovingAvgQuantize = original
 
 
-#: Narrowest activation range (max − min) of a QAT model after calibration and fine-tune.
-#: A tensor that is zero on every calibration batch (a dead ReLU, e.g. the squeeze
-#: convolution of a channel attention with few channels) gets a range of about [0, 1e-6]; the
-#: requantization scale of the convolution after it (input step × weight step / output step)
-#: then exceeds what XNNPACK's int8 kernels accept (< 256) and LiteRT cannot prepare the file.
-#: With this floor the output step is at least 0.01 / 255, so any convolution whose input
-#: range × largest weight is below ~300 stays valid; a dead tensor is still exactly 0 (every
-#: range holds 0), and a live one this narrow loses at most 4e-5 per step.
-MIN_RANGE = 0.01
+# Why a floor on activation ranges (MIN_RANGE, shared with int8 post-training quantization): a
+# tensor that is zero on every calibration batch (a dead ReLU, e.g. the squeeze convolution of
+# a channel attention with few channels) gets a range of about [0, 1e-6]; the requantization
+# scale of the convolution after it (input step × weight step / output step) then exceeds
+# what XNNPACK's int8 kernels accept (< 256) and LiteRT cannot prepare the file. With the
+# floor the output step is at least 0.01 / 255, so any convolution whose input range × largest
+# weight is below ~300 stays valid.
 
 
 def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:

@@ -12,7 +12,9 @@ Quantization modes (TFLite post-training quantization guide; Jacob et al., CVPR 
 * ``dynamic``: int8 weights (tensors of at least 1024 elements; smaller ones stay float32),
   float activations; kernels quantize activations on the fly.
 * ``int8``: full-integer post-training quantization, calibrated on a representative dataset (a
-  folder of images, or synthetic rain on scikit-image's photos).
+  folder of images, or synthetic rain on scikit-image's photos); ranges narrower than
+  :data:`~tfderain.export.calibration.MIN_RANGE` are widened and normalisation statistics stay
+  float (:mod:`tfderain.export.calibration`), so that LiteRT can prepare every file.
 * ``qat``: quantization-aware fine-tuning (:mod:`tfderain.export.qat`), then int8 conversion
   with the learned ranges.
 
@@ -31,6 +33,7 @@ so that LiteRT's XNNPACK delegate runs them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +45,7 @@ import numpy as np
 from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import spec as spec_io
+from tfderain.export.calibration import keeping_ranges_valid
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions
 
 #: The quantization modes of :func:`export_tflite`.
@@ -280,8 +284,10 @@ def convert(
     if uint8_io:
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
+    guard = keeping_ranges_valid(graph) if quant == "int8" else contextlib.nullcontext()
     try:
-        data = converter.convert()
+        with guard:
+            data = converter.convert()
     except Exception as exc:  # the converter raises many types, all with long messages
         first = " ".join(str(exc).split())[:300]
         raise ExportError(f"{arch}: TFLite conversion ({quant}) failed: {first}") from exc
