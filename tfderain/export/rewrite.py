@@ -93,17 +93,31 @@ def unshare_weightless_layers(
     def rename(value):
         return _renamed(value, lambda name, node: _call_name(name, node) if name in split else None)
 
-    entries = []
-    for entry in config["layers"]:
-        nodes = rename(entry["inbound_nodes"])
+    def per_call(entry, nodes):
         if entry["name"] not in split:
-            entries.append({**entry, "inbound_nodes": nodes})
-            continue
+            return None
+        entries = []
         for k, node in enumerate(nodes):
             name = _call_name(entry["name"], k)[0]
             layer_config = {**entry["config"], "name": name}
             entries.append({**entry, "name": name, "config": layer_config, "inbound_nodes": [node]})
-    return _rebuilt(model, config, entries, rename, custom_objects)
+        return entries
+
+    return _rebuilt(model, config, _entries(config, rename, per_call), rename, custom_objects)
+
+
+def _entries(config: dict, rename: Any, expand: Any) -> list[dict]:
+    """The layer entries of a functional ``config``, their output references moved by ``rename``.
+
+    ``expand(entry, inbound_nodes)`` gives the entries that replace one layer, or ``None`` to keep
+    it (with the moved references).
+    """
+    entries = []
+    for entry in config["layers"]:
+        nodes = rename(entry["inbound_nodes"])
+        replacement = expand(entry, nodes)
+        entries.extend([{**entry, "inbound_nodes": nodes}] if replacement is None else replacement)
+    return entries
 
 
 def _call_name(name: str, node: int) -> tuple[str, int]:
@@ -245,19 +259,17 @@ def with_subpixel_convolutions(
             value, lambda name, node: (chains[name][-1].name, node) if name in chains else None
         )
 
-    entries = []
-    for entry in config["layers"]:
-        nodes = rename(entry["inbound_nodes"])
+    def as_chain(entry, nodes):
         if entry["name"] not in chains:
-            entries.append({**entry, "inbound_nodes": nodes})
-            continue
-        chain = chains[entry["name"]]
+            return None
+        chain, entries = chains[entry["name"]], []
         for k, part in enumerate(chain):
             if k:  # call n of each part reads call n of the part before
                 nodes = [[[chain[k - 1].name, n, 0, {}]] for n in range(len(nodes))]
             entries.append(
                 {**keras.layers.serialize(part), "name": part.name, "inbound_nodes": nodes}
             )
+        return entries
 
     def weights(layer):
         values = layer.get_weights()
@@ -266,6 +278,7 @@ def with_subpixel_convolutions(
         s = layer.strides[0]
         return [subpixel_kernel(values[0], s)] + [np.tile(b, s * s) for b in values[1:]]
 
+    entries = _entries(config, rename, as_chain)
     return _rebuilt(model, config, entries, rename, custom_objects, weights)
 
 
