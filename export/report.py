@@ -157,7 +157,8 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
     setup = [f"{len(pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
-        setup.append(f"{qat_steps} QAT steps")
+        loss = f", {args.qat_loss} loss" if args.qat_loss != "l1" else ""
+        setup.append(f"{qat_steps} QAT steps{loss}")
     with tempfile.TemporaryDirectory() as tmp:
         path = export_tflite(
             model,
@@ -165,6 +166,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
             quant=fmt,
             tile=None,
             qat_steps=qat_steps,
+            qat_loss=args.qat_loss,
             samples=args.samples,
         )
         ops = operators(path)
@@ -298,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(SHARED / "data" / "Rain100H-20"))
     parser.add_argument("--images", type=int, help="use only the first N test pairs")
     parser.add_argument("--qat-steps", type=int, default=200)
+    parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
     parser.add_argument("--repeats", type=int, default=10, help="latency runs (median)")
     parser.add_argument(

@@ -200,6 +200,8 @@ def test_cli_export_tflite_parses_every_option():
             "5",
             "--qat-data",
             "pairs",
+            "--qat-loss",
+            "l2",
             "--uint8-io",
             "-o",
             "m.tflite",
@@ -214,6 +216,7 @@ def test_cli_export_tflite_parses_every_option():
         True,
     )
     assert args.representative == "synthetic" and args.output == "m.tflite"
+    assert args.qat_loss == "l2" and args.qat_target == "teacher"
 
 
 def test_cli_tile_and_dynamic_exclude_each_other(capsys):

@@ -164,6 +164,7 @@ def cmd_export_tflite(args) -> int:
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,
         qat_target=args.qat_target,
+        qat_loss=args.qat_loss,
         uint8_io=args.uint8_io,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
@@ -171,7 +172,12 @@ def cmd_export_tflite(args) -> int:
 
 
 def _add_export_parser(sub) -> None:
-    from tfderain.export.tflite import DEFAULT_QAT_STEPS, QAT_TARGETS, QUANTIZATIONS
+    from tfderain.export.tflite import (
+        DEFAULT_QAT_STEPS,
+        QAT_LOSSES,
+        QAT_TARGETS,
+        QUANTIZATIONS,
+    )
 
     export = sub.add_parser("export", help="export for serving (SavedModel) or phones (TFLite)")
     export_sub = export.add_subparsers(dest="export_command", required=True)
@@ -213,6 +219,12 @@ def _add_export_parser(sub) -> None:
         choices=QAT_TARGETS,
         default="teacher",
         help="QAT target: the float model's output (teacher, default) or the clean images",
+    )
+    p.add_argument(
+        "--qat-loss",
+        choices=QAT_LOSSES,
+        default="l1",
+        help="QAT fine-tuning loss against the target (default l1)",
     )
     p.add_argument(
         "--uint8-io", action="store_true", help="uint8 input/output tensors (int8 and qat only)"

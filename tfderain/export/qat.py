@@ -68,6 +68,7 @@ from tfderain._keras import keras, tf
 from tfderain.export import rewrite
 from tfderain.export.calibration import MIN_RANGE
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
+from tfderain.export.tflite import QAT_LOSSES
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
 layers = keras.layers
@@ -75,7 +76,7 @@ quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 
 #: Loss names :func:`finetune` understands.
-LOSSES = ("l1", "negative_ssim")
+LOSSES = QAT_LOSSES
 
 
 def _activation_quantizer() -> Any:
@@ -299,6 +300,8 @@ def quantize_model(model: keras.Model) -> keras.Model:
 def _loss(name: str) -> keras.losses.Loss | Any:
     if name == "l1":
         return keras.losses.MeanAbsoluteError()
+    if name == "l2":  # mean squared error: what PSNR against the target measures
+        return keras.losses.MeanSquaredError()
     if name == "negative_ssim":
 
         def negative_ssim(y_true, y_pred):
@@ -407,7 +410,7 @@ def finetune(
         qmodel: quantization-aware model whose first output is the derained image.
         pairs: ``{"rainy", "clean", ...}`` batches (:mod:`tfderain.data.pipeline`).
         steps: optimizer steps after calibration; 0 only calibrates.
-        loss: ``"l1"`` (default) or ``"negative_ssim"``.
+        loss: ``"l1"`` (default), ``"l2"`` (mean squared error) or ``"negative_ssim"``.
         learning_rate: the first step's; it decays to 0 over ``steps`` (cosine, Loshchilov &
             Hutter 2017), so the last steps only settle the weights on the 8-bit grid. Small,
             since the float weights are already trained.

@@ -56,6 +56,8 @@ INTEGER_QUANTIZATIONS = ("int8", "qat")
 DEFAULT_QAT_STEPS = 200
 #: Targets of the QAT fine-tune (:func:`tfderain.export.qat.finetune`).
 QAT_TARGETS = ("teacher", "clean")
+#: Losses of the QAT fine-tune (:func:`tfderain.export.qat.finetune`).
+QAT_LOSSES = ("l1", "l2", "negative_ssim")
 #: Default number of representative images calibrating ``int8``.
 DEFAULT_CALIBRATION_SAMPLES = 32
 #: Side of the calibration / fine-tuning patches of a dynamic-size model.
@@ -321,7 +323,7 @@ def export_tflite(
         representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
         qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
         qat_steps: ``qat`` fine-tuning steps (batches of 4 patches).
-        qat_loss: ``"l1"`` or ``"negative_ssim"``.
+        qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
             reproduce it) or ``"clean"`` (the pairs' clean images).
         uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
