@@ -14,7 +14,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from tfderain._keras import keras, tf
-from tfderain.export import export_tflite
+from tfderain.export import ExportError, export_tflite
 from tfderain.export.calibration import MIN_RANGE, _in_layers, keeping_ranges_valid
 from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference
 from tfderain.models import build
@@ -59,9 +59,14 @@ def _prepare(data: bytes) -> Interpreter:
 
 def test_a_dead_activation_is_widened_so_litert_can_prepare_the_file():
     model = _dead_relu_model()
-    # Without the floor the file cannot be prepared (this is what the guard is for).
+    # Without the floor the file cannot be prepared (this is what the guard is for), and the
+    # runner says so in one line.
+    unguarded = _int8(model)
     with pytest.raises(RuntimeError, match="(?i)xnnpack|prepare"):
-        _prepare(_int8(model))
+        _prepare(unguarded)
+    image = np.random.default_rng(7).random((1, TILE, TILE, 3)).astype(np.float32)
+    with pytest.raises(ExportError, match=r"^<bytes>: LiteRT cannot prepare the model: \S"):
+        TFLiteModel(unguarded).run(image[0])
     report: dict = {}
     with keeping_ranges_valid(model, report):
         data = _int8(model)
@@ -73,7 +78,6 @@ def test_a_dead_activation_is_widened_so_litert_can_prepare_the_file():
         if detail["dtype"] == np.int8 and len(scales) == 1 and "Const" not in detail["name"]:
             dead_ranges.append(float(scales[0]) * 255)
     assert min(dead_ranges) >= MIN_RANGE * 0.999
-    image = np.random.default_rng(7).random((1, TILE, TILE, 3)).astype(np.float32)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
     interpreter.invoke()
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

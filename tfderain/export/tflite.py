@@ -469,6 +469,7 @@ class TFLiteModel:
     """
 
     def __init__(self, path: str | os.PathLike | bytes, num_threads: int | None = None):
+        self.label = _label(path)
         self.interpreter = _interpreter(path, num_threads)
         runner = self.interpreter.get_signature_runner()
         self._names = {int(d["index"]): n for n, d in runner.get_output_details().items()}
@@ -479,7 +480,12 @@ class TFLiteModel:
             detail = self.interpreter.get_input_details()[0]
             if tuple(detail["shape"]) != shape:
                 self.interpreter.resize_tensor_input(detail["index"], list(shape))
-            self.interpreter.allocate_tensors()
+            try:
+                self.interpreter.allocate_tensors()
+            except RuntimeError as exc:  # e.g. a requantization scale XNNPACK does not take
+                first = " ".join(str(exc).split())[:300]
+                message = f"{self.label}: LiteRT cannot prepare the model: {first}"
+                raise ExportError(message) from None
             self._shape = shape
 
     def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
