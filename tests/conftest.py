@@ -126,6 +126,34 @@ def bn_channels(model) -> int:
     )
 
 
+def dead_relu_model(size: int):
+    """A small random network with a ReLU that is zero everywhere (its input bias is -100).
+
+    ``x + conv1×1(concat(x, relu(conv1×1(dead_relu(conv3×3(x))))))``: in practice such a tensor
+    is the squeeze convolution of a channel attention with few channels. Its calibrated 8-bit
+    range is about [0, 1e-6], which int8 kernels cannot requantize from.
+    """
+    from tfderain._keras import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(23)
+    x = keras.Input((size, size, 3))
+    dead = layers.Conv2D(2, 3, padding="same", activation="relu", bias_initializer="zeros")
+    h = dead(layers.Conv2D(4, 3, padding="same")(x))
+    h = layers.Conv2D(4, 1, activation="relu")(h)
+    model = keras.Model(x, layers.Add()([x, layers.Conv2D(3, 1)(layers.Concatenate()([x, h]))]))
+    kernel, bias = dead.get_weights()
+    dead.set_weights([kernel, bias - 100.0])
+    return model
+
+
+def invoke_tflite(interpreter, image: np.ndarray) -> np.ndarray:
+    """The first output of a LiteRT ``interpreter`` (tensors allocated) on the batch ``image``."""
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
 def release_memory() -> None:
     """Free the memory of large models the caller no longer references."""
     from tfderain._keras import keras

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from conftest import dead_relu_model, invoke_tflite
 
 from tfderain._keras import keras, tf
 from tfderain.export import ExportError, export_tflite
@@ -25,20 +26,6 @@ TILE = 32
 def _snr_db(reference: np.ndarray, got: np.ndarray) -> float:
     noise = float(np.mean((reference - got) ** 2))
     return 10 * np.log10(float(np.mean(reference**2)) / max(noise, 1e-20))
-
-
-def _dead_relu_model() -> keras.Model:
-    # The ReLU after `dead` sees only negative inputs (bias -100): its output is 0 everywhere.
-    layers = keras.layers
-    keras.utils.set_random_seed(23)
-    x = keras.Input((TILE, TILE, 3))
-    dead = layers.Conv2D(2, 3, padding="same", activation="relu")
-    h = dead(layers.Conv2D(4, 3, padding="same")(x))
-    h = layers.Conv2D(4, 1, activation="relu")(h)
-    model = keras.Model(x, layers.Add()([x, layers.Conv2D(3, 1)(layers.Concatenate()([x, h]))]))
-    kernel, bias = dead.get_weights()
-    dead.set_weights([kernel, bias - 100.0])
-    return model
 
 
 def _int8(model: keras.Model) -> bytes:
@@ -58,7 +45,7 @@ def _prepare(data: bytes) -> Interpreter:
 
 
 def test_a_dead_activation_is_widened_so_litert_can_prepare_the_file():
-    model = _dead_relu_model()
+    model = dead_relu_model(TILE)
     # Without the floor the file cannot be prepared (this is what the guard is for), and the
     # runner says so in one line.
     unguarded = _int8(model)
@@ -78,17 +65,14 @@ def test_a_dead_activation_is_widened_so_litert_can_prepare_the_file():
         if detail["dtype"] == np.int8 and len(scales) == 1 and "Const" not in detail["name"]:
             dead_ranges.append(float(scales[0]) * 255)
     assert min(dead_ranges) >= MIN_RANGE * 0.999
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert _snr_db(model(image).numpy(), got) >= 13
+    assert _snr_db(model(image).numpy(), invoke_tflite(interpreter, image)) >= 13
 
 
 def test_the_patched_quantizer_step_is_restored():
     from tensorflow.lite.python import lite
 
     original = lite._mlir_quantize
-    with pytest.raises(ZeroDivisionError), keeping_ranges_valid(_dead_relu_model()):
+    with pytest.raises(ZeroDivisionError), keeping_ranges_valid(dead_relu_model(TILE)):
         assert lite._mlir_quantize is not original
         raise ZeroDivisionError
     assert lite._mlir_quantize is original

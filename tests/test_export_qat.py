@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from conftest import dead_relu_model, invoke_tflite
 
 from tfderain._keras import keras, tf
 from tfderain.export import export_tflite, qat
@@ -292,9 +293,7 @@ def test_qat_converts_a_pooled_tensor_shared_by_two_concatenations():
     image = np.random.default_rng(6).random((1, TILE, TILE, 3)).astype(np.float32)
     interpreter = Interpreter(model_content=data)
     interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    got = invoke_tflite(interpreter, image)
     # A random 5-layer network with 8-bit activations: bound as for PCNet above.
     assert _snr_db(model(image).numpy(), got) >= 13
 
@@ -306,15 +305,7 @@ def test_a_dead_activation_gets_a_range_the_int8_kernels_accept():
     # convolution's requantization scale (input step × weight step / output step) then exceeds
     # what XNNPACK's int8 kernels take (< 256), and LiteRT fails to prepare the file. The
     # output of the dead branch is exactly 0, which any range holding 0 represents.
-    layers = keras.layers
-    keras.utils.set_random_seed(23)
-    x = keras.Input((TILE, TILE, 3))
-    dead = layers.Conv2D(2, 3, padding="same", activation="relu", bias_initializer="zeros")
-    h = dead(layers.Conv2D(4, 3, padding="same")(x))
-    h = layers.Conv2D(4, 1, activation="relu")(h)
-    model = keras.Model(x, layers.Add()([x, layers.Conv2D(3, 1)(layers.Concatenate()([x, h]))]))
-    kernel, bias = dead.get_weights()
-    dead.set_weights([kernel, bias - 100.0])
+    model = dead_relu_model(TILE)
     qmodel = qat.quantize_model(model)
     qat.calibrate(qmodel, (b["rainy"] for b in _pairs(TILE, 2).take(4)))
     converter = tf.lite.TFLiteConverter.from_keras_model(qmodel)
@@ -322,10 +313,7 @@ def test_a_dead_activation_gets_a_range_the_int8_kernels_accept():
     interpreter = Interpreter(model_content=converter.convert())
     interpreter.allocate_tensors()
     image = np.random.default_rng(7).random((1, TILE, TILE, 3)).astype(np.float32)
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert _snr_db(model(image).numpy(), got) >= 13
+    assert _snr_db(model(image).numpy(), invoke_tflite(interpreter, image)) >= 13
 
 
 def test_sequential_sum_rounds_each_partial_sum_to_its_8_bit_range():
