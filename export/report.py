@@ -11,7 +11,8 @@ Models of at least 5 M parameters (too large for phones) get ``none``, ``fp16`` 
 only. Files are exported with a dynamic input size (so the test images run whole, whatever their
 orientation); latency resizes that input to 320×480.
 
-Runs subsets and merges them into the existing report (rows of other models/formats are kept)::
+Runs subsets and merges them into the existing report: a new row replaces the row of the same
+model, format and CPU; rows of other models, formats or CPUs are kept::
 
     python export/report.py --models prenet --formats none,fp16,dynamic,int8,qat
     python export/report.py --models prenet,pcnet --formats none,int8,qat --time-limit 3600
@@ -255,19 +256,23 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def target_lines(rows: list[dict[str, str]]) -> list[str]:
-    """One line per :data:`TARGETS` model: its QAT row against the targets, met or not."""
+    """One line per QAT row of a :data:`TARGETS` model (one per CPU): met or not."""
     lines = []
     for name in TARGETS:
-        row = next((r for r in rows if r["model"] == name and r["format"] == "qat"), None)
-        if row is None or not row.get("ΔPSNR vs float") or not row.get("× float latency"):
+        qat_rows = [r for r in rows if r["model"] == name and r["format"] == "qat"]
+        if not qat_rows:
             lines.append(f"{name} qat: not measured")
-            continue
-        loss, ratio = -float(row["ΔPSNR vs float"]), float(row["× float latency"])
-        verdict = [
-            f"PSNR loss {loss:.2f} dB ({'met' if loss <= MAX_QAT_LOSS_DB else 'NOT met'})",
-            f"latency {ratio:.2f}× float ({'met' if ratio <= MAX_QAT_LATENCY else 'NOT met'})",
-        ]
-        lines.append(f"{name} qat ({row['weights']}): " + "; ".join(verdict))
+        for row in qat_rows:
+            where = f"{row['weights']}, {row['CPU']}" if row.get("CPU") else row["weights"]
+            if not row.get("ΔPSNR vs float") or not row.get("× float latency"):
+                lines.append(f"{name} qat ({where}): no float row in the same run")
+                continue
+            loss, ratio = -float(row["ΔPSNR vs float"]), float(row["× float latency"])
+            verdict = [
+                f"PSNR loss {loss:.2f} dB ({'met' if loss <= MAX_QAT_LOSS_DB else 'NOT met'})",
+                f"latency {ratio:.2f}× float ({'met' if ratio <= MAX_QAT_LATENCY else 'NOT met'})",
+            ]
+            lines.append(f"{name} qat ({where}): " + "; ".join(verdict))
     return lines
 
 
@@ -285,12 +290,19 @@ def write_report(path: Path, rows: list[dict[str, str]], notes: list[str]) -> No
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` rows, with the ones of the same (model, format) replaced by ``new``."""
-    key = {(r["model"], r["format"]): r for r in old}
+    """``old`` rows, with the ones of the same (model, format, CPU) replaced by ``new``.
+
+    Rows of other CPUs are kept beside them: a latency ratio only means something against the
+    float row of its own CPU (and run), so each CPU keeps its own float row.
+    """
+    key = {(r["model"], r["format"], r.get("CPU", "")): r for r in old}
     for r in new:
-        key[(r["model"], r["format"])] = r
+        key[(r["model"], r["format"], r.get("CPU", ""))] = r
     order = {f: i for i, f in enumerate(("Keras float32", *ALL_FORMATS))}
-    return sorted(key.values(), key=lambda r: (r["model"], order.get(r["format"], 99)))
+    return sorted(
+        key.values(),
+        key=lambda r: (r["model"], r.get("CPU", ""), order.get(r["format"], 99)),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

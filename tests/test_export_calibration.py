@@ -16,7 +16,13 @@ from conftest import dead_relu_model, invoke_tflite
 
 from tfderain._keras import keras, tf
 from tfderain.export import ExportError, export_tflite
-from tfderain.export.calibration import MIN_RANGE, _in_layers, keeping_ranges_valid
+from tfderain.export.calibration import (
+    FLOAT_LAYERS,
+    MIN_RANGE,
+    _in_layers,
+    keeping_ranges_valid,
+    widened_max,
+)
 from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference
 from tfderain.models import build
 
@@ -105,3 +111,21 @@ def test_int8_spair_keeps_its_masked_statistics_float_and_runs(tmp_path):
     got = TFLiteModel(path, num_threads=2).run(image)["derained"]
     want = keras_reference(model)(image)["derained"]
     assert _snr_db(want, got) >= 13
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.0, 2e-6, MIN_RANGE), (-1e-3, 0.0, -1e-3 + MIN_RANGE), (0.5, 0.52, None), (-6.0, 6.0, None)],
+)
+def test_a_range_narrower_than_the_floor_keeps_its_minimum(low, high, expected):
+    got = widened_max(low, high)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_layers_kept_float_in_int8_files_quantize_only_their_output_in_qat_files():
+    from tfderain.export.qat import CONFIGS, OutputQuantizeConfig
+
+    # The two exports must agree on which statistics compute in float.
+    assert FLOAT_LAYERS
+    for cls in FLOAT_LAYERS:
+        assert CONFIGS.get(cls) is OutputQuantizeConfig, cls.__name__

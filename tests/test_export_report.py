@@ -18,22 +18,28 @@ def report():
     return module
 
 
-def _row(report, model: str, fmt: str, latency: str) -> dict[str, str]:
+def _row(report, model: str, fmt: str, latency: str, cpu: str = "X (avx2)") -> dict[str, str]:
     row = dict.fromkeys(report.COLUMNS, "")
-    return {**row, "model": model, "format": fmt, "latency (ms)": latency, "CPU": "X (avx2)"}
+    return {**row, "model": model, "format": fmt, "latency (ms)": latency, "CPU": cpu}
 
 
-def test_rows_written_are_read_back_and_merged_by_model_and_format(report, tmp_path):
+def test_rows_written_are_read_back_and_merged_by_model_format_and_cpu(report, tmp_path):
     path = tmp_path / "REPORT.md"
     old = [_row(report, "prenet", "qat", "300.0"), _row(report, "prenet", "none", "900.0")]
     report.write_report(path, old, ["first run"])
     assert report.read_rows(path) == old
-    new = [_row(report, "prenet", "qat", "250.0"), _row(report, "pcnet", "int8", "80.0")]
+    new = [
+        _row(report, "prenet", "qat", "250.0"),
+        _row(report, "pcnet", "int8", "80.0"),
+        _row(report, "prenet", "none", "700.0", cpu="Y (avx2 avx512_vnni)"),
+    ]
     merged = report.merge(report.read_rows(path), new)
+    # A row of another CPU does not replace this CPU's row: each keeps its own float row.
     assert [(r["model"], r["format"], r["latency (ms)"]) for r in merged] == [
         ("pcnet", "int8", "80.0"),
         ("prenet", "none", "900.0"),
         ("prenet", "qat", "250.0"),
+        ("prenet", "none", "700.0"),
     ]
     assert "first run" in path.read_text()
 
@@ -57,3 +63,19 @@ def test_cpu_summary_names_a_model_and_only_the_flags_that_matter(report):
     assert model and flags.endswith(")")
     flags = flags[:-1].split()
     assert flags == ["no", "SIMD", "flags"] or set(flags) <= set(report.CPU_FLAGS)
+
+
+def test_target_lines_judge_every_qat_row_against_both_targets(report):
+    def qat(cpu: str, delta: str, ratio: str) -> dict[str, str]:
+        row = _row(report, "prenet", "qat", "1.0", cpu=cpu)
+        return {**row, "weights": "official", "ΔPSNR vs float": delta, "× float latency": ratio}
+
+    rows = [qat("A", "-0.31", "0.24"), qat("B", "-0.10", "0.85"), qat("C", "", "")]
+    lines = report.target_lines(rows)
+    prenet = [line for line in lines if line.startswith("prenet")]
+    assert prenet == [
+        "prenet qat (official, A): PSNR loss 0.31 dB (NOT met); latency 0.24× float (met)",
+        "prenet qat (official, B): PSNR loss 0.10 dB (met); latency 0.85× float (NOT met)",
+        "prenet qat (official, C): no float row in the same run",
+    ]
+    assert "pcnet qat: not measured" in lines

@@ -62,11 +62,19 @@ def _in_layers(tensor_name: str, layer_names: list[str]) -> bool:
     return any(f"/{layer}/" in part for part in parts for layer in layer_names)
 
 
+def widened_max(low: float, high: float, width: float = MIN_RANGE) -> float | None:
+    """``low + width`` if the range ``[low, high]`` is narrower than ``width``, else ``None``.
+
+    A narrow range keeps its minimum (a dead tensor's range still holds 0) and gets this maximum.
+    """
+    return low + width if high - low < width else None
+
+
 def widen_ranges(model_object: object, width: float = MIN_RANGE) -> int:
     """Give every calibrated range of a TFLite model object at least ``width``; how many widened.
 
     ``model_object`` is a ``tensorflow.lite.tools.flatbuffer_utils`` object of a calibrated
-    model; a narrow range keeps its minimum and gets ``max = min + width``.
+    model; a narrow range gets the maximum :func:`widened_max` gives it.
     """
     widened = 0
     for graph in model_object.subgraphs:
@@ -76,9 +84,9 @@ def widen_ranges(model_object: object, width: float = MIN_RANGE) -> int:
                 continue
             if len(quant.min) != 1 or len(quant.max) != 1:
                 continue
-            low, high = float(quant.min[0]), float(quant.max[0])
-            if high - low < width:
-                quant.max = np.array([low + width], dtype=np.float32)
+            high = widened_max(float(quant.min[0]), float(quant.max[0]), width)
+            if high is not None:
+                quant.max = np.array([high], dtype=np.float32)
                 widened += 1
     return widened
 

@@ -66,7 +66,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after tf_keras is 
 
 from tfderain._keras import keras, tf
 from tfderain.export import rewrite
-from tfderain.export.calibration import MIN_RANGE
+from tfderain.export.calibration import MIN_RANGE, widened_max
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
 from tfderain.export.tflite import QAT_LOSSES
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
@@ -348,8 +348,8 @@ def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
     """Widen every activation range of ``qmodel`` narrower than ``width``; how many it widened.
 
     Activation ranges are the scalar ``*_min`` / ``*_max`` variables of the quantizers (weight
-    ranges are per channel, vectors, and are left alone); a narrow range keeps its minimum and
-    gets ``max = min + width``.
+    ranges are per channel, vectors, and are left alone); a narrow range gets the maximum
+    :func:`tfderain.export.calibration.widened_max` gives it.
     """
     ranges: dict[str, dict[str, tf.Variable]] = {}
     for variable in qmodel.variables:
@@ -359,9 +359,9 @@ def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
     widened = 0
     for bounds in ranges.values():
         if {"min", "max"} <= bounds.keys():
-            low, high = float(bounds["min"].numpy()), float(bounds["max"].numpy())
-            if high - low < width:
-                bounds["max"].assign(low + width)
+            high = widened_max(float(bounds["min"].numpy()), float(bounds["max"].numpy()), width)
+            if high is not None:
+                bounds["max"].assign(high)
                 widened += 1
     return widened
 
