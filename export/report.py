@@ -18,7 +18,10 @@ model, format and CPU; rows of other models, formats or CPUs are kept::
     python export/report.py --models prenet,pcnet --formats none,int8,qat --time-limit 3600
 
 ``--time-limit`` (seconds) stops starting new builds once exceeded; rows not built are listed
-as skipped.
+as skipped. ``--keep DIR`` keeps the built files (``<model>_<format>.tflite`` and their specs)
+for a closer look, e.g. with ``tfderain.export.tflite.operators``; with ``--reuse`` a later run
+measures the files already in DIR instead of building them again (delete a file to rebuild it;
+the files must come from the same weights and options).
 """
 
 from __future__ import annotations
@@ -143,7 +146,12 @@ def mean_psnr(run, pairs, multiple: int) -> float:
     return float(np.mean(scores))
 
 
-def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]:
+def measure(model, name, fmt, weights, pairs, args, folder, reference):
+    """The report row of ``model`` exported as ``fmt`` into ``folder``, and its runner.
+
+    ``reference`` is ``(float row, float runner)`` of the same model and run, or ``None`` (the
+    float row itself): a format's latency is then timed in turns with the float file's.
+    """
     from tfderain import models
     from tfderain.export import export_tflite
     from tfderain.export.tflite import (
@@ -151,6 +159,7 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         float_operators,
         is_flex_free,
         keras_reference,
+        latencies_side_by_side,
         operators,
     )
 
@@ -160,26 +169,30 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
     if fmt == "qat":
         loss = f", {args.qat_loss} loss" if args.qat_loss != "l1" else ""
         setup.append(f"{qat_steps} QAT steps{loss}")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_tflite(
+    path = folder / f"{name}_{fmt}.tflite"
+    if not (args.reuse and path.is_file()):
+        export_tflite(
             model,
-            Path(tmp) / f"{name}_{fmt}.tflite",
+            path,
             quant=fmt,
             tile=None,
             qat_steps=qat_steps,
             qat_loss=args.qat_loss,
             samples=args.samples,
         )
-        ops = operators(path)
-        float_ops = float_operators(path) if fmt in ("int8", "qat") else []
-        size = path.stat().st_size
-        runner = TFLiteModel(path, num_threads=2)
-        first = _pad(pairs[0][1], multiple)
-        err = np.abs(
-            runner.run(first)["derained"] - keras_reference(model)(first)["derained"]
-        ).max()
-        psnr = mean_psnr(runner.run, pairs, multiple) if weights != "random" else float("nan")
+    ops = operators(path)
+    float_ops = float_operators(path) if fmt in ("int8", "qat") else []
+    size = path.stat().st_size
+    runner = TFLiteModel(path, num_threads=2)
+    first = _pad(pairs[0][1], multiple)
+    err = np.abs(runner.run(first)["derained"] - keras_reference(model)(first)["derained"]).max()
+    psnr = mean_psnr(runner.run, pairs, multiple) if weights != "random" else float("nan")
+    if reference is None:
         latency = runner.latency(LATENCY_SHAPE, repeats=args.repeats)
+    else:
+        latency, float_latency = latencies_side_by_side(
+            [runner, reference[1]], LATENCY_SHAPE, repeats=args.repeats
+        )
     row = {
         "model": name,
         "format": fmt,
@@ -198,11 +211,11 @@ def measure(model, name, fmt, weights, pairs, args, float_row) -> dict[str, str]
         "_psnr": psnr,
         "_latency": latency,
     }
-    if float_row is not None:
+    if reference is not None:
         if weights != "random":
-            row["ΔPSNR vs float"] = f"{psnr - float_row['_psnr']:+.2f}"
-        row["× float latency"] = f"{latency / float_row['_latency']:.2f}"
-    return row
+            row["ΔPSNR vs float"] = f"{psnr - reference[0]['_psnr']:+.2f}"
+        row["× float latency"] = f"{latency / float_latency:.2f}"
+    return row, runner
 
 
 def keras_row(model, name, weights, pairs) -> dict[str, str]:
@@ -228,10 +241,11 @@ absolute difference of the `derained` output against the Keras model on the firs
 threads, after a warm-up run, on the CPU of the row (model and the flags that decide int8
 speed: vector width, 8-bit dot products). QAT: calibrated, then fine-tuned to reproduce the
 float model's output (distillation) on synthetic rain over scikit-image photos, never on the
-test set. ΔPSNR and × latency compare with the `none` (float32 TFLite) row of the same model
-and run. *float ops*: operators of an int8 file that still compute in float32 (none: the file
-is integer from input quantization to output dequantization). PSNR is left out for random
-weights (it would measure nothing).
+test set. ΔPSNR and × latency compare with the `none` (float32 TFLite) row of the same model,
+CPU and run; a format's latency is timed in turns with the float file's (A B A B …), so both
+medians see the same load and clock of the shared machine. *float ops*: operators of an int8
+file that still compute in float32 (none: the file is integer from input quantization to output
+dequantization). PSNR is left out for random weights (it would measure nothing).
 
 """
 
@@ -305,6 +319,32 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     )
 
 
+def measure_formats(model, name, label, pairs, args, folder, rows, start, out) -> list[str]:
+    """Append the rows of every format of ``model`` to ``rows`` (the report is rewritten after
+    each); returns the notes of formats skipped or failed."""
+    notes, reference = [], None
+    for fmt in formats_for(model, args.formats.split(",")):
+        if args.time_limit and time.monotonic() - start > args.time_limit:
+            notes.append(f"{name} {fmt}: skipped (time limit reached)")
+            continue
+        t0 = time.monotonic()
+        try:
+            row, runner = measure(model, name, fmt, label, pairs, args, folder, reference)
+        except Exception as exc:
+            notes.append(f"{name} {fmt}: failed ({' '.join(str(exc).split())[:300]})")
+            continue
+        if fmt == "none":
+            reference = (row, runner)
+        rows.append(row)
+        write_report(out, merge(read_rows(out), rows), notes + ["(run in progress)"])
+        print(
+            f"{name} {fmt}: {row['PSNR (dB)']} dB, {row['latency (ms)']} ms, "
+            f"{time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="comma-separated registry names (default: all)")
@@ -323,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         help="weights of a model (.keras/.weights.h5/.pth), e.g. pcnet=runs/pcnet/model.keras",
     )
     parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
+    parser.add_argument("--keep", help="folder that keeps the built .tflite files and specs")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the files already in --keep, build the rest"
+    )
     parser.add_argument("-o", "--output", default=str(HERE / "REPORT.md"))
     args = parser.parse_args(argv)
 
@@ -343,43 +387,30 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"report: unknown format(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
+    if args.reuse and not args.keep:
+        print("report: --reuse needs --keep DIR (the folder of the files)", file=sys.stderr)
+        return 2
     pairs = test_pairs(Path(args.data), args.images)
     out = Path(args.output)
     start = time.monotonic()
     rows, notes = [], []
-    for name in names:
-        if args.time_limit and time.monotonic() - start > args.time_limit:
-            notes.append(f"{name}: skipped (time limit of {args.time_limit:.0f} s reached)")
-            continue
-        try:
-            model, label = load(name, weights)
-        except Exception as exc:  # one bad model must not stop the report
-            notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
-            continue
-        rows.append(keras_row(model, name, label, pairs))
-        float_row = None
-        for fmt in formats_for(model, formats):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
             if args.time_limit and time.monotonic() - start > args.time_limit:
-                notes.append(f"{name} {fmt}: skipped (time limit reached)")
+                notes.append(f"{name}: skipped (time limit of {args.time_limit:.0f} s reached)")
                 continue
-            t0 = time.monotonic()
             try:
-                row = measure(model, name, fmt, label, pairs, args, float_row)
-            except Exception as exc:
-                notes.append(f"{name} {fmt}: failed ({' '.join(str(exc).split())[:300]})")
+                model, label = load(name, weights)
+            except Exception as exc:  # one bad model must not stop the report
+                notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
                 continue
-            if fmt == "none":
-                float_row = row
-            rows.append(row)
-            write_report(out, merge(read_rows(out), rows), notes + ["(run in progress)"])
-            print(
-                f"{name} {fmt}: {row['PSNR (dB)']} dB, {row['latency (ms)']} ms, "
-                f"{time.monotonic() - t0:.0f} s",
-                flush=True,
-            )
-        skipped = sorted(set(formats) - set(formats_for(model, formats)))
-        if skipped:
-            notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
+            rows.append(keras_row(model, name, label, pairs))
+            notes += measure_formats(model, name, label, pairs, args, folder, rows, start, out)
+            skipped = sorted(set(formats) - set(formats_for(model, formats)))
+            if skipped:
+                notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
     notes.append(
         f"{len(pairs)} test pairs; QAT {args.qat_steps} steps ({RANDOM_QAT} for random weights), "
         f"target: the float model (distillation); int8 calibration on {args.samples} synthetic "

@@ -79,3 +79,25 @@ def test_target_lines_judge_every_qat_row_against_both_targets(report):
         "prenet qat (official, C): no float row in the same run",
     ]
     assert "pcnet qat: not measured" in lines
+
+
+def test_latencies_are_timed_in_turns_after_a_warm_up_each():
+    from tfderain.export.tflite import latencies_side_by_side
+
+    calls: list[str] = []
+
+    class Runner:
+        def __init__(self, name: str):
+            self.name = name
+            self.interpreter = self
+
+        def run(self, image):
+            assert image.shape == (8, 12, 3)
+            calls.append(f"warm-up {self.name}")
+
+        def invoke(self):
+            calls.append(self.name)
+
+    medians = latencies_side_by_side([Runner("A"), Runner("B")], (8, 12), repeats=3)
+    assert calls == ["warm-up A", "warm-up B", "A", "B", "A", "B", "A", "B"]
+    assert len(medians) == 2 and all(m >= 0 for m in medians)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -509,13 +509,27 @@ class TFLiteModel:
 
     def latency(self, shape: tuple[int, int], repeats: int = 5) -> float:
         """Median seconds of one ``invoke`` on a ``shape`` image (after one warm-up run)."""
-        self.run(np.full((*shape, 3), 0.5, np.float32))
-        times = []
-        for _ in range(repeats):
+        return latencies_side_by_side([self], shape, repeats)[0]
+
+
+def latencies_side_by_side(
+    runners: Sequence[TFLiteModel], shape: tuple[int, int], repeats: int = 5
+) -> list[float]:
+    """Median seconds of one ``invoke`` of each runner, timed in turns (A B A B …).
+
+    Each runner is warmed up on a ``shape`` image first. Taking turns exposes every runner to the
+    same load and clock changes of a shared machine, so the ratio of two medians is far steadier
+    than the ratio of two separate measurements.
+    """
+    for runner in runners:
+        runner.run(np.full((*shape, 3), 0.5, np.float32))
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(repeats):
+        for runner, spent in zip(runners, times, strict=True):
             start = time.perf_counter()
-            self.interpreter.invoke()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+            runner.interpreter.invoke()
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(spent)) for spent in times]
 
 
 def keras_reference(model: keras.Model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
