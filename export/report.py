@@ -209,7 +209,6 @@ def measure(model, name, fmt, weights, pairs, args, folder, reference):
         "float ops": " ".join(float_ops),
         "ops": " ".join(ops),
         "_psnr": psnr,
-        "_latency": latency,
     }
     if reference is not None:
         if weights != "random":
@@ -319,11 +318,13 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     )
 
 
-def measure_formats(model, name, label, pairs, args, folder, rows, start, out) -> list[str]:
+def measure_formats(
+    model, name, label, formats, pairs, args, folder, rows, start, out
+) -> list[str]:
     """Append the rows of every format of ``model`` to ``rows`` (the report is rewritten after
     each); returns the notes of formats skipped or failed."""
     notes, reference = [], None
-    for fmt in formats_for(model, args.formats.split(",")):
+    for fmt in formats_for(model, formats):
         if args.time_limit and time.monotonic() - start > args.time_limit:
             notes.append(f"{name} {fmt}: skipped (time limit reached)")
             continue
@@ -407,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
                 continue
             rows.append(keras_row(model, name, label, pairs))
-            notes += measure_formats(model, name, label, pairs, args, folder, rows, start, out)
+            notes += measure_formats(
+                model, name, label, formats, pairs, args, folder, rows, start, out
+            )
             skipped = sorted(set(formats) - set(formats_for(model, formats)))
             if skipped:
                 notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
