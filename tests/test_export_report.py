@@ -65,6 +65,14 @@ def test_cpu_summary_names_a_model_and_only_the_flags_that_matter(report):
     assert flags == ["no", "SIMD", "flags"] or set(flags) <= set(report.CPU_FLAGS)
 
 
+def test_latency_shape_is_rounded_up_to_the_models_multiple(report):
+    assert report.LATENCY_SHAPE == (320, 480)
+    assert report.latency_shape(1) == (320, 480)
+    assert report.latency_shape(16) == (320, 480)  # 320 = 20·16, 480 = 30·16
+    assert report.latency_shape(128) == (384, 512)
+    assert report.latency_shape(512) == (512, 512)  # CRDNet's classifier input
+
+
 def test_target_lines_judge_every_qat_row_against_both_targets(report):
     def qat(cpu: str, delta: str, ratio: str) -> dict[str, str]:
         row = _row(report, "prenet", "qat", "1.0", cpu=cpu)
