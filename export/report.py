@@ -28,6 +28,7 @@ the files must come from the same weights and options).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -153,8 +154,24 @@ def mean_psnr(run, pairs, multiple: int) -> float:
     return float(np.mean(scores))
 
 
-def measure(model, name, fmt, weights, pairs, args, folder, reference):
-    """The report row of ``model`` exported as ``fmt`` into ``folder``, and its runner.
+@dataclasses.dataclass
+class Run:
+    """What the measurements of one report run share."""
+
+    args: argparse.Namespace
+    pairs: list
+    folder: Path
+    out: Path
+    keep_float: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    start: float = dataclasses.field(default_factory=time.monotonic)
+
+    def out_of_time(self) -> bool:
+        limit = self.args.time_limit
+        return bool(limit) and time.monotonic() - self.start > limit
+
+
+def measure(run: Run, model, name, fmt, weights, reference):
+    """The report row of ``model`` exported as ``fmt`` into ``run.folder``, and its runner.
 
     ``reference`` is ``(float row, float runner)`` of the same model and run, or ``None`` (the
     float row itself): a format's latency is then timed in turns with the float file's.
@@ -171,15 +188,19 @@ def measure(model, name, fmt, weights, pairs, args, folder, reference):
     )
 
     multiple = models.spec(name).multiple
+    args = run.args
+    keep_float = run.keep_float.get(name, []) if fmt == "qat" else []
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
-    setup = [f"{len(pairs)} test pairs"] if weights != "random" else []
+    setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
         loss = f", {args.qat_loss} loss" if args.qat_loss != "l1" else ""
         setup.append(f"{qat_steps} QAT steps{loss}")
+        if keep_float:
+            setup.append(f"float32 layers {' '.join(keep_float)}")
     shape = latency_shape(multiple)
     if shape != LATENCY_SHAPE:
         setup.append(f"latency at {shape[0]}×{shape[1]}")
-    path = folder / f"{name}_{fmt}.tflite"
+    path = run.folder / f"{name}_{fmt}.tflite"
     if not (args.reuse and path.is_file()):
         export_tflite(
             model,
@@ -188,15 +209,16 @@ def measure(model, name, fmt, weights, pairs, args, folder, reference):
             tile=None,
             qat_steps=qat_steps,
             qat_loss=args.qat_loss,
+            qat_keep_float=keep_float,
             samples=args.samples,
         )
     ops = operators(path)
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []
     size = path.stat().st_size
     runner = TFLiteModel(path, num_threads=2)
-    first = _pad(pairs[0][1], multiple)
+    first = _pad(run.pairs[0][1], multiple)
     err = np.abs(runner.run(first)["derained"] - keras_reference(model)(first)["derained"]).max()
-    psnr = mean_psnr(runner.run, pairs, multiple) if weights != "random" else float("nan")
+    psnr = mean_psnr(runner.run, run.pairs, multiple) if weights != "random" else float("nan")
     if reference is None:
         latency = runner.latency(shape, repeats=args.repeats)
     else:
@@ -329,26 +351,24 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     )
 
 
-def measure_formats(
-    model, name, label, formats, pairs, args, folder, rows, start, out
-) -> list[str]:
+def measure_formats(run: Run, model, name, label, formats, rows) -> list[str]:
     """Append the rows of every format of ``model`` to ``rows`` (the report is rewritten after
     each); returns the notes of formats skipped or failed."""
     notes, reference = [], None
     for fmt in formats_for(model, formats):
-        if args.time_limit and time.monotonic() - start > args.time_limit:
+        if run.out_of_time():
             notes.append(f"{name} {fmt}: skipped (time limit reached)")
             continue
         t0 = time.monotonic()
         try:
-            row, runner = measure(model, name, fmt, label, pairs, args, folder, reference)
+            row, runner = measure(run, model, name, fmt, label, reference)
         except Exception as exc:
             notes.append(f"{name} {fmt}: failed ({' '.join(str(exc).split())[:300]})")
             continue
         if fmt == "none":
             reference = (row, runner)
         rows.append(row)
-        write_report(out, merge(read_rows(out), rows), notes + ["(run in progress)"])
+        write_report(run.out, merge(read_rows(run.out), rows), notes + ["(run in progress)"])
         print(
             f"{name} {fmt}: {row['PSNR (dB)']} dB, {row['latency (ms)']} ms, "
             f"{time.monotonic() - t0:.0f} s",
@@ -373,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=FILE",
         help="weights of a model (.keras/.weights.h5/.pth), e.g. pcnet=runs/pcnet/model.keras",
+    )
+    parser.add_argument(
+        "--keep-float",
+        action="append",
+        default=[],
+        metavar="NAME=PATTERNS",
+        help="QAT layers of a model left in float32, e.g. prenet=conv,stage*_out",
     )
     parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
     parser.add_argument("--keep", help="folder that keeps the built .tflite files and specs")
@@ -399,18 +426,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"report: unknown format(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
+    bad = [k for k in args.keep_float if "=" not in k or not k.split("=", 1)[1]]
+    if bad:
+        print(f"report: --keep-float expects NAME=PATTERNS, got {', '.join(bad)}", file=sys.stderr)
+        return 2
+    keep_float = {k.split("=", 1)[0]: k.split("=", 1)[1].split(",") for k in args.keep_float}
     if args.reuse and not args.keep:
         print("report: --reuse needs --keep DIR (the folder of the files)", file=sys.stderr)
         return 2
     pairs = test_pairs(Path(args.data), args.images)
-    out = Path(args.output)
-    start = time.monotonic()
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.keep or tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+        run = Run(args, pairs, Path(args.keep or tmp), Path(args.output), keep_float)
+        run.folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            if args.time_limit and time.monotonic() - start > args.time_limit:
+            if run.out_of_time():
                 notes.append(f"{name}: skipped (time limit of {args.time_limit:.0f} s reached)")
                 continue
             try:
@@ -419,9 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{name}: cannot build ({' '.join(str(exc).split())[:200]})")
                 continue
             rows.append(keras_row(model, name, label, pairs))
-            notes += measure_formats(
-                model, name, label, formats, pairs, args, folder, rows, start, out
-            )
+            notes += measure_formats(run, model, name, label, formats, rows)
             skipped = sorted(set(formats) - set(formats_for(model, formats)))
             if skipped:
                 notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
@@ -430,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         f"target: the float model (distillation); int8 calibration on {args.samples} synthetic "
         f"images; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end"
     )
-    write_report(out, merge(read_rows(out), rows), notes)
-    print(f"wrote {out}")
+    write_report(run.out, merge(read_rows(run.out), rows), notes)
+    print(f"wrote {run.out}")
     return 0
 
 

@@ -149,6 +149,59 @@ def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
 
 
+def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
+    # PReNet's image head (the last convolution, shared by the stages, and each stage's sum with
+    # the input) left in float: exactly those operators compute in float32, the rest is int8.
+    keras.utils.set_random_seed(13)
+    model = build("prenet", **TINY["prenet"])
+    keep = ["conv", "stage*_out"]
+    annotated = qat.annotate(export_outputs(model)[0], keep_float=keep)
+    configs = {
+        layer.layer.name: type(layer.quantize_config).__name__
+        for layer in annotated.layers
+        if hasattr(layer, "quantize_config")
+    }
+    assert configs["conv"] == configs["stage1_out"] == "NoOpQuantizeConfig"
+    assert configs["conv0"] != "NoOpQuantizeConfig"
+    path = export_tflite(
+        model, tmp_path / "kf.tflite", quant="qat", tile=TILE, qat_steps=1, qat_keep_float=keep
+    )
+    assert float_operators(path) == ["ADD", "CONV_2D"]
+    x = np.random.default_rng(6).random((TILE, TILE, 3)).astype(np.float32)
+    got = TFLiteModel(path).run(x)["derained"]
+    assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+
+
+def test_keep_float_pattern_matching_no_layer_is_an_error():
+    graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
+    with pytest.raises(qat.QuantizationError, match="'head\\*' match no layer"):
+        qat.annotate(graph, keep_float=["conv", "head*"])
+
+
+def test_qat_uint8_input_takes_raw_bytes(tmp_path):
+    # Calibration images need not reach 0 and 1; the input range is set to [0, 1] anyway, so
+    # raw bytes are the quantized input (scale 1/255, zero point 0).
+    keras.utils.set_random_seed(12)
+    model = build("prn_r", stages=1, channels=4)
+    graph, _ = export_outputs(model)
+    qmodel = qat.quantize_model(graph)
+    qat.calibrate(qmodel, [np.full((1, TILE, TILE, 3), 0.5, np.float32)])
+    ranges = {
+        v.name.split(":")[0][-3:]: float(v.numpy())
+        for layer in qmodel.layers
+        if type(layer).__name__ == "QuantizeLayer"
+        for v in layer.variables
+        if v.shape.rank == 0 and v.dtype.is_floating
+    }
+    assert ranges == {"min": 0.0, "max": 1.0}
+    path = export_tflite(
+        model, tmp_path / "qat_u8.tflite", quant="qat", tile=TILE, qat_steps=1, uint8_io=True
+    )
+    rainy = read_spec(spec_path(path))["inputs"][0]
+    assert rainy["dtype"] == "uint8" and rainy["quantization"]["zero_point"] == 0
+    assert rainy["quantization"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
+
+
 @pytest.mark.parametrize("target", ["teacher", "clean"])
 def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
     # The rainy input is uniform in [0, 1] and the untrained residual model's output stays close

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "export" / "report.py"
 def report():
     spec = importlib.util.spec_from_file_location("export_report", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
-    return module
+    yield module
+    del sys.modules[spec.name]
 
 
 def _row(report, model: str, fmt: str, latency: str, cpu: str = "X (avx2)") -> dict[str, str]:

@@ -33,6 +33,7 @@ from tfderain.export.tflite import (
     keras_reference,
     operators,
     psnr_db,
+    with_black_and_white,
 )
 from tfderain.models import build
 
@@ -127,8 +128,8 @@ def test_int8_with_uint8_io_takes_raw_bytes(exported, model, image):
     spec = read_spec(spec_path(path))
     rainy = spec["inputs"][0]
     assert rainy["dtype"] == "uint8"
-    # The input's range covers [0, 1] (calibration images span it; the converter may widen it,
-    # since PReNet concatenates the input with stage estimates that share its scale).
+    # The input range covers [0, 1] (a black and a white calibration pixel); PReNet's converter
+    # widens it, since the input is concatenated with stage estimates that share its scale.
     scale, zero = rainy["quantization"]["scale"], rainy["quantization"]["zero_point"]
     assert 0 <= zero <= 255 and -zero * scale <= 0.0 and (255 - zero) * scale >= 1.0
     assert spec["outputs"][0]["dtype"] == "uint8"
@@ -165,6 +166,8 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="int4")
     with pytest.raises(ExportError, match="uint8 I/O needs an integer model"):
         export_tflite(model, tmp_path / "m.tflite", quant="fp16", uint8_io=True)
+    with pytest.raises(ExportError, match="layers kept in float32 need quant='qat', not 'int8'"):
+        export_tflite(model, tmp_path / "m.tflite", quant="int8", qat_keep_float=["conv"])
     pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
     with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
         export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))
@@ -235,3 +238,16 @@ def test_cli_export_without_weights_is_a_one_line_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tfderain: error:") and "needs weights" in err and "\n" not in err
+
+
+def test_black_and_white_pixels_are_added_to_a_copy_of_the_first_image():
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0.2, 0.7, (8, 8, 3)).astype(np.float32) for _ in range(2)]
+    before = [image.copy() for image in images]
+    pinned = with_black_and_white(images)
+    assert pinned[0].min() == 0.0 and pinned[0].max() == 1.0
+    assert np.count_nonzero(pinned[0] != before[0]) == 6  # two pixels, three channels
+    assert pinned[1] is images[1]
+    for image, copy in zip(images, before, strict=True):
+        np.testing.assert_array_equal(image, copy)
+    assert with_black_and_white([]) == []

@@ -165,6 +165,7 @@ def cmd_export_tflite(args) -> int:
         qat_steps=args.qat_steps,
         qat_target=args.qat_target,
         qat_loss=args.qat_loss,
+        qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
         uint8_io=args.uint8_io,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
@@ -225,6 +226,11 @@ def _add_export_parser(sub) -> None:
         choices=QAT_LOSSES,
         default="l1",
         help="QAT fine-tuning loss against the target (default l1)",
+    )
+    p.add_argument(
+        "--qat-keep-float",
+        metavar="PATTERNS",
+        help="QAT: comma-separated layer name patterns left in float32 (e.g. conv,stage*_out)",
     )
     p.add_argument(
         "--uint8-io", action="store_true", help="uint8 input/output tensors (int8 and qat only)"

@@ -58,7 +58,8 @@ Integer-Arithmetic-Only Inference", CVPR 2018; TFMOT's ``quantize_annotate_layer
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import fnmatch
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -214,7 +215,7 @@ def unquantizable_layers(model: keras.Model) -> list[str]:
     return bad
 
 
-def annotate(model: keras.Model) -> keras.Model:
+def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
     """A copy of the functional ``model`` with every layer annotated for 8-bit QAT.
 
     Built-in layers TFMOT supports get its default configs, the layers of :data:`CONFIGS` get
@@ -222,8 +223,14 @@ def annotate(model: keras.Model) -> keras.Model:
     weights stay shared, shared layers without become one layer per call
     (:func:`unshare_weightless_layers`), so each call gets its own output range.
 
+    ``keep_float``: layer name patterns (``fnmatch``, e.g. ``"stage*_out"``) of layers left in
+    float: no weight or output quantization, so the int8 file computes them in float32 between
+    ``DEQUANTIZE`` and ``QUANTIZE`` (mixed precision, e.g. a network's last convolution, which
+    writes the image; see ``export/README.md``).
+
     Raises:
-        QuantizationError: listing every layer that cannot be quantized.
+        QuantizationError: listing every layer that cannot be quantized, or a ``keep_float``
+            pattern that matches no layer.
     """
     bad = unquantizable_layers(model)
     if bad:
@@ -232,9 +239,18 @@ def annotate(model: keras.Model) -> keras.Model:
             + ", ".join(bad)
         )
     model = unshare_weightless_layers(with_leaky_relus(model), custom_objects=_scope())
+    names = [layer.name for layer in model.layers]
+    unmatched = [p for p in keep_float if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise QuantizationError(
+            f"keep_float pattern(s) {', '.join(map(repr, unmatched))} match no layer of model "
+            f"{model.name!r}"
+        )
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 
     def annotated(copy):
+        if any(fnmatch.fnmatchcase(copy.name, pattern) for pattern in keep_float):
+            return annotate_layer(copy, NoOpQuantizeConfig())
         config = CONFIGS.get(type(copy))
         return annotate_layer(copy, config() if config else None)
 
@@ -291,10 +307,11 @@ def _batch_norm_as_depthwise(norm: layers.BatchNormalization) -> tuple[Any, list
     return conv, [scale.reshape(1, 1, -1, 1), beta - mean * scale]
 
 
-def quantize_model(model: keras.Model) -> keras.Model:
-    """``model`` with fake-quantization nodes (annotate, then ``quantize_apply``), same weights."""
+def quantize_model(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
+    """``model`` with fake-quantization nodes (annotate, then ``quantize_apply``), same weights;
+    ``keep_float`` as for :func:`annotate`."""
     with tfmot.quantization.keras.quantize_scope(_scope()):
-        return tfmot.quantization.keras.quantize_apply(annotate(model))
+        return tfmot.quantization.keras.quantize_apply(annotate(model, keep_float))
 
 
 def _loss(name: str) -> keras.losses.Loss | Any:
@@ -366,6 +383,24 @@ def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
     return widened
 
 
+def pin_input_range(qmodel: keras.Model, low: float = 0.0, high: float = 1.0) -> int:
+    """Set the range of ``qmodel``'s input quantizers to ``[low, high]``; how many it set.
+
+    Images are in [0, 1] whatever the calibration batches reached, so the int8 input gets scale
+    1/255 and zero point 0 (uint8 apps feed raw bytes) and a white pixel is not clipped.
+    """
+    pinned = 0
+    for layer in qmodel.layers:
+        if type(layer).__name__ != "QuantizeLayer":
+            continue
+        for variable in layer.variables:
+            name = variable.name.split(":")[0]
+            if variable.shape.rank == 0 and name.endswith(("_min", "_max")):
+                variable.assign(low if name.endswith("_min") else high)
+                pinned += 1
+    return pinned
+
+
 def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
     """Set the activation ranges of a :func:`quantize_model` result from ``images`` batches.
 
@@ -374,6 +409,8 @@ def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
     ``n`` batches each range is the mean of the ``n`` per-batch ranges: TFMOT's initial [-6, 6]
     is forgotten at the first batch, and every batch counts equally (with a constant decay the
     last few batches would decide, and the ranges would vary with the order of the batches).
+    Narrow ranges are then widened (:func:`widen_narrow_ranges`) and the input range is set to
+    [0, 1] (:func:`pin_input_range`); :func:`finetune` does both again after its last step.
     """
     decay = [0.0]
     with _range_tracking(decay):
@@ -381,6 +418,7 @@ def calibrate(qmodel: keras.Model, images: Iterable) -> keras.Model:
             decay[0] = (k - 1) / k
             qmodel(batch, training=True)
     widen_narrow_ranges(qmodel)
+    pin_input_range(qmodel)
     return qmodel
 
 
@@ -444,6 +482,7 @@ def finetune(
     for batch in pairs.repeat().take(steps):
         train_step(batch["rainy"], batch["clean"])
     widen_narrow_ranges(qmodel)
+    pin_input_range(qmodel)
     return qmodel
 
 
@@ -458,6 +497,7 @@ __all__ = [
     "annotate",
     "calibrate",
     "finetune",
+    "pin_input_range",
     "quantize_model",
     "unquantizable_layers",
     "unshare_weightless_layers",

@@ -20,9 +20,12 @@ Quantization modes (TFLite post-training quantization guide; Jacob et al., CVPR 
 
 I/O types: float32 in and out for every mode by default (int8 models quantize the input and
 dequantize the outputs inside the graph, so apps feed the same [0, 1] floats). ``uint8_io=True``
-(``int8``/``qat`` only) makes the input and outputs uint8 tensors: the input scale is 1/255, zero
-point 0 (the calibrated [0, 1] range), so apps feed raw RGB bytes; outputs carry the scale and
-zero point written in the spec.
+(``int8``/``qat`` only) makes the input and outputs uint8 tensors. The input range is set to
+[0, 1] whatever the calibration images reached (:func:`with_black_and_white`,
+:func:`tfderain.export.qat.pin_input_range`), so the input scale is 1/255 with zero point 0 and
+apps feed raw RGB bytes, unless the converter ties the input to a wider tensor's scale (PReNet
+concatenates it with its stage estimates); the spec holds the input's and outputs' scale and
+zero point.
 
 The exported graph has one input ``rainy`` (``[1, H, W, 3]`` for a tile, ``[1, -1, -1, 3]`` when
 dynamic) and the outputs ``derained`` (plus ``density`` for density-aware models); other Keras
@@ -180,6 +183,21 @@ def representative_images(
     return list(_folder_crops(folder, size, samples, seed))
 
 
+def with_black_and_white(images: list[np.ndarray]) -> list[np.ndarray]:
+    """``images`` whose first has one black and one white pixel (a copy; the rest unchanged).
+
+    The calibrated input range is then exactly [0, 1], the range of every image: a white pixel
+    is not clipped because no calibration image happened to reach 1, and the input of an int8
+    file gets scale 1/255 and zero point 0 (uint8 apps feed raw RGB bytes) unless the converter
+    ties it to a wider tensor's scale (module docstring).
+    """
+    if not images:
+        return images
+    first = np.array(images[0], np.float32, copy=True)
+    first[0, 0], first[-1, -1] = 0.0, 1.0
+    return [first, *images[1:]]
+
+
 def qat_pairs(source: str | os.PathLike | None, size: int, seed: int = 0) -> tf.data.Dataset:
     """Fine-tuning batches for QAT: a paired dataset folder, or synthetic rain."""
     if source is None or str(source) == "synthetic":
@@ -240,6 +258,7 @@ def convert(
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
+    qat_keep_float: Sequence[str] = (),
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -247,6 +266,8 @@ def convert(
     """The ``.tflite`` bytes of ``model`` and its output names (see :func:`export_tflite`)."""
     arch, _, entry = _registry_entry(model)
     tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
+    if qat_keep_float and quant != "qat":
+        raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
         graph = with_subpixel_convolutions(graph)
@@ -259,7 +280,7 @@ def convert(
         if qat_target not in QAT_TARGETS:
             raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
         teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
-        graph = qat.quantize_model(graph)
+        graph = qat.quantize_model(graph, qat_keep_float)
         patch = min(*calib, MAX_QAT_PATCH)
         patch -= patch % entry.multiple
         qat.finetune(
@@ -277,7 +298,7 @@ def convert(
     if quant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     elif quant == "int8":
-        images = representative_images(representative, calib, samples, seed)
+        images = with_black_and_white(representative_images(representative, calib, samples, seed))
         converter.representative_dataset = lambda: ([image[None]] for image in images)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
@@ -307,6 +328,7 @@ def export_tflite(
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
+    qat_keep_float: Sequence[str] = (),
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -326,6 +348,8 @@ def export_tflite(
         qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
             reproduce it) or ``"clean"`` (the pairs' clean images).
+        qat_keep_float: ``qat`` layer name patterns left in float32 (mixed precision; see
+            :func:`tfderain.export.qat.annotate`), e.g. ``("conv", "stage*_out")``.
         uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
         samples: number of calibration images for ``int8``.
         seed: seed of the calibration crops and fine-tuning stream.
@@ -347,6 +371,7 @@ def export_tflite(
         qat_steps=qat_steps,
         qat_loss=qat_loss,
         qat_target=qat_target,
+        qat_keep_float=qat_keep_float,
         uint8_io=uint8_io,
         samples=samples,
         seed=seed,
