@@ -377,6 +377,15 @@ def measure_formats(run: Run, model, name, label, formats, rows) -> list[str]:
     return notes
 
 
+def _named_values(values: list[str], flag: str, form: str) -> dict[str, str] | None:
+    """``NAME=VALUE`` options as a dict; ``None`` (after a one-line error) if one is malformed."""
+    bad = [v for v in values if "=" not in v or not v.split("=", 1)[1]]
+    if bad:
+        print(f"report: {flag} expects {form}, got {', '.join(bad)}", file=sys.stderr)
+        return None
+    return dict(v.split("=", 1) for v in values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="comma-separated registry names (default: all)")
@@ -412,11 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     from tfderain import models
 
     names = args.models.split(",") if args.models else models.names()
-    bad = [w for w in args.weights if "=" not in w or not w.split("=", 1)[1]]
-    if bad:
-        print(f"report: --weights expects NAME=FILE, got {', '.join(bad)}", file=sys.stderr)
+    weights = _named_values(args.weights, "--weights", "NAME=FILE")
+    if weights is None:
         return 2
-    weights = dict(w.split("=", 1) for w in args.weights)
     for name, file in weights.items():
         if not Path(file).is_file():
             print(f"report: {file}: weights of {name!r} not found", file=sys.stderr)
@@ -426,11 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"report: unknown format(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
-    bad = [k for k in args.keep_float if "=" not in k or not k.split("=", 1)[1]]
-    if bad:
-        print(f"report: --keep-float expects NAME=PATTERNS, got {', '.join(bad)}", file=sys.stderr)
+    keep_float = _named_values(args.keep_float, "--keep-float", "NAME=PATTERNS")
+    if keep_float is None:
         return 2
-    keep_float = {k.split("=", 1)[0]: k.split("=", 1)[1].split(",") for k in args.keep_float}
+    keep_float = {name: patterns.split(",") for name, patterns in keep_float.items()}
     if args.reuse and not args.keep:
         print("report: --reuse needs --keep DIR (the folder of the files)", file=sys.stderr)
         return 2

@@ -361,6 +361,19 @@ def _range_tracking(decay: list[float]) -> Iterator[None]:
 # weight is below ~300 stays valid.
 
 
+def _activation_ranges(variables: Iterable[tf.Variable]) -> dict[str, dict[str, tf.Variable]]:
+    """The activation ranges among quantizer ``variables``: prefix → ``{"min", "max"}``.
+
+    They are the scalar ``*_min`` / ``*_max`` variables (weight ranges are per channel, vectors).
+    """
+    ranges: dict[str, dict[str, tf.Variable]] = {}
+    for variable in variables:
+        name = variable.name.split(":")[0]
+        if variable.shape.rank == 0 and name.endswith(("_min", "_max")):
+            ranges.setdefault(name[:-4], {})[name[-3:]] = variable
+    return {prefix: bounds for prefix, bounds in ranges.items() if len(bounds) == 2}
+
+
 def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
     """Widen every activation range of ``qmodel`` narrower than ``width``; how many it widened.
 
@@ -368,18 +381,12 @@ def widen_narrow_ranges(qmodel: keras.Model, width: float = MIN_RANGE) -> int:
     ranges are per channel, vectors, and are left alone); a narrow range gets the maximum
     :func:`tfderain.export.calibration.widened_max` gives it.
     """
-    ranges: dict[str, dict[str, tf.Variable]] = {}
-    for variable in qmodel.variables:
-        name = variable.name.split(":")[0]
-        if variable.shape.rank == 0 and name.endswith(("_min", "_max")):
-            ranges.setdefault(name[:-4], {})[name[-3:]] = variable
     widened = 0
-    for bounds in ranges.values():
-        if {"min", "max"} <= bounds.keys():
-            high = widened_max(float(bounds["min"].numpy()), float(bounds["max"].numpy()), width)
-            if high is not None:
-                bounds["max"].assign(high)
-                widened += 1
+    for bounds in _activation_ranges(qmodel.variables).values():
+        high = widened_max(float(bounds["min"].numpy()), float(bounds["max"].numpy()), width)
+        if high is not None:
+            bounds["max"].assign(high)
+            widened += 1
     return widened
 
 
@@ -391,12 +398,10 @@ def pin_input_range(qmodel: keras.Model, low: float = 0.0, high: float = 1.0) ->
     """
     pinned = 0
     for layer in qmodel.layers:
-        if type(layer).__name__ != "QuantizeLayer":
-            continue
-        for variable in layer.variables:
-            name = variable.name.split(":")[0]
-            if variable.shape.rank == 0 and name.endswith(("_min", "_max")):
-                variable.assign(low if name.endswith("_min") else high)
+        if type(layer).__name__ == "QuantizeLayer":
+            for bounds in _activation_ranges(layer.variables).values():
+                bounds["min"].assign(low)
+                bounds["max"].assign(high)
                 pinned += 1
     return pinned
 
