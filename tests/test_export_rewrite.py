@@ -50,6 +50,60 @@ def test_subpixel_convolution_equals_the_transposed_one(padding, kernel, stride)
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
 
 
+def _cropped(kernel: int, stride: int, padding: str, cropping, also_read: bool) -> keras.Model:
+    """Conv2DTranspose → Cropping2D → ReLU; ``also_read``: the transposed output is an output."""
+    rainy = keras.Input((None, None, 3))
+    up = layers.Conv2DTranspose(4, kernel, strides=stride, padding=padding)(rainy)
+    cropped = layers.ReLU()(layers.Cropping2D(cropping)(up))
+    model = keras.Model(rainy, [cropped, up] if also_read else cropped)
+    rng = np.random.default_rng(kernel * 10 + stride)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, cropping",
+    [
+        (3, 2, "valid", ((1, 0), (1, 0))),  # PyTorch padding=1, output_padding=1 (PCNet)
+        (3, 2, "valid", ((0, 1), (2, 3))),
+        (4, 2, "same", ((1, 1), (0, 2))),
+        (5, 3, "valid", ((4, 0), (0, 5))),
+        (2, 2, "valid", ((1, 1), (3, 0))),
+        (1, 2, "valid", ((0, 1), (1, 0))),
+    ],
+)
+@pytest.mark.parametrize("also_read", [False, True])
+def test_a_cropping_after_a_transposed_convolution_is_folded_into_it(
+    kernel, stride, padding, cropping, also_read
+):
+    model = _cropped(kernel, stride, padding, cropping, also_read)
+    rewritten = with_subpixel_convolutions(model)
+    folded = not any(
+        type(layer) is layers.Cropping2D and layer.cropping == cropping
+        for layer in rewritten.layers
+    )
+    # Folded only where the cropping alone reads the transposed output.
+    assert folded == (not also_read)
+    x = np.random.default_rng(1).normal(size=(2, 7, 6, 3)).astype(np.float32)
+    want_all, got_all = model(x), rewritten(x)
+    if not also_read:
+        want_all, got_all = [want_all], [got_all]
+    for want, got in zip(want_all, got_all, strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+
+
+def test_pytorch_output_padding_needs_no_padding_or_cropping_operator():
+    # ConvTranspose2d(3, stride=2, padding=1, output_padding=1): output row 2m is x[m]·w[1],
+    # row 2m + 1 is x[m]·w[2] + x[m + 1]·w[0], so a 2×2 convolution on the input padded by one
+    # row after (``same``) computes all four phases exactly: no zero padding, no crop.
+    model = _cropped(3, 2, "valid", ((1, 0), (1, 0)), also_read=False)
+    kinds = [type(layer).__name__ for layer in with_subpixel_convolutions(model).layers]
+    assert kinds == ["InputLayer", "Conv2D", "DepthToSpace", "ReLU"]
+    conv = with_subpixel_convolutions(model).layers[1]
+    assert conv.kernel_size == (2, 2) and conv.padding == "same"
+
+
 def test_subpixel_kernel_of_a_single_tap_puts_it_in_its_phase():
     # A 3×3 stride-2 kernel with one non-zero tap at (y, x) = (0, 2): output row 2m + 0 and
     # column 2n + 0 get x[m − 1 + j, n − 1 + i]·w with tap row 0 = 0 + 2·(T − 1 − j) → j = 1,
@@ -86,6 +140,8 @@ def test_dynamic_pcnet_files_run_whole_in_xnnpack(tmp_path, quant):
     )
     assert "TRANSPOSE_CONV" not in operators(path)
     assert "DEPTH_TO_SPACE" in operators(path)
+    # PyTorch's output cropping is folded into the sub-pixel convolutions (no STRIDED_SLICE).
+    assert "STRIDED_SLICE" not in operators(path)
     assert _delegate_partitions(path) == 1
     x = np.random.default_rng(2).random((40, 56, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]

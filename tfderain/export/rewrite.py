@@ -19,6 +19,7 @@ add and split layers.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import numpy as np
@@ -169,57 +170,106 @@ def _is_plain_transpose(layer: layers.Layer) -> bool:
     )
 
 
-def subpixel_kernel(kernel: np.ndarray, stride: int) -> np.ndarray:
-    """The kernel of the convolution that, followed by depth-to-space, is a transposed one.
+def _phase_taps(size: int, stride: int, crop: int) -> list[tuple[int, int]]:
+    """``(phase, input offset)`` of each tap of a transposed convolution along one axis.
 
-    ``kernel``: a ``Conv2DTranspose`` kernel ``(kh, kw, out, in)``. A transposed convolution
-    with stride ``s`` writes ``x[i]·w[k]`` to output row ``s·i + k``; output row ``s·m + a``
-    therefore sums ``x[m − t]·w[a + s·t]`` over the ``T = ⌈kh / s⌉`` taps ``t``, a ``T``-tap
-    convolution per phase ``a`` on the input padded by ``T − 1`` rows on each side (the same
-    for columns). Returns ``(Th, Tw, in, s²·out)``, phase ``(a, b)`` in channels
-    ``(a·s + b)·out …``, the order ``tf.nn.depth_to_space`` reads; taps past the kernel are 0.
+    Tap ``k`` writes ``x[i]·w[k]`` to row ``v = s·i + k`` of the ``valid`` output. After
+    dropping ``crop`` rows in front, output row ``s·m + a`` is ``v = s·m + a + crop``: tap ``k``
+    belongs to phase ``a = (k − crop) mod s`` and reads input row ``m + (a + crop − k) / s``.
     """
-    kh, kw, out, cin = kernel.shape
-    th, tw = -(-kh // stride), -(-kw // stride)
-    sub = np.zeros((th, tw, cin, stride, stride, out), kernel.dtype)
-    for a in range(stride):
-        for b in range(stride):
-            for j in range(th):
-                for i in range(tw):
-                    y, x = a + stride * (th - 1 - j), b + stride * (tw - 1 - i)
-                    if y < kh and x < kw:
-                        sub[j, i, :, a, b, :] = kernel[y, x].T
-    return sub.reshape(th, tw, cin, stride * stride * out)
+    taps = []
+    for k in range(size):
+        phase = (k - crop) % stride
+        taps.append((phase, (phase + crop - k) // stride))
+    return taps
 
 
-def _subpixel_crops(layer: layers.Conv2DTranspose) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Rows and columns (before, after) to drop from the sub-pixel output of ``layer``.
+def _axis_plan(size: int, stride: int, crop: tuple[int, int], extra: int) -> dict[str, Any]:
+    """How one axis of a sub-pixel convolution reproduces a (cropped) transposed one.
 
-    The sub-pixel output has ``s·(H + T − 1)`` rows, row ``r`` the transposed ``valid``
-    output's row ``r``; ``valid`` keeps ``H·s + max(k − s, 0)`` of them, ``same`` keeps
-    ``H·s`` from row ``⌊max(k − s, 0) / 2⌋`` on (its padding of the forward convolution).
+    The kept output has ``s·H + extra − crop[0] − crop[1]`` rows for ``H`` input rows. The
+    convolution reads input rows ``m + d_min … m + d_max`` for its output row ``m``: it has
+    ``d_max − d_min + 1`` taps, zero padding ``−d_min`` rows before and ``q + d_max`` after,
+    and ``H + q`` output rows, ``q = ⌈kept extra / s⌉``; depth-to-space then gives ``s·(H + q)``
+    rows, of which the last ``tail`` are dropped. ``d_min ≤ 0`` and ``q + d_max ≥ 0`` (zero
+    taps are added where needed), so no padding is negative.
+    """
+    taps = _phase_taps(size, stride, crop[0])
+    kept = extra - crop[0] - crop[1]
+    q = -(-kept // stride)
+    low = min(0, *(d for _, d in taps))
+    high = max(-q, *(d for _, d in taps))
+    return {
+        "taps": [(phase, d - low) for phase, d in taps],
+        "size": high - low + 1,
+        "pad": (-low, q + high),
+        "tail": stride * q - kept,
+    }
+
+
+def _plans(layer: layers.Conv2DTranspose, crops=((0, 0), (0, 0))) -> list[dict[str, Any]]:
+    """:func:`_axis_plan` of both axes of ``layer``, then ``crops`` (a following cropping).
+
+    ``valid`` keeps ``s·H + max(k − s, 0)`` rows (Keras' length: for ``k < s`` the last
+    ``s − k`` rows have no tap, only the bias); ``same`` keeps ``s·H`` rows from row
+    ``⌊max(k − s, 0) / 2⌋`` on (the padding of the forward convolution).
     """
     s = layer.strides[0]
-    crops = []
-    for k in layer.kernel_size:
-        extra = s * (-(-k // s) - 1)
-        before = max(k - s, 0) // 2 if layer.padding == "same" else 0
-        kept = 0 if layer.padding == "same" else max(k - s, 0)
-        crops.append((before, extra - before - kept))
-    return crops[0], crops[1]
+    plans = []
+    for k, (before, after) in zip(layer.kernel_size, crops, strict=True):
+        extra = max(k - s, 0)
+        if layer.padding == "same":
+            before, after = before + extra // 2, after + extra - extra // 2
+        plans.append(_axis_plan(k, s, (before, after), extra))
+    return plans
 
 
-def _subpixel_layers(layer: layers.Conv2DTranspose) -> list[layers.Layer]:
-    """The layers computing ``layer``: zero padding, convolution, depth-to-space, cropping."""
-    s, (kh, kw) = layer.strides[0], layer.kernel_size
-    th, tw = -(-kh // s), -(-kw // s)
+def subpixel_kernel(
+    kernel: np.ndarray, stride: int, crops=((0, 0), (0, 0)), padding: str = "valid"
+) -> np.ndarray:
+    """The kernel of the convolution that, followed by depth-to-space, is a transposed one.
+
+    ``kernel``: a ``Conv2DTranspose`` kernel ``(kh, kw, out, in)`` with ``padding`` and
+    ``stride``, its output then cropped by ``crops`` (``Cropping2D`` form). Returns
+    ``(Th, Tw, in, s²·out)``: tap ``(ky, kx)`` of phase ``(a, b)`` (see :func:`_phase_taps`)
+    in channels ``(a·s + b)·out …``, the order ``tf.nn.depth_to_space`` reads; other taps are
+    0. Without cropping, a 3×3 stride-2 ``valid`` kernel gives 2×2 taps on the input padded by
+    one row and column on each side; with PyTorch's ``padding=1, output_padding=1`` (a crop
+    of one leading row and column) it gives 2×2 taps on the input padded after only, which is
+    ``same`` padding: no padding operator, no cropping.
+    """
+    kh, kw, out, cin = kernel.shape
+    fake = types.SimpleNamespace(strides=(stride, stride), kernel_size=(kh, kw), padding=padding)
+    rows, cols = _plans(fake, crops)
+    sub = np.zeros((rows["size"], cols["size"], cin, stride, stride, out), kernel.dtype)
+    for ky, (a, ty) in enumerate(rows["taps"]):
+        for kx, (b, tx) in enumerate(cols["taps"]):
+            sub[ty, tx, :, a, b, :] = kernel[ky, kx].T
+    return sub.reshape(rows["size"], cols["size"], cin, stride * stride * out)
+
+
+def _same_padding(size: int) -> tuple[int, int]:
+    """Zero rows before and after of a stride-1 ``same`` convolution with ``size`` taps."""
+    return (size - 1) // 2, size - 1 - (size - 1) // 2
+
+
+def _subpixel_layers(layer: layers.Conv2DTranspose, crops=((0, 0), (0, 0))) -> list[layers.Layer]:
+    """The layers computing ``layer`` and then ``crops``: [padding], convolution,
+    depth-to-space, [cropping]. The padding is the convolution's own (``same``) where it
+    matches, so no padding operator is written."""
+    s = layer.strides[0]
+    rows, cols = _plans(layer, crops)
+    size = (rows["size"], cols["size"])
+    same = all(plan["pad"] == _same_padding(plan["size"]) for plan in (rows, cols))
     chain: list[layers.Layer] = []
-    if th > 1 or tw > 1:
-        pad = ((th - 1, th - 1), (tw - 1, tw - 1))
-        chain.append(layers.ZeroPadding2D(pad, name=f"{layer.name}_subpixel_pad"))
+    if not same:
+        chain.append(
+            layers.ZeroPadding2D((rows["pad"], cols["pad"]), name=f"{layer.name}_subpixel_pad")
+        )
     conv = layers.Conv2D(
         s * s * layer.filters,
-        (th, tw),
+        size,
+        padding="same" if same else "valid",
         activation=layer.activation,
         use_bias=layer.use_bias,
         dtype=layer.dtype_policy,
@@ -228,10 +278,40 @@ def _subpixel_layers(layer: layers.Conv2DTranspose) -> list[layers.Layer]:
     chain.append(conv)
     if s > 1:
         chain.append(DepthToSpace(s, name=f"{layer.name}_subpixel_shuffle"))
-    crops = _subpixel_crops(layer)
-    if any(crops[0] + crops[1]):
-        chain.append(layers.Cropping2D(crops, name=f"{layer.name}_subpixel_crop"))
+    if rows["tail"] or cols["tail"]:
+        tails = ((0, rows["tail"]), (0, cols["tail"]))
+        chain.append(layers.Cropping2D(tails, name=f"{layer.name}_subpixel_crop"))
     return chain
+
+
+def _references(value: Any) -> list[str]:
+    """The layer names that ``value`` (part of a functional config) reads outputs of."""
+    names: list[str] = []
+    _renamed(value, lambda name, node: names.append(name))
+    return names
+
+
+def _foldable_crops(model: keras.Model, config: dict, targets: dict) -> dict[str, layers.Layer]:
+    """Transposed layers → the ``Cropping2D`` that alone reads their only output.
+
+    The cropping (PCNet: PyTorch's ``padding=1, output_padding=1``) then joins the sub-pixel
+    convolution: fewer padded rows are computed, and no cropping operator is written.
+    """
+    readers: dict[str, list[str]] = {}
+    for entry in config["layers"]:
+        for name in _references(entry["inbound_nodes"]):
+            readers.setdefault(name, []).append(entry["name"])
+    outputs = set(_references(config["output_layers"]))
+    calls = {entry["name"]: len(entry["inbound_nodes"]) for entry in config["layers"]}
+    folds = {}
+    for name in targets:
+        reader = readers.get(name, [])
+        if len(reader) != 1 or name in outputs or calls[name] != 1 or calls[reader[0]] != 1:
+            continue
+        crop = model.get_layer(reader[0])
+        if type(crop) is layers.Cropping2D and crop.data_format == "channels_last":
+            folds[name] = crop
+    return folds
 
 
 def with_subpixel_convolutions(
@@ -240,26 +320,36 @@ def with_subpixel_convolutions(
     """A copy of the functional ``model`` whose transposed convolutions are sub-pixel ones.
 
     Each channels-last ``Conv2DTranspose`` (any kernel, equal strides, no dilation or output
-    padding) becomes zero padding, a ``Conv2D`` with the kernel of :func:`subpixel_kernel`
-    (same name, bias repeated per phase), :class:`DepthToSpace` and cropping: the same function
-    with only constant shapes in the graph, so a dynamic-size TFLite file runs it inside
-    LiteRT's XNNPACK delegate. The convolution does ``(s·T / k)²`` the multiply-adds of the
-    transposed one (16/9 for PCNet's 3×3, stride 2; 1 when ``s`` divides ``k``).
-    ``model`` itself when it has none. ``custom_objects`` as for
-    :func:`unshare_weightless_layers`.
+    padding) becomes a ``Conv2D`` with the kernel of :func:`subpixel_kernel` (same name, bias
+    repeated per phase) and :class:`DepthToSpace`, with zero padding before and cropping after
+    where needed: the same function with only constant shapes in the graph, so a dynamic-size
+    TFLite file runs it inside LiteRT's XNNPACK delegate. A ``Cropping2D`` that alone reads a
+    transposed layer's output is folded into it (PCNet: no padding and no cropping operators
+    remain; each of them costs a pass over the feature map, in int8 as much as in float32).
+    The convolution does about ``(s·T / k)²`` the multiply-adds of the transposed one (16/9
+    for PCNet's 3×3, stride 2; 1 when ``s`` divides ``k``). ``model`` itself when it has none.
+    ``custom_objects`` as for :func:`unshare_weightless_layers`.
     """
     targets = {layer.name: layer for layer in model.layers if _is_plain_transpose(layer)}
     if not targets:
         return model
     config = model.get_config()
-    chains = {name: _subpixel_layers(layer) for name, layer in targets.items()}
+    folds = _foldable_crops(model, config, targets)
+    crops = {name: crop.cropping for name, crop in folds.items()}
+    chains = {
+        name: _subpixel_layers(layer, crops.get(name, ((0, 0), (0, 0))))
+        for name, layer in targets.items()
+    }
+    ends = {name: chains[name][-1].name for name in chains}
+    ends.update({crop.name: ends[name] for name, crop in folds.items()})
+    dropped = {crop.name for crop in folds.values()}
 
     def rename(value):
-        return _renamed(
-            value, lambda name, node: (chains[name][-1].name, node) if name in chains else None
-        )
+        return _renamed(value, lambda name, node: (ends[name], node) if name in ends else None)
 
     def as_chain(entry, nodes):
+        if entry["name"] in dropped:
+            return []
         if entry["name"] not in chains:
             return None
         chain, entries = chains[entry["name"]], []
@@ -276,7 +366,10 @@ def with_subpixel_convolutions(
         if layer.name not in targets:
             return values
         s = layer.strides[0]
-        return [subpixel_kernel(values[0], s)] + [np.tile(b, s * s) for b in values[1:]]
+        kernel = subpixel_kernel(
+            values[0], s, crops.get(layer.name, ((0, 0), (0, 0))), layer.padding
+        )
+        return [kernel] + [np.tile(b, s * s) for b in values[1:]]
 
     entries = _entries(config, rename, as_chain)
     return _rebuilt(model, config, entries, rename, custom_objects, weights)
