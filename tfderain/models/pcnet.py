@@ -53,6 +53,8 @@ Quirks of the official code, all reproduced:
 Ports of torch operations: stride-2 convolutions with symmetric padding use ``ZeroPadding2D`` and
 a ``valid`` convolution; ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)`` is a
 ``valid`` ``Conv2DTranspose`` (``2H + 1`` pixels) cropped by one pixel at the top and left.
+TFLite exports write each such pair as one 2×2 convolution and a depth-to-space
+(:func:`tfderain.export.rewrite.with_subpixel_convolutions`).
 
 Height and width must be multiples of 4 (two stride-2 stages). The official demo reflect-pads to
 a multiple of 8, which is not needed by the network itself.
