@@ -12,6 +12,17 @@ Networks:
 * ``convstack``: the ceiling for conv-heavy deraining networks. Ten 3×3 convolutions with
   32 channels and ReLU (the body of PReNet's residual blocks and of most small deraining
   models), nothing else. If int8 is not faster here, no model made of such convolutions can be.
+* ``op_<kind>``: what one operator costs, to see where a model's int8 time goes. Two 1×1
+  convolutions lift the image to two 32-channel maps ``x`` and ``b`` (``b`` through a
+  sigmoid, so that products and means keep their magnitude along the chain: an 8-bit operator
+  whose output range is far from its input's falls out of XNNPACK, see the *partitions*
+  column), then :data:`OP_CHAIN` operators of one kind run in a chain (``x = op(x, b)`` or
+  ``x = op(x)``); ``x`` and ``b`` are the outputs. ``op_none`` is the lift alone.
+  Prints, besides each file's time, the time of one operator: (chain − ``op_none``) /
+  :data:`OP_CHAIN`. Kinds: ``add``, ``sub``, ``mul``, ``channel_gate`` (global average
+  pooling, then a per-channel multiply, as in channel attention), ``leaky_relu``,
+  ``sigmoid``, ``conv3x3``, ``conv1x1``, ``depthwise3x3``. PCNet's half-resolution features
+  at a 320×480 input are ``--size 160x240``.
 * any registered model name (paper configuration, random weights).
 
 Whether int8 beats float depends on the CPU's integer dot-product instructions (ARM
@@ -25,6 +36,8 @@ prints the number of XNNPACK delegate partitions of each file (1: the whole grap
 
     python benchmarks/bench_tflite_int8.py [--models convstack,prenet,pcnet] [--size 320x480]
         [--threads 2] [--repeats 7] [--dynamic]
+    python benchmarks/bench_tflite_int8.py --size 160x240 \
+        --models op_add,op_sub,op_mul,op_channel_gate,op_conv3x3,op_conv1x1,op_depthwise3x3
 """
 
 from __future__ import annotations
@@ -58,11 +71,54 @@ def convstack(size: tuple[int, int]) -> keras.Model:
     return keras.Model(rainy, keras.layers.Conv2D(3, 3, padding="same")(x), name="convstack")
 
 
+#: Operators in the chain of an ``op_<kind>`` network.
+OP_CHAIN = 20
+
+_OPS = {
+    "add": lambda x, b: keras.layers.Add()([x, b]),
+    "sub": lambda x, b: keras.layers.Subtract()([x, b]),
+    "mul": lambda x, b: keras.layers.Multiply()([x, b]),
+    "channel_gate": lambda x, b: keras.layers.Multiply()(
+        [x, keras.layers.GlobalAveragePooling2D(keepdims=True)(b)]
+    ),
+    "leaky_relu": lambda x, b: keras.layers.LeakyReLU(0.25)(x),
+    "sigmoid": lambda x, b: keras.layers.Activation("sigmoid")(x),
+    "conv3x3": lambda x, b: keras.layers.Conv2D(32, 3, padding="same")(x),
+    "conv1x1": lambda x, b: keras.layers.Conv2D(32, 1)(x),
+    "depthwise3x3": lambda x, b: keras.layers.DepthwiseConv2D(
+        3, padding="same", depthwise_initializer=keras.initializers.RandomNormal(stddev=1 / 3)
+    )(x),
+    "none": None,
+}
+
+
+def opstack(kind: str, size: tuple[int, int]) -> keras.Model:
+    """The ``op_<kind>`` network: a 32-channel lift, then :data:`OP_CHAIN` ``kind`` operators."""
+    if kind not in _OPS:
+        raise SystemExit(f"unknown operator network op_{kind}; kinds: {', '.join(_OPS)}")
+    rainy = keras.Input((*size, 3))
+    x = keras.layers.Conv2D(32, 1)(rainy)
+    b = keras.layers.Conv2D(32, 1, activation="sigmoid")(rainy)  # in (0, 1), like a gate
+    for _ in range(OP_CHAIN if _OPS[kind] else 0):
+        x = _OPS[kind](x, b)
+    return keras.Model(rainy, [x, b], name=f"op_{kind}")
+
+
+def network(name: str, size: tuple[int, int]) -> keras.Model:
+    """``convstack``, an ``op_<kind>`` network, or a registered model (paper configuration)."""
+    if name == "convstack":
+        return convstack(size)
+    if name.startswith("op_"):
+        return opstack(name[3:], size)
+    return models.build(name)
+
+
 def tflite_pair(
     model: keras.Model, size: tuple[int, int], dynamic: bool = False, subpixel: bool = False
 ) -> tuple[bytes, bytes]:
     """(float32, int8) TFLite bytes of ``model``, ``size`` input (``dynamic``: any size)."""
-    graph = model if model.name == "convstack" else export_outputs(model)[0]
+    own = model.name == "convstack" or model.name.startswith("op_")
+    graph = model if own else export_outputs(model)[0]
     if subpixel:
         graph = with_subpixel_convolutions(graph)
     spec = tf.TensorSpec([1, *((None, None) if dynamic else size), 3], tf.float32)
@@ -131,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{'network':<12} {'file':<10} {'float32 ms':>11} {'int8 ms':>9} {'int8/float':>11}"
         f" {'partitions':>11}"
     )
-    for name in args.models.split(","):
-        model = convstack(size) if name == "convstack" else models.build(name)
+    names = args.models.split(",")
+    if any(n.startswith("op_") for n in names) and "op_none" not in names:
+        names.insert(0, "op_none")  # the baseline of the per-operator times
+    base: list[float] = []
+    for name in names:
+        model = network(name, size)
         runs = {}
         for variant in variants:
             files = tflite_pair(model, size, args.dynamic, subpixel=variant == "subpixel")
@@ -149,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name:<12} {variant:<10} {f_ms:>11.1f} {i_ms:>9.1f} {i_ms / f_ms:>11.2f}"
                 f" {parts:>11}",
+                flush=True,
+            )
+        if name == "op_none":
+            base = [medians[variants[0], 0], medians[variants[0], 1]]
+        elif name.startswith("op_") and base:
+            each = [(medians[variants[0], k] - base[k]) / OP_CHAIN for k in (0, 1)]
+            ratio = each[1] / each[0] if each[0] > 0 else float("nan")
+            print(
+                f"{name:<12} one operator: float32 {each[0]:.3f} ms, int8 {each[1]:.3f} ms,"
+                f" int8/float {ratio:.2f}",
                 flush=True,
             )
         if args.dynamic:
