@@ -25,6 +25,12 @@ Networks:
   at a 320×480 input are ``--size 160x240``.
 * any registered model name (paper configuration, random weights).
 
+``--breakdown FILE``: after measuring the ``op_<kind>`` networks, weight their per-operator
+times by the operators of a TFLite file (resized to ``--breakdown-size``; convolutions by their
+multiply-adds, other operators by their output elements, ``MEAN`` by its input elements) and
+print where the float32 and int8 time of such a network goes. An estimate from isolated
+operators, not a profile: padding and data movement are left out (listed as not estimated).
+
 Whether int8 beats float depends on the CPU's integer dot-product instructions (ARM
 ``dotprod``/``i8mm``, x86 AVX-512 VNNI / AVX-VNNI); the CPU flags that matter are printed.
 
@@ -36,8 +42,9 @@ prints the number of XNNPACK delegate partitions of each file (1: the whole grap
 
     python benchmarks/bench_tflite_int8.py [--models convstack,prenet,pcnet] [--size 320x480]
         [--threads 2] [--repeats 7] [--dynamic]
-    python benchmarks/bench_tflite_int8.py --size 160x240 \
-        --models op_add,op_sub,op_mul,op_channel_gate,op_conv3x3,op_conv1x1,op_depthwise3x3
+    python benchmarks/bench_tflite_int8.py --size 160x240 --models op_add,op_sub,op_mul,\
+op_channel_gate,op_leaky_relu,op_sigmoid,op_conv3x3,op_conv1x1,op_depthwise3x3 \
+        [--breakdown pcnet_qat.tflite --breakdown-size 320x480]
 """
 
 from __future__ import annotations
@@ -171,6 +178,84 @@ def cpu_flags() -> str:
     return " ".join(f for f in DOT_FLAGS if f in words) or "none of " + ", ".join(DOT_FLAGS)
 
 
+#: TFLite operator → the ``op_<kind>`` network whose per-operator time stands for it.
+_KIND_OF = {
+    "ADD": "add",
+    "SUB": "sub",
+    "MUL": "mul",
+    "LEAKY_RELU": "leaky_relu",
+    "PRELU": "leaky_relu",
+    "LOGISTIC": "sigmoid",
+    "DEPTHWISE_CONV_2D": "depthwise3x3",
+}
+
+
+def _work(interpreter, op: dict) -> tuple[str, float] | None:
+    """(op kind, work) of one TFLite op: pixels of a 32-channel map for convolutions (their
+    multiply-adds over those of a 32 → 32 one), elements for the other kinds."""
+    size = interpreter._interpreter.TensorSize
+    out = [int(v) for v in size(int(op["outputs"][0]), 0)]
+    elements = float(np.prod(out))
+    name = op["op_name"]
+    if name == "CONV_2D":
+        kernel = [int(v) for v in size(int(op["inputs"][1]), 0)]  # out, kh, kw, in
+        taps = kernel[1] * kernel[2]
+        macs = float(np.prod(out[:3])) * float(np.prod(kernel))
+        return ("conv3x3", macs / (9 * 32 * 32)) if taps > 1 else ("conv1x1", macs / (32 * 32))
+    if name == "MEAN":
+        return "mean", float(np.prod([int(v) for v in size(int(op["inputs"][0]), 0)]))
+    if name == "DEPTHWISE_CONV_2D":
+        kernel = [int(v) for v in size(int(op["inputs"][1]), 0)]  # 1, kh, kw, channels
+        return "depthwise3x3", elements * kernel[1] * kernel[2] / 9
+    return (_KIND_OF[name], elements) if name in _KIND_OF else None
+
+
+def breakdown(path: str, size: tuple[int, int], each: dict[str, list[float]], area: int) -> None:
+    """Print where the time of the TFLite file ``path`` at ``size`` goes (``--breakdown``).
+
+    ``each``: per-operator ``[float32, int8]`` ms of the ``op_<kind>`` networks, whose maps have
+    ``area`` pixels and 32 channels.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=path,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.resize_tensor_input(0, [1, *size, 3])
+    interpreter.allocate_tensors()
+    if "mul" in each and "channel_gate" in each:
+        each = {
+            **each,
+            "mean": [g - m for g, m in zip(each["channel_gate"], each["mul"], strict=True)],
+        }
+    totals: dict[str, list[float]] = {}
+    missing: dict[str, int] = {}
+    for op in interpreter._get_ops_details():
+        work = _work(interpreter, op)
+        if work is None or work[0] not in each:
+            missing[op["op_name"]] = missing.get(op["op_name"], 0) + 1
+            continue
+        kind, amount = work
+        scale = amount / area if kind.startswith("conv") else amount / (area * 32)
+        total = totals.setdefault(kind, [0.0, 0.0])
+        for k in (0, 1):
+            total[k] += each[kind][k] * scale
+    whole = [sum(t[k] for t in totals.values()) for k in (0, 1)]
+    print(f"breakdown of {path} at {size[0]}x{size[1]} (estimate from the operators above):")
+    for kind, (f_ms, i_ms) in sorted(totals.items(), key=lambda item: -item[1][1]):
+        print(
+            f"  {kind:<14} float32 {f_ms:7.1f} ms ({f_ms / whole[0]:4.0%})"
+            f"   int8 {i_ms:7.1f} ms ({i_ms / whole[1]:4.0%})"
+        )
+    print(
+        f"  total          float32 {whole[0]:7.1f} ms   int8 {whole[1]:7.1f} ms"
+        f"   int8/float {whole[1] / whole[0]:.2f}"
+    )
+    if missing:
+        print("  not estimated: " + ", ".join(f"{n} ×{c}" for n, c in sorted(missing.items())))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="convstack,prenet,pcnet")
@@ -178,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dynamic", action="store_true", help="dynamic-size files (docstring)")
+    parser.add_argument("--breakdown", help="a .tflite file to estimate (docstring)")
+    parser.add_argument("--breakdown-size", default="320x480", help="HxW of --breakdown's input")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     print(f"input 1x{size[0]}x{size[1]}x3, {args.threads} threads, {args.repeats} runs")
@@ -191,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(n.startswith("op_") for n in names) and "op_none" not in names:
         names.insert(0, "op_none")  # the baseline of the per-operator times
     base: list[float] = []
+    each: dict[str, list[float]] = {}
     for name in names:
         model = network(name, size)
         runs = {}
@@ -214,10 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "op_none":
             base = [medians[variants[0], 0], medians[variants[0], 1]]
         elif name.startswith("op_") and base:
-            each = [(medians[variants[0], k] - base[k]) / OP_CHAIN for k in (0, 1)]
-            ratio = each[1] / each[0] if each[0] > 0 else float("nan")
+            one = [(medians[variants[0], k] - base[k]) / OP_CHAIN for k in (0, 1)]
+            each[name[3:]] = one
+            ratio = one[1] / one[0] if one[0] > 0 else float("nan")
             print(
-                f"{name:<12} one operator: float32 {each[0]:.3f} ms, int8 {each[1]:.3f} ms,"
+                f"{name:<12} one operator: float32 {one[0]:.3f} ms, int8 {one[1]:.3f} ms,"
                 f" int8/float {ratio:.2f}",
                 flush=True,
             )
@@ -225,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             for k, kind in enumerate(("float32", "int8")):
                 ratio = medians["subpixel", k] / medians["transpose", k]
                 print(f"{name:<12} {kind} sub-pixel / transposed: {ratio:.2f}")
+    if args.breakdown:
+        target = tuple(int(v) for v in args.breakdown_size.split("x"))
+        breakdown(args.breakdown, target, each, size[0] * size[1])
     return 0
 
 
