@@ -19,7 +19,6 @@ add and split layers.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import numpy as np
@@ -207,18 +206,19 @@ def _axis_plan(size: int, stride: int, crop: tuple[int, int], extra: int) -> dic
     }
 
 
-def _plans(layer: layers.Conv2DTranspose, crops=((0, 0), (0, 0))) -> list[dict[str, Any]]:
-    """:func:`_axis_plan` of both axes of ``layer``, then ``crops`` (a following cropping).
+def _plans(kernel_size, stride: int, padding: str, crops) -> list[dict[str, Any]]:
+    """:func:`_axis_plan` of both axes of a transposed convolution, then ``crops`` (a following
+    ``Cropping2D``'s).
 
     ``valid`` keeps ``s·H + max(k − s, 0)`` rows (Keras' length: for ``k < s`` the last
     ``s − k`` rows have no tap, only the bias); ``same`` keeps ``s·H`` rows from row
     ``⌊max(k − s, 0) / 2⌋`` on (the padding of the forward convolution).
     """
-    s = layer.strides[0]
+    s = stride
     plans = []
-    for k, (before, after) in zip(layer.kernel_size, crops, strict=True):
+    for k, (before, after) in zip(kernel_size, crops, strict=True):
         extra = max(k - s, 0)
-        if layer.padding == "same":
+        if padding == "same":
             before, after = before + extra // 2, after + extra - extra // 2
         plans.append(_axis_plan(k, s, (before, after), extra))
     return plans
@@ -239,8 +239,7 @@ def subpixel_kernel(
     ``same`` padding: no padding operator, no cropping.
     """
     kh, kw, out, cin = kernel.shape
-    fake = types.SimpleNamespace(strides=(stride, stride), kernel_size=(kh, kw), padding=padding)
-    rows, cols = _plans(fake, crops)
+    rows, cols = _plans((kh, kw), stride, padding, crops)
     sub = np.zeros((rows["size"], cols["size"], cin, stride, stride, out), kernel.dtype)
     for ky, (a, ty) in enumerate(rows["taps"]):
         for kx, (b, tx) in enumerate(cols["taps"]):
@@ -258,7 +257,7 @@ def _subpixel_layers(layer: layers.Conv2DTranspose, crops=((0, 0), (0, 0))) -> l
     depth-to-space, [cropping]. The padding is the convolution's own (``same``) where it
     matches, so no padding operator is written."""
     s = layer.strides[0]
-    rows, cols = _plans(layer, crops)
+    rows, cols = _plans(layer.kernel_size, s, layer.padding, crops)
     size = (rows["size"], cols["size"])
     same = all(plan["pad"] == _same_padding(plan["size"]) for plan in (rows, cols))
     chain: list[layers.Layer] = []
