@@ -266,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", help="a .tflite file to estimate (docstring)")
     parser.add_argument("--breakdown-size", default="320x480", help="HxW of --breakdown's input")
     args = parser.parse_args(argv)
+    if args.breakdown and not Path(args.breakdown).is_file():
+        print(f"bench_tflite_int8: {args.breakdown}: no such .tflite file", file=sys.stderr)
+        return 2
+    if args.breakdown and not any(n.startswith("op_") for n in args.models.split(",")):
+        print(
+            "bench_tflite_int8: --breakdown needs op_<kind> networks in --models", file=sys.stderr
+        )
+        return 2
     size = tuple(int(v) for v in args.size.split("x"))
     print(f"input 1x{size[0]}x{size[1]}x3, {args.threads} threads, {args.repeats} runs")
     print(f"CPU dot-product flags: {cpu_flags()}; load average {os.getloadavg()[0]:.2f}")
