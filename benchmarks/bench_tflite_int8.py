@@ -190,24 +190,28 @@ _KIND_OF = {
 }
 
 
-def _work(interpreter, op: dict) -> tuple[str, float] | None:
-    """(op kind, work) of one TFLite op: pixels of a 32-channel map for convolutions (their
-    multiply-adds over those of a 32 → 32 one), elements for the other kinds."""
-    size = interpreter._interpreter.TensorSize
-    out = [int(v) for v in size(int(op["outputs"][0]), 0)]
-    elements = float(np.prod(out))
-    name = op["op_name"]
+def _work(interpreter, op: dict, area: int) -> tuple[str, float] | None:
+    """(op kind, how many of that kind's ``op_`` operators one TFLite op is worth) or ``None``.
+
+    Convolutions count by multiply-adds (against a 32 → 32 one on ``area`` pixels), ``MEAN`` by
+    its input elements, the other kinds by their output elements (against ``area × 32``).
+    """
+
+    def shape(tensor) -> list[int]:
+        return [int(v) for v in interpreter._interpreter.TensorSize(int(tensor), 0)]
+
+    out, name, unit = shape(op["outputs"][0]), op["op_name"], area * 32
     if name == "CONV_2D":
-        kernel = [int(v) for v in size(int(op["inputs"][1]), 0)]  # out, kh, kw, in
-        taps = kernel[1] * kernel[2]
+        kernel = shape(op["inputs"][1])  # out, kh, kw, in
         macs = float(np.prod(out[:3])) * float(np.prod(kernel))
-        return ("conv3x3", macs / (9 * 32 * 32)) if taps > 1 else ("conv1x1", macs / (32 * 32))
+        kind, taps = ("conv3x3", 9) if kernel[1] * kernel[2] > 1 else ("conv1x1", 1)
+        return kind, macs / (taps * 32 * unit)
     if name == "MEAN":
-        return "mean", float(np.prod([int(v) for v in size(int(op["inputs"][0]), 0)]))
+        return "mean", float(np.prod(shape(op["inputs"][0]))) / unit
     if name == "DEPTHWISE_CONV_2D":
-        kernel = [int(v) for v in size(int(op["inputs"][1]), 0)]  # 1, kh, kw, channels
-        return "depthwise3x3", elements * kernel[1] * kernel[2] / 9
-    return (_KIND_OF[name], elements) if name in _KIND_OF else None
+        kernel = shape(op["inputs"][1])  # 1, kh, kw, channels
+        return "depthwise3x3", float(np.prod(out)) * kernel[1] * kernel[2] / (9 * unit)
+    return (_KIND_OF[name], float(np.prod(out)) / unit) if name in _KIND_OF else None
 
 
 def breakdown(path: str, size: tuple[int, int], each: dict[str, list[float]], area: int) -> None:
@@ -232,15 +236,14 @@ def breakdown(path: str, size: tuple[int, int], each: dict[str, list[float]], ar
     totals: dict[str, list[float]] = {}
     missing: dict[str, int] = {}
     for op in interpreter._get_ops_details():
-        work = _work(interpreter, op)
+        work = _work(interpreter, op, area)
         if work is None or work[0] not in each:
             missing[op["op_name"]] = missing.get(op["op_name"], 0) + 1
             continue
-        kind, amount = work
-        scale = amount / area if kind.startswith("conv") else amount / (area * 32)
+        kind, count = work
         total = totals.setdefault(kind, [0.0, 0.0])
         for k in (0, 1):
-            total[k] += each[kind][k] * scale
+            total[k] += each[kind][k] * count
     whole = [sum(t[k] for t in totals.values()) for k in (0, 1)]
     print(f"breakdown of {path} at {size[0]}x{size[1]} (estimate from the operators above):")
     for kind, (f_ms, i_ms) in sorted(totals.items(), key=lambda item: -item[1][1]):
