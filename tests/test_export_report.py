@@ -112,3 +112,11 @@ def test_latencies_are_timed_in_turns_after_a_warm_up_each():
     medians = latencies_side_by_side([Runner("A"), Runner("B")], (8, 12), repeats=3)
     assert calls == ["warm-up A", "warm-up B", "A", "B", "A", "B", "A", "B"]
     assert len(medians) == 2 and all(m >= 0 for m in medians)
+
+
+@pytest.mark.parametrize("flag", ["--keep-float", "--qat-hints", "--weights"])
+def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, capsys):
+    assert report.main(["--models", "prenet", flag, "prenet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"report: {flag} expects NAME=") and err.endswith("got prenet")
+    assert "\n" not in err
