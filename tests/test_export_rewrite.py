@@ -22,6 +22,13 @@ layers = keras.layers
 PCNET = {"n_feat": 8, "num_crb": 1, "num_rcab": 1}
 
 
+def _with_normal_weights(model: keras.Model, seed: int) -> keras.Model:
+    """``model`` with every weight drawn from a unit normal."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
 def _transposed(kernel: int, stride: int, padding: str, bias: bool) -> keras.Model:
     """One Conv2DTranspose called twice (a shared layer), random weights."""
     rainy = keras.Input((None, None, 3))
@@ -29,9 +36,7 @@ def _transposed(kernel: int, stride: int, padding: str, bias: bool) -> keras.Mod
     first = up(rainy)
     second = up(layers.Conv2D(3, 1)(rainy))
     model = keras.Model(rainy, [first, layers.ReLU()(second)])
-    rng = np.random.default_rng(kernel * 10 + stride)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
-    return model
+    return _with_normal_weights(model, seed=kernel * 10 + stride)
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
@@ -56,9 +61,7 @@ def _cropped(kernel: int, stride: int, padding: str, cropping, also_read: bool) 
     up = layers.Conv2DTranspose(4, kernel, strides=stride, padding=padding)(rainy)
     cropped = layers.ReLU()(layers.Cropping2D(cropping)(up))
     model = keras.Model(rainy, [cropped, up] if also_read else cropped)
-    rng = np.random.default_rng(kernel * 10 + stride)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
-    return model
+    return _with_normal_weights(model, seed=kernel * 10 + stride)
 
 
 @pytest.mark.parametrize(
