@@ -163,7 +163,6 @@ class Run:
     folder: Path
     out: Path
     keep_float: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    hints: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     start: float = dataclasses.field(default_factory=time.monotonic)
 
     def out_of_time(self) -> bool:
@@ -191,7 +190,6 @@ def measure(run: Run, model, name, fmt, weights, reference):
     multiple = models.spec(name).multiple
     args = run.args
     keep_float = run.keep_float.get(name, []) if fmt == "qat" else []
-    hints = run.hints.get(name, []) if fmt == "qat" else []
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
     setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
@@ -199,8 +197,6 @@ def measure(run: Run, model, name, fmt, weights, reference):
         setup.append(f"{qat_steps} QAT steps{loss}")
         if keep_float:
             setup.append(f"float32 layers {' '.join(keep_float)}")
-        if hints:
-            setup.append(f"hints {' '.join(hints)}")
     shape = latency_shape(multiple)
     if shape != LATENCY_SHAPE:
         setup.append(f"latency at {shape[0]}×{shape[1]}")
@@ -214,7 +210,6 @@ def measure(run: Run, model, name, fmt, weights, reference):
             qat_steps=qat_steps,
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
-            qat_hints=hints,
             samples=args.samples,
         )
     ops = operators(path)
@@ -415,13 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATTERNS",
         help="QAT layers of a model left in float32, e.g. prenet=conv,stage*_out",
     )
-    parser.add_argument(
-        "--qat-hints",
-        action="append",
-        default=[],
-        metavar="NAME=PATTERNS",
-        help="QAT layers of a model whose outputs are distilled too, e.g. prenet=stage*_out",
-    )
     parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
     parser.add_argument("--keep", help="folder that keeps the built .tflite files and specs")
     parser.add_argument(
@@ -446,23 +434,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: unknown format(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     keep_float = _named_values(args.keep_float, "--keep-float", "NAME=PATTERNS")
-    hints = _named_values(args.qat_hints, "--qat-hints", "NAME=PATTERNS")
-    if keep_float is None or hints is None:
+    if keep_float is None:
         return 2
+    keep_float = {name: patterns.split(",") for name, patterns in keep_float.items()}
     if args.reuse and not args.keep:
         print("report: --reuse needs --keep DIR (the folder of the files)", file=sys.stderr)
         return 2
     pairs = test_pairs(Path(args.data), args.images)
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(
-            args,
-            pairs,
-            Path(args.keep or tmp),
-            Path(args.output),
-            {name: patterns.split(",") for name, patterns in keep_float.items()},
-            {name: patterns.split(",") for name, patterns in hints.items()},
-        )
+        run = Run(args, pairs, Path(args.keep or tmp), Path(args.output), keep_float)
         run.folder.mkdir(parents=True, exist_ok=True)
         for name in names:
             if run.out_of_time():

@@ -114,7 +114,7 @@ def test_latencies_are_timed_in_turns_after_a_warm_up_each():
     assert len(medians) == 2 and all(m >= 0 for m in medians)
 
 
-@pytest.mark.parametrize("flag", ["--keep-float", "--qat-hints", "--weights"])
+@pytest.mark.parametrize("flag", ["--keep-float", "--weights"])
 def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, capsys):
     assert report.main(["--models", "prenet", flag, "prenet"]) == 2
     err = capsys.readouterr().err.strip()

@@ -168,10 +168,6 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="fp16", uint8_io=True)
     with pytest.raises(ExportError, match="layers kept in float32 need quant='qat', not 'int8'"):
         export_tflite(model, tmp_path / "m.tflite", quant="int8", qat_keep_float=["conv"])
-    with pytest.raises(ExportError, match="hint layers need quant='qat' with qat_target='teacher'"):
-        export_tflite(
-            model, tmp_path / "m.tflite", quant="qat", qat_target="clean", qat_hints=["conv"]
-        )
     pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
     with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
         export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))

@@ -149,11 +149,6 @@ def cmd_export_savedmodel(args) -> int:
     return 0
 
 
-def _patterns(option: str | None) -> list[str]:
-    """The layer name patterns of a comma-separated option."""
-    return [p for p in (option or "").split(",") if p]
-
-
 def cmd_export_tflite(args) -> int:
     from tfderain import api
     from tfderain.export import export_tflite
@@ -170,8 +165,7 @@ def cmd_export_tflite(args) -> int:
         qat_steps=args.qat_steps,
         qat_target=args.qat_target,
         qat_loss=args.qat_loss,
-        qat_keep_float=_patterns(args.qat_keep_float),
-        qat_hints=_patterns(args.qat_hints),
+        qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
         uint8_io=args.uint8_io,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
@@ -237,11 +231,6 @@ def _add_export_parser(sub) -> None:
         "--qat-keep-float",
         metavar="PATTERNS",
         help="QAT: comma-separated layer name patterns left in float32 (e.g. conv,stage*_out)",
-    )
-    p.add_argument(
-        "--qat-hints",
-        metavar="PATTERNS",
-        help="QAT: layer name patterns whose outputs are distilled too (e.g. stage*_out)",
     )
     p.add_argument(
         "--uint8-io", action="store_true", help="uint8 input/output tensors (int8 and qat only)"

@@ -239,7 +239,13 @@ def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
             + ", ".join(bad)
         )
     model = unshare_weightless_layers(with_leaky_relus(model), custom_objects=_scope())
-    matching_layers(model, keep_float, "keep_float")
+    names = [layer.name for layer in model.layers]
+    unmatched = [p for p in keep_float if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise QuantizationError(
+            f"keep_float pattern(s) {', '.join(map(repr, unmatched))} match no layer of model "
+            f"{model.name!r}"
+        )
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 
     def annotated(copy):
@@ -250,23 +256,6 @@ def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
 
     with tfmot.quantization.keras.quantize_scope(_scope()):
         return rewrite.clone(model, _replacement, annotated)
-
-
-def matching_layers(model: keras.Model, patterns: Sequence[str], what: str) -> list[str]:
-    """Names of the layers of ``model`` matching any of the ``fnmatch`` ``patterns``, in
-    model order.
-
-    Raises:
-        QuantizationError: naming the ``what`` patterns that match no layer.
-    """
-    names = [layer.name for layer in model.layers]
-    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
-    if unmatched:
-        raise QuantizationError(
-            f"{what} pattern(s) {', '.join(map(repr, unmatched))} match no layer of model "
-            f"{model.name!r}"
-        )
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
 def _replacement(layer: layers.Layer) -> Any:
@@ -447,7 +436,6 @@ def finetune(
     learning_rate: float = 2e-5,
     calibration_batches: int = 8,
     teacher: keras.Model | None = None,
-    hints: Sequence[str] = (),
 ) -> keras.Model:
     """Calibrate then fine-tune a :func:`quantize_model` result with Adam.
 
@@ -471,37 +459,24 @@ def finetune(
             since the float weights are already trained.
         calibration_batches: batches of :func:`calibrate` before the first step.
         teacher: the float model whose output is the target (single output, same input).
-        hints: names of layers of ``teacher`` (each called once) whose outputs are distilled
-            too, e.g. PReNet's stage outputs: intermediate targets ("hints", Romero et al.,
-            "FitNets", ICLR 2015), so the error of a recurrent model's early stages is
-            corrected where it starts. The loss is then the mean over the derained image and
-            the hints.
     """
     if steps < 0:
         raise ValueError(f"qat steps must be >= 0, got {steps}")
     criterion = _loss(loss)
-    if hints and teacher is None:
-        raise ValueError("hints need a teacher (their targets are its layers' outputs)")
     calibrate(qmodel, (b["rainy"] for b in pairs.take(calibration_batches)))
     if not steps:
         return qmodel
-    student = qmodel
-    if hints:
-        teacher, student = _with_hints(teacher, qmodel, hints)
     optimizer = keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     )
 
     @tf.function
     def train_step(rainy, clean):
-        targets = [clean] if teacher is None else tf.nest.flatten(teacher(rainy, training=False))
+        target = clean if teacher is None else teacher(rainy, training=False)
         with tf.GradientTape() as tape:
-            outputs = tf.nest.flatten(student(rainy, training=True))
-            if not hints:
-                outputs = outputs[:1]  # the derained image; side outputs only run
-            value = tf.add_n(
-                [criterion(t, o) for t, o in zip(targets, outputs, strict=True)]
-            ) / len(targets)
+            outputs = qmodel(rainy, training=True)
+            derained = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+            value = criterion(target, derained)
         variables = qmodel.trainable_variables
         gradients = tape.gradient(value, variables)
         optimizer.apply_gradients(
@@ -516,29 +491,6 @@ def finetune(
     return qmodel
 
 
-def _with_hints(
-    teacher: keras.Model, qmodel: keras.Model, hints: Sequence[str]
-) -> tuple[keras.Model, keras.Model]:
-    """``teacher`` and ``qmodel`` with the outputs of the ``hints`` layers after their first
-    (a hint that is the first output, such as PReNet's last stage, is not counted twice)."""
-    wrapped = {layer.name: layer for layer in qmodel.layers}
-    taught, learnt = [], []
-    for name in hints:
-        layer = teacher.get_layer(name)
-        student = wrapped.get(f"quant_{name}", wrapped.get(name))
-        if student is None or len(layer.inbound_nodes) != 1:
-            raise ValueError(f"hint {name!r} must name a layer called once in the model")
-        if layer.output is teacher.outputs[0]:
-            continue
-        taught.append(layer.output)
-        learnt.append(student.output)
-    first = qmodel.outputs[0]
-    return (
-        keras.Model(teacher.inputs, [teacher.outputs[0], *taught]),
-        keras.Model(qmodel.inputs, [first, *learnt]),
-    )
-
-
 __all__ = [
     "CONFIGS",
     "LOSSES",
@@ -550,7 +502,6 @@ __all__ = [
     "annotate",
     "calibrate",
     "finetune",
-    "matching_layers",
     "pin_input_range",
     "quantize_model",
     "unquantizable_layers",

@@ -259,7 +259,6 @@ def convert(
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
-    qat_hints: Sequence[str] = (),
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -269,8 +268,6 @@ def convert(
     tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
     if qat_keep_float and quant != "qat":
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
-    if qat_hints and (quant != "qat" or qat_target != "teacher"):
-        raise ExportError("hint layers need quant='qat' with qat_target='teacher'")
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
         graph = with_subpixel_convolutions(graph)
@@ -283,7 +280,6 @@ def convert(
         if qat_target not in QAT_TARGETS:
             raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
         teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
-        hints = qat.matching_layers(graph, qat_hints, "hint")
         graph = qat.quantize_model(graph, qat_keep_float)
         patch = min(*calib, MAX_QAT_PATCH)
         patch -= patch % entry.multiple
@@ -293,7 +289,6 @@ def convert(
             steps=qat_steps,
             loss=qat_loss,
             teacher=teacher,
-            hints=hints,
         )
     elif quant == "int8":
         graph = with_leaky_relus(graph)
@@ -334,7 +329,6 @@ def export_tflite(
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
-    qat_hints: Sequence[str] = (),
     uint8_io: bool = False,
     samples: int = DEFAULT_CALIBRATION_SAMPLES,
     seed: int = 0,
@@ -356,9 +350,6 @@ def export_tflite(
             reproduce it) or ``"clean"`` (the pairs' clean images).
         qat_keep_float: ``qat`` layer name patterns left in float32 (mixed precision; see
             :func:`tfderain.export.qat.annotate`), e.g. ``("conv", "stage*_out")``.
-        qat_hints: ``qat`` layer name patterns whose outputs are distilled besides the image
-            (intermediate targets, see :func:`tfderain.export.qat.finetune`), e.g.
-            ``("stage*_out",)`` for the PReNet family's stage estimates.
         uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
         samples: number of calibration images for ``int8``.
         seed: seed of the calibration crops and fine-tuning stream.
@@ -381,7 +372,6 @@ def export_tflite(
         qat_loss=qat_loss,
         qat_target=qat_target,
         qat_keep_float=qat_keep_float,
-        qat_hints=qat_hints,
         uint8_io=uint8_io,
         samples=samples,
         seed=seed,
