@@ -194,7 +194,8 @@ def measure(run: Run, model, name, fmt, weights, reference):
     setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
         loss = f", {args.qat_loss} loss" if args.qat_loss != "l1" else ""
-        setup.append(f"{qat_steps} QAT steps{loss}")
+        batch = f" of {args.qat_batch_size} patches" if args.qat_batch_size else ""
+        setup.append(f"{qat_steps} QAT steps{batch}{loss}")
         if keep_float:
             setup.append(f"float32 layers {' '.join(keep_float)}")
     shape = latency_shape(multiple)
@@ -208,6 +209,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
             quant=fmt,
             tile=None,
             qat_steps=qat_steps,
+            **({"qat_batch_size": args.qat_batch_size} if args.qat_batch_size else {}),
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
             samples=args.samples,
@@ -393,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(SHARED / "data" / "Rain100H-20"))
     parser.add_argument("--images", type=int, help="use only the first N test pairs")
     parser.add_argument("--qat-steps", type=int, default=200)
+    parser.add_argument(
+        "--qat-batch-size", type=int, help="QAT patches per step (default: the exporter's, 4)"
+    )
     parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
     parser.add_argument("--repeats", type=int, default=10, help="latency runs (median)")

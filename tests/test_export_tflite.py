@@ -159,6 +159,26 @@ def test_flex_and_custom_ops_are_detected():
     assert is_flex_free(["ADD", "CONV_2D", "QUANTIZE"])
 
 
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_qat_fine_tunes_on_batches_of_the_asked_size(model, tmp_path, monkeypatch, batch_size):
+    # A smaller batch is how a model of many full-resolution iterations (mCODE-Net) fits in
+    # memory; the default stays 4 patches.
+    from tfderain.export import qat
+
+    seen = []
+
+    def finetune(qmodel, pairs, **kwargs):
+        seen.append(next(iter(pairs))["rainy"].shape)
+        raise InterruptedError  # the batches are all this test needs
+
+    monkeypatch.setattr(qat, "finetune", finetune)
+    kwargs = {} if batch_size is None else {"qat_batch_size": batch_size}
+    with pytest.raises(InterruptedError):
+        export_tflite(model, tmp_path / "m.tflite", quant="qat", tile=TILE, **kwargs)
+    assert seen == [(batch_size or 4, TILE, TILE, 3)]
+    assert not (tmp_path / "m.tflite").exists()
+
+
 def test_bad_arguments_are_one_line_errors(model, tmp_path):
     with pytest.raises(ExportError, match="must end in .tflite"):
         export_tflite(model, tmp_path / "m.bin")
@@ -168,6 +188,8 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="fp16", uint8_io=True)
     with pytest.raises(ExportError, match="layers kept in float32 need quant='qat', not 'int8'"):
         export_tflite(model, tmp_path / "m.tflite", quant="int8", qat_keep_float=["conv"])
+    with pytest.raises(ExportError, match="qat_batch_size must be at least 1, got 0"):
+        export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_batch_size=0)
     pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
     with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
         export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))

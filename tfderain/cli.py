@@ -163,6 +163,7 @@ def cmd_export_tflite(args) -> int:
         representative=args.representative,
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,
+        qat_batch_size=args.qat_batch_size,
         qat_target=args.qat_target,
         qat_loss=args.qat_loss,
         qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
@@ -174,6 +175,7 @@ def cmd_export_tflite(args) -> int:
 
 def _add_export_parser(sub) -> None:
     from tfderain.export.tflite import (
+        DEFAULT_QAT_BATCH_SIZE,
         DEFAULT_QAT_STEPS,
         QAT_LOSSES,
         QAT_TARGETS,
@@ -210,6 +212,12 @@ def _add_export_parser(sub) -> None:
         help="int8 calibration images: a folder, or 'synthetic' (default)",
     )
     p.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="QAT fine-tuning steps")
+    p.add_argument(
+        "--qat-batch-size",
+        type=int,
+        default=DEFAULT_QAT_BATCH_SIZE,
+        help="QAT patches per step (default 4; lower it when the fine-tune runs out of memory)",
+    )
     p.add_argument(
         "--qat-data",
         default="synthetic",

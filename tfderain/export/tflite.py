@@ -67,6 +67,8 @@ DEFAULT_CALIBRATION_SAMPLES = 32
 DYNAMIC_CALIBRATION_SIZE = 256
 #: Largest side of the QAT fine-tuning patches (a tile larger than this is fine-tuned on crops).
 MAX_QAT_PATCH = 128
+#: Default patches per QAT fine-tuning step.
+DEFAULT_QAT_BATCH_SIZE = 4
 #: Logical outputs kept in the exported graph, in this order.
 EXPORTED_OUTPUTS = ("derained", "density")
 
@@ -198,16 +200,22 @@ def with_black_and_white(images: list[np.ndarray]) -> list[np.ndarray]:
     return [first, *images[1:]]
 
 
-def qat_pairs(source: str | os.PathLike | None, size: int, seed: int = 0) -> tf.data.Dataset:
-    """Fine-tuning batches for QAT: a paired dataset folder, or synthetic rain."""
+def qat_pairs(
+    source: str | os.PathLike | None,
+    size: int,
+    seed: int = 0,
+    batch_size: int = DEFAULT_QAT_BATCH_SIZE,
+) -> tf.data.Dataset:
+    """Fine-tuning batches of ``batch_size`` pairs for QAT: a paired dataset folder, or
+    synthetic rain."""
     if source is None or str(source) == "synthetic":
-        return _synthetic(size, 4, seed)
+        return _synthetic(size, batch_size, seed)
     from tfderain.data.pipeline import paired_dataset
 
     folder = Path(source)
     if not folder.is_dir():
         raise ExportError(f"{folder}: QAT data folder does not exist")
-    return paired_dataset(folder, patch_size=size, batch_size=4, seed=seed)
+    return paired_dataset(folder, patch_size=size, batch_size=batch_size, seed=seed)
 
 
 # ------------------------------------------------------------------------------------ convert
@@ -256,6 +264,7 @@ def convert(
     representative: str | os.PathLike | None = None,
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
+    qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -268,6 +277,8 @@ def convert(
     tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
     if qat_keep_float and quant != "qat":
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
+    if qat_batch_size < 1:
+        raise ExportError(f"qat_batch_size must be at least 1, got {qat_batch_size}")
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
         graph = with_subpixel_convolutions(graph)
@@ -285,7 +296,7 @@ def convert(
         patch -= patch % entry.multiple
         qat.finetune(
             graph,
-            qat_pairs(qat_data, patch, seed),
+            qat_pairs(qat_data, patch, seed, qat_batch_size),
             steps=qat_steps,
             loss=qat_loss,
             teacher=teacher,
@@ -326,6 +337,7 @@ def export_tflite(
     representative: str | os.PathLike | None = None,
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
+    qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -344,7 +356,10 @@ def export_tflite(
             or ``None`` for a dynamic-size one (``[1, -1, -1, 3]``, resized by the app).
         representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
         qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
-        qat_steps: ``qat`` fine-tuning steps (batches of 4 patches).
+        qat_steps: ``qat`` fine-tuning steps (batches of ``qat_batch_size`` patches).
+        qat_batch_size: patches per fine-tuning step (default 4). Memory grows with it: the
+            backward pass keeps every activation of the patches, which for a model of many
+            full-resolution iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
         qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
             reproduce it) or ``"clean"`` (the pairs' clean images).
@@ -369,6 +384,7 @@ def export_tflite(
         representative=representative,
         qat_data=qat_data,
         qat_steps=qat_steps,
+        qat_batch_size=qat_batch_size,
         qat_loss=qat_loss,
         qat_target=qat_target,
         qat_keep_float=qat_keep_float,
