@@ -259,15 +259,25 @@ def breakdown(path: str, size: tuple[int, int], each: dict[str, list[float]], ar
         print("  not estimated: " + ", ".join(f"{n} ×{c}" for n, c in sorted(missing.items())))
 
 
+def height_width(text: str) -> tuple[int, int]:
+    """``"320x480"`` → ``(320, 480)``; anything else is a one-line argparse error."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected HxW such as 320x480, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="convstack,prenet,pcnet")
-    parser.add_argument("--size", default="320x480", help="HxW of the input")
+    parser.add_argument("--size", type=height_width, default="320x480", help="HxW of the input")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dynamic", action="store_true", help="dynamic-size files (docstring)")
     parser.add_argument("--breakdown", help="a .tflite file to estimate (docstring)")
-    parser.add_argument("--breakdown-size", default="320x480", help="HxW of --breakdown's input")
+    parser.add_argument(
+        "--breakdown-size", type=height_width, default="320x480", help="HxW of --breakdown's input"
+    )
     args = parser.parse_args(argv)
     if args.breakdown and not Path(args.breakdown).is_file():
         print(f"bench_tflite_int8: {args.breakdown}: no such .tflite file", file=sys.stderr)
@@ -277,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             "bench_tflite_int8: --breakdown needs op_<kind> networks in --models", file=sys.stderr
         )
         return 2
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = args.size
     print(f"input 1x{size[0]}x{size[1]}x3, {args.threads} threads, {args.repeats} runs")
     print(f"CPU dot-product flags: {cpu_flags()}; load average {os.getloadavg()[0]:.2f}")
     variants = ("transpose", "subpixel") if args.dynamic else ("fixed",)
@@ -326,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = medians["subpixel", k] / medians["transpose", k]
                 print(f"{name:<12} {kind} sub-pixel / transposed: {ratio:.2f}")
     if args.breakdown:
-        target = tuple(int(v) for v in args.breakdown_size.split("x"))
-        breakdown(args.breakdown, target, each, size[0] * size[1])
+        breakdown(args.breakdown, args.breakdown_size, each, size[0] * size[1])
     return 0
 
 

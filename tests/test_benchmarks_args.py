@@ -1,0 +1,37 @@
+"""Command-line sizes of the hand-run benchmarks: a malformed value is a one-line usage error."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def int8_bench():
+    return _load("bench_tflite_int8")
+
+
+@pytest.mark.parametrize("flag", ["--size", "--breakdown-size"])
+@pytest.mark.parametrize("value", ["320y480", "320x", "x480", "0x480", "320x480x3"])
+def test_malformed_size_is_a_usage_error(int8_bench, capsys, flag, value):
+    with pytest.raises(SystemExit) as stop:
+        int8_bench.main([flag, value])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: argument {flag}: expected HxW" in last and repr(value) in last
+
+
+def test_size_is_height_then_width(int8_bench):
+    assert int8_bench.height_width("160x240") == (160, 240)
+    assert int8_bench.height_width("320X480") == (320, 480)
