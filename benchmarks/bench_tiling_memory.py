@@ -32,11 +32,10 @@ def peak_rss_mb() -> float:
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"3840x2160"`` → ``(width, height)``."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 3840x2160, got {text!r}") from None
-    return width, height
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"size must look like 3840x2160, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def main(argv: list[str] | None = None) -> None:
