@@ -129,6 +129,14 @@ def test_pairs(folder: Path, limit: int | None):
     return [(p.name, read_image(p.rainy).rgb, read_image(p.clean).rgb) for p in pairs]
 
 
+def qat_setup(steps: int, batch_size: int | None, loss: str, keep_float: list[str]) -> list[str]:
+    """The *setup* cell's words for a QAT row: steps, patches per step when not the
+    exporter's default, the loss when not L1, and the layers left in float32."""
+    batch = f" of {batch_size} patch{'es' if batch_size > 1 else ''}" if batch_size else ""
+    words = [f"{steps} QAT steps{batch}" + (f", {loss} loss" if loss != "l1" else "")]
+    return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
+
+
 def latency_shape(multiple: int) -> tuple[int, int]:
     """:data:`LATENCY_SHAPE` rounded up to the model's ``multiple`` (what inference pads to:
     CRDNet's classifier takes exactly 512×512)."""
@@ -193,11 +201,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
     setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
-        loss = f", {args.qat_loss} loss" if args.qat_loss != "l1" else ""
-        batch = f" of {args.qat_batch_size} patches" if args.qat_batch_size else ""
-        setup.append(f"{qat_steps} QAT steps{batch}{loss}")
-        if keep_float:
-            setup.append(f"float32 layers {' '.join(keep_float)}")
+        setup += qat_setup(qat_steps, args.qat_batch_size, args.qat_loss, keep_float)
     shape = latency_shape(multiple)
     if shape != LATENCY_SHAPE:
         setup.append(f"latency at {shape[0]}×{shape[1]}")

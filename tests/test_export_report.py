@@ -120,3 +120,12 @@ def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, c
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"report: {flag} expects NAME=") and err.endswith("got prenet")
     assert "\n" not in err
+
+
+def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
+    assert report.qat_setup(300, None, "l1", []) == ["300 QAT steps"]
+    assert report.qat_setup(30, 1, "l1", []) == ["30 QAT steps of 1 patch"]
+    assert report.qat_setup(30, 2, "l2", ["conv", "stage*_out"]) == [
+        "30 QAT steps of 2 patches, l2 loss",
+        "float32 layers conv stage*_out",
+    ]
