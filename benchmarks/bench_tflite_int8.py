@@ -60,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._args import two_sizes  # noqa: E402
 from tfderain import models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions  # noqa: E402
@@ -259,12 +260,8 @@ def breakdown(path: str, size: tuple[int, int], each: dict[str, list[float]], ar
         print("  not estimated: " + ", ".join(f"{n} ×{c}" for n, c in sorted(missing.items())))
 
 
-def height_width(text: str) -> tuple[int, int]:
-    """``"320x480"`` → ``(320, 480)``; anything else is a one-line argparse error."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected HxW such as 320x480, got {text!r}")
-    return int(parts[0]), int(parts[1])
+#: ``--size`` and ``--breakdown-size``: height × width.
+height_width = two_sizes("HxW", "320x480")
 
 
 def main(argv: list[str] | None = None) -> int:

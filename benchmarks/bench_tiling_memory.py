@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._args import two_sizes  # noqa: E402
 from tfderain import inference, models  # noqa: E402
 from tfderain._keras import keras  # noqa: E402
 
@@ -30,18 +31,15 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"3840x2160"`` → ``(width, height)``."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"size must look like 3840x2160, got {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="prenet", help="registry name (default: prenet)")
-    parser.add_argument("--size", type=parse_size, default=(3840, 2160), help="WIDTHxHEIGHT")
+    parser.add_argument(
+        "--size",
+        type=two_sizes("WIDTHxHEIGHT", "3840x2160"),
+        default=(3840, 2160),
+        help="WIDTHxHEIGHT",
+    )
     parser.add_argument("--tile", type=int, default=inference.DEFAULT_TILE)
     parser.add_argument("--batch-size", type=int, default=inference.DEFAULT_BATCH_SIZE)
     parser.add_argument("--max-pixels", type=int, default=inference.DEFAULT_MAX_PIXELS)

@@ -35,3 +35,11 @@ def test_malformed_size_is_a_usage_error(int8_bench, capsys, flag, value):
 def test_size_is_height_then_width(int8_bench):
     assert int8_bench.height_width("160x240") == (160, 240)
     assert int8_bench.height_width("320X480") == (320, 480)
+
+
+def test_tiling_benchmark_size_is_width_then_height(capsys):
+    tiling = _load("bench_tiling_memory")
+    with pytest.raises(SystemExit) as stop:
+        tiling.main(["--size", "0x2160"])
+    assert stop.value.code == 2
+    assert "expected WIDTHxHEIGHT such as 3840x2160, got '0x2160'" in capsys.readouterr().err
