@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,18 @@ import pytest
 
 # Reference material (goldens, small datasets, checkpoints) lives next to the repository.
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+#: The repository, for the scripts outside the package (``export/``, ``benchmarks/``, …).
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str, name: str):
+    """Import the script at ``REPO / relative`` as module ``name`` (registered in
+    ``sys.modules``, where dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

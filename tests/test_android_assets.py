@@ -8,14 +8,12 @@ is run, as a command, on a tiny model in a temporary folder.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import REPO, load_script
 
-REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "android_demo" / "app"
 MODEL_ASSETS_KT = APP / "src" / "main" / "java" / "org" / "tfderain" / "demo" / "ModelAssets.kt"
 MODEL_SPEC_JAVA = (
@@ -24,12 +22,7 @@ MODEL_SPEC_JAVA = (
 
 
 def _assets_module():
-    spec = importlib.util.spec_from_file_location(
-        "tfderain_android_assets", REPO / "export" / "android_assets.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("export/android_assets.py", "tfderain_android_assets")
 
 
 def _kotlin_constants() -> dict[str, str]:

@@ -11,7 +11,6 @@ Without ``javac`` the JVM tests skip, except with ``CI=true`` where that is a fa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,19 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, load_script
 
-REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "android_demo" / "core"
 GOLDEN = CORE / "src" / "test" / "resources" / "golden"
 RUN_TESTS = CORE / "run_tests.sh"
 
 
 def _make_golden():
-    path = REPO / "android_demo" / "tools" / "make_golden.py"
-    spec = importlib.util.spec_from_file_location("tfderain_make_golden", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("android_demo/tools/make_golden.py", "tfderain_make_golden")
 
 
 def _require_jvm() -> None:
