@@ -216,7 +216,7 @@ def _add_export_parser(sub) -> None:
         "--qat-batch-size",
         type=int,
         default=DEFAULT_QAT_BATCH_SIZE,
-        help="QAT patches per step (default 4; lower it when the fine-tune runs out of memory)",
+        help="QAT patches per step (default %(default)s; fewer if the fine-tune runs out of RAM)",
     )
     p.add_argument(
         "--qat-data",
