@@ -129,10 +129,18 @@ def test_pairs(folder: Path, limit: int | None):
     return [(p.name, read_image(p.rainy).rgb, read_image(p.clean).rgb) for p in pairs]
 
 
-def qat_setup(steps: int, batch_size: int | None, loss: str, keep_float: list[str]) -> list[str]:
-    """The *setup* cell's words for a QAT row: steps, patches per step when not the
-    exporter's default, the loss when not L1, and the layers left in float32."""
+def qat_setup(
+    steps: int,
+    batch_size: int | None,
+    loss: str,
+    keep_float: list[str],
+    patch_size: int | None = None,
+) -> list[str]:
+    """The *setup* cell's words for a QAT row: steps, patches per step and their side when not
+    the exporter's defaults, the loss when not L1, and the layers left in float32."""
     batch = f" of {batch_size} patch{'es' if batch_size > 1 else ''}" if batch_size else ""
+    if patch_size:
+        batch = f"{batch or ' of patches'} of {patch_size}×{patch_size}"
     words = [f"{steps} QAT steps{batch}" + (f", {loss} loss" if loss != "l1" else "")]
     return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
 
@@ -201,7 +209,9 @@ def measure(run: Run, model, name, fmt, weights, reference):
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
     setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
-        setup += qat_setup(qat_steps, args.qat_batch_size, args.qat_loss, keep_float)
+        setup += qat_setup(
+            qat_steps, args.qat_batch_size, args.qat_loss, keep_float, args.qat_patch_size
+        )
     shape = latency_shape(multiple)
     if shape != LATENCY_SHAPE:
         setup.append(f"latency at {shape[0]}×{shape[1]}")
@@ -214,6 +224,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
             tile=None,
             qat_steps=qat_steps,
             **({"qat_batch_size": args.qat_batch_size} if args.qat_batch_size else {}),
+            **({"qat_patch_size": args.qat_patch_size} if args.qat_patch_size else {}),
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
             samples=args.samples,
@@ -401,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qat-steps", type=int, default=200)
     parser.add_argument(
         "--qat-batch-size", type=int, help="QAT patches per step (default: the exporter's, 4)"
+    )
+    parser.add_argument(
+        "--qat-patch-size", type=int, help="side of the QAT patches (default: the exporter's, 128)"
     )
     parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")

@@ -122,3 +122,5 @@ def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
         "30 QAT steps of 2 patches, l2 loss",
         "float32 layers conv stage*_out",
     ]
+    assert report.qat_setup(300, 1, "l1", [], 256) == ["300 QAT steps of 1 patch of 256×256"]
+    assert report.qat_setup(300, None, "l1", [], 192) == ["300 QAT steps of patches of 192×192"]

@@ -159,23 +159,33 @@ def test_flex_and_custom_ops_are_detected():
     assert is_flex_free(["ADD", "CONV_2D", "QUANTIZE"])
 
 
-@pytest.mark.parametrize("batch_size", [None, 1])
-def test_qat_fine_tunes_on_batches_of_the_asked_size(model, tmp_path, monkeypatch, batch_size):
-    # A smaller batch is how a model of many full-resolution iterations (mCODE-Net) fits in
-    # memory; the default stays 4 patches.
+@pytest.mark.parametrize(
+    ("options", "tile", "want"),
+    [
+        ({}, (TILE, TILE), (4, TILE, TILE, 3)),  # a tile below the default patch: whole
+        ({"qat_batch_size": 1}, (TILE, TILE), (1, TILE, TILE, 3)),
+        ({"qat_patch_size": 16}, (TILE, TILE), (4, 16, 16, 3)),
+        ({}, None, (4, 128, 128, 3)),  # dynamic size: the default patch side
+        ({"qat_batch_size": 1, "qat_patch_size": 256}, None, (1, 256, 256, 3)),
+    ],
+)
+def test_qat_fine_tunes_on_batches_of_the_asked_size(
+    model, tmp_path, monkeypatch, options, tile, want
+):
+    # Fewer patches is how a model of many full-resolution iterations (mCODE-Net) fits in
+    # memory; larger ones see more context per patch (PReNet: 1 of 256×256, REPORT run 21).
     from tfderain.export import qat
 
     seen = []
 
     def finetune(qmodel, pairs, **kwargs):
-        seen.append(next(iter(pairs))["rainy"].shape)
+        seen.append(tuple(next(iter(pairs))["rainy"].shape))
         raise InterruptedError  # the batches are all this test needs
 
     monkeypatch.setattr(qat, "finetune", finetune)
-    kwargs = {} if batch_size is None else {"qat_batch_size": batch_size}
     with pytest.raises(InterruptedError):
-        export_tflite(model, tmp_path / "m.tflite", quant="qat", tile=TILE, **kwargs)
-    assert seen == [(batch_size or 4, TILE, TILE, 3)]
+        export_tflite(model, tmp_path / "m.tflite", quant="qat", tile=tile, **options)
+    assert seen == [want]
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -190,6 +200,8 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="int8", qat_keep_float=["conv"])
     with pytest.raises(ExportError, match="qat_batch_size must be at least 1, got 0"):
         export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_batch_size=0)
+    with pytest.raises(ExportError, match="qat_patch_size must be at least 1 for 'prenet', got 0"):
+        export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_patch_size=0)
     pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
     with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
         export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))

@@ -164,6 +164,7 @@ def cmd_export_tflite(args) -> int:
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,
         qat_batch_size=args.qat_batch_size,
+        qat_patch_size=args.qat_patch_size,
         qat_target=args.qat_target,
         qat_loss=args.qat_loss,
         qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
@@ -176,6 +177,7 @@ def cmd_export_tflite(args) -> int:
 def _add_export_parser(sub) -> None:
     from tfderain.export.tflite import (
         DEFAULT_QAT_BATCH_SIZE,
+        DEFAULT_QAT_PATCH_SIZE,
         DEFAULT_QAT_STEPS,
         QAT_LOSSES,
         QAT_TARGETS,
@@ -217,6 +219,12 @@ def _add_export_parser(sub) -> None:
         type=int,
         default=DEFAULT_QAT_BATCH_SIZE,
         help="QAT patches per step (default %(default)s; fewer if the fine-tune runs out of RAM)",
+    )
+    p.add_argument(
+        "--qat-patch-size",
+        type=int,
+        default=DEFAULT_QAT_PATCH_SIZE,
+        help="side of the QAT patches (default %(default)s; memory grows with its square)",
     )
     p.add_argument(
         "--qat-data",

@@ -63,10 +63,10 @@ QAT_TARGETS = ("teacher", "clean")
 QAT_LOSSES = ("l1", "l2", "negative_ssim")
 #: Default number of representative images calibrating ``int8``.
 DEFAULT_CALIBRATION_SAMPLES = 32
-#: Side of the calibration / fine-tuning patches of a dynamic-size model.
+#: Side of the int8 calibration images of a dynamic-size model.
 DYNAMIC_CALIBRATION_SIZE = 256
-#: Largest side of the QAT fine-tuning patches (a tile larger than this is fine-tuned on crops).
-MAX_QAT_PATCH = 128
+#: Default side of the QAT fine-tuning patches (a smaller fixed tile is fine-tuned whole).
+DEFAULT_QAT_PATCH_SIZE = 128
 #: Default patches per QAT fine-tuning step.
 DEFAULT_QAT_BATCH_SIZE = 4
 #: Logical outputs kept in the exported graph, in this order.
@@ -265,6 +265,7 @@ def convert(
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
+    qat_patch_size: int = DEFAULT_QAT_PATCH_SIZE,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -279,6 +280,10 @@ def convert(
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
     if qat_batch_size < 1:
         raise ExportError(f"qat_batch_size must be at least 1, got {qat_batch_size}")
+    if qat_patch_size < entry.multiple:
+        raise ExportError(
+            f"qat_patch_size must be at least {entry.multiple} for {arch!r}, got {qat_patch_size}"
+        )
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
         graph = with_subpixel_convolutions(graph)
@@ -292,7 +297,7 @@ def convert(
             raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
         teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
         graph = qat.quantize_model(graph, qat_keep_float)
-        patch = min(*calib, MAX_QAT_PATCH)
+        patch = min([*(tile or ()), qat_patch_size])
         patch -= patch % entry.multiple
         qat.finetune(
             graph,
@@ -338,6 +343,7 @@ def export_tflite(
     qat_data: str | os.PathLike | None = None,
     qat_steps: int = DEFAULT_QAT_STEPS,
     qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
+    qat_patch_size: int = DEFAULT_QAT_PATCH_SIZE,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -360,6 +366,9 @@ def export_tflite(
         qat_batch_size: patches per fine-tuning step (default 4). Memory grows with it: the
             backward pass keeps every activation of the patches, which for a model of many
             full-resolution iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
+        qat_patch_size: side of the fine-tuning patches (default 128, rounded down to the
+            model's multiple; a smaller fixed ``tile`` is fine-tuned whole). Memory and time per
+            step grow with its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
         qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
             reproduce it) or ``"clean"`` (the pairs' clean images).
@@ -385,6 +394,7 @@ def export_tflite(
         qat_data=qat_data,
         qat_steps=qat_steps,
         qat_batch_size=qat_batch_size,
+        qat_patch_size=qat_patch_size,
         qat_loss=qat_loss,
         qat_target=qat_target,
         qat_keep_float=qat_keep_float,
