@@ -145,6 +145,13 @@ def qat_setup(
     return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
 
 
+def qat_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The QAT batch and patch sizes given on the command line (the exporter's defaults
+    otherwise)."""
+    given = {"qat_batch_size": args.qat_batch_size, "qat_patch_size": args.qat_patch_size}
+    return {name: value for name, value in given.items() if value}
+
+
 def latency_shape(multiple: int) -> tuple[int, int]:
     """:data:`LATENCY_SHAPE` rounded up to the model's ``multiple`` (what inference pads to:
     CRDNet's classifier takes exactly 512×512)."""
@@ -223,8 +230,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
             quant=fmt,
             tile=None,
             qat_steps=qat_steps,
-            **({"qat_batch_size": args.qat_batch_size} if args.qat_batch_size else {}),
-            **({"qat_patch_size": args.qat_patch_size} if args.qat_patch_size else {}),
+            **qat_overrides(args),
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
             samples=args.samples,
