@@ -135,14 +135,17 @@ def qat_setup(
     loss: str,
     keep_float: list[str],
     patch_size: int | None = None,
+    seed: int = 0,
 ) -> list[str]:
     """The *setup* cell's words for a QAT row: steps, patches per step and their side when not
-    the exporter's defaults, the loss when not L1, and the layers left in float32."""
+    the exporter's defaults, the loss when not L1, the layers left in float32, and the seed of
+    the calibration crops and fine-tuning stream when not 0."""
     batch = f" of {batch_size} patch{'es' if batch_size > 1 else ''}" if batch_size else ""
     if patch_size:
         batch = f"{batch or ' of patches'} of {patch_size}×{patch_size}"
     words = [f"{steps} QAT steps{batch}" + (f", {loss} loss" if loss != "l1" else "")]
-    return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
+    words += [f"float32 layers {' '.join(keep_float)}"] if keep_float else []
+    return words + ([f"seed {seed}"] if seed else [])
 
 
 def qat_overrides(args: argparse.Namespace) -> dict[str, int]:
@@ -217,8 +220,15 @@ def measure(run: Run, model, name, fmt, weights, reference):
     setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
     if fmt == "qat":
         setup += qat_setup(
-            qat_steps, args.qat_batch_size, args.qat_loss, keep_float, args.qat_patch_size
+            qat_steps,
+            args.qat_batch_size,
+            args.qat_loss,
+            keep_float,
+            args.qat_patch_size,
+            args.seed,
         )
+    elif fmt == "int8" and args.seed:
+        setup.append(f"seed {args.seed}")
     shape = latency_shape(multiple)
     if shape != LATENCY_SHAPE:
         setup.append(f"latency at {shape[0]}×{shape[1]}")
@@ -234,6 +244,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
             samples=args.samples,
+            seed=args.seed,
         )
     ops = operators(path)
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []
@@ -424,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the int8 calibration crops and the QAT fine-tuning stream",
+    )
     parser.add_argument("--repeats", type=int, default=10, help="latency runs (median)")
     parser.add_argument(
         "--weights",

@@ -124,3 +124,8 @@ def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
     ]
     assert report.qat_setup(300, 1, "l1", [], 256) == ["300 QAT steps of 1 patch of 256×256"]
     assert report.qat_setup(300, None, "l1", [], 192) == ["300 QAT steps of patches of 192×192"]
+    assert report.qat_setup(300, 1, "l1", ["conv"], 256, seed=2) == [
+        "300 QAT steps of 1 patch of 256×256",
+        "float32 layers conv",
+        "seed 2",
+    ]
