@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +241,8 @@ def test_cli_export_tflite_parses_every_option():
             "--qat-loss",
             "l2",
             "--uint8-io",
+            "--seed",
+            "3",
             "-o",
             "m.tflite",
         ]
@@ -253,7 +256,28 @@ def test_cli_export_tflite_parses_every_option():
         True,
     )
     assert args.representative == "synthetic" and args.output == "m.tflite"
-    assert args.qat_loss == "l2" and args.qat_target == "teacher"
+    assert args.qat_loss == "l2" and args.qat_target == "teacher" and args.seed == 3
+
+
+def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path, capsys):
+    import tfderain.api
+    import tfderain.export
+    from tfderain.cli import main
+
+    given = {}
+
+    def fake_export(model, path, **options):
+        given.update(options)
+        Path(path).write_bytes(b"tflite")
+        return Path(path)
+
+    monkeypatch.setattr(tfderain.api, "resolve_model", lambda model, weights: model)
+    monkeypatch.setattr(tfderain.export, "export_tflite", fake_export)
+    out = tmp_path / "m.tflite"
+    assert main(["export", "tflite", "--model", "prenet", "--quant", "int8", "-o", str(out)]) == 0
+    assert given["seed"] == 0 and given["quant"] == "int8"
+    assert main(["export", "tflite", "--model", "prenet", "--seed", "7", "-o", str(out)]) == 0
+    assert given["seed"] == 7
 
 
 def test_cli_tile_and_dynamic_exclude_each_other(capsys):

@@ -169,6 +169,7 @@ def cmd_export_tflite(args) -> int:
         qat_loss=args.qat_loss,
         qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
         uint8_io=args.uint8_io,
+        seed=args.seed,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
     return 0
@@ -225,6 +226,12 @@ def _add_export_parser(sub) -> None:
         type=int,
         default=DEFAULT_QAT_PATCH_SIZE,
         help="side of the QAT patches (default %(default)s; memory grows with its square)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the int8 calibration crops and the QAT fine-tuning stream (default 0)",
     )
     p.add_argument(
         "--qat-data",
