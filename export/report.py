@@ -135,24 +135,44 @@ def qat_setup(
     loss: str,
     keep_float: list[str],
     patch_size: int | None = None,
-    seed: int = 0,
 ) -> list[str]:
     """The *setup* cell's words for a QAT row: steps, patches per step and their side when not
-    the exporter's defaults, the loss when not L1, the layers left in float32, and the seed of
-    the calibration crops and fine-tuning stream when not 0."""
+    the exporter's defaults, the loss when not L1, and the layers left in float32."""
     batch = f" of {batch_size} patch{'es' if batch_size > 1 else ''}" if batch_size else ""
     if patch_size:
         batch = f"{batch or ' of patches'} of {patch_size}×{patch_size}"
     words = [f"{steps} QAT steps{batch}" + (f", {loss} loss" if loss != "l1" else "")]
-    words += [f"float32 layers {' '.join(keep_float)}"] if keep_float else []
-    return words + ([f"seed {seed}"] if seed else [])
+    return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
+
+
+def row_setup(
+    args: argparse.Namespace,
+    fmt: str,
+    pairs: int,
+    qat_steps: int,
+    keep_float: list[str],
+    shape: tuple[int, int],
+) -> list[str]:
+    """The *setup* cell of a row: the test pairs (none for random weights), the QAT setup, the
+    seed of the calibration crops and fine-tuning stream when not 0, and the latency shape
+    when not :data:`LATENCY_SHAPE`."""
+    setup = [f"{pairs} test pairs"] if pairs else []
+    if fmt == "qat":
+        setup += qat_setup(
+            qat_steps, args.qat_batch_size, args.qat_loss, keep_float, args.qat_patch_size
+        )
+    if fmt in ("int8", "qat") and args.seed:
+        setup.append(f"seed {args.seed}")
+    if shape != LATENCY_SHAPE:
+        setup.append(f"latency at {shape[0]}×{shape[1]}")
+    return setup
 
 
 def qat_overrides(args: argparse.Namespace) -> dict[str, int]:
     """The QAT batch and patch sizes given on the command line (the exporter's defaults
     otherwise)."""
     given = {"qat_batch_size": args.qat_batch_size, "qat_patch_size": args.qat_patch_size}
-    return {name: value for name, value in given.items() if value}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def latency_shape(multiple: int) -> tuple[int, int]:
@@ -217,21 +237,9 @@ def measure(run: Run, model, name, fmt, weights, reference):
     args = run.args
     keep_float = run.keep_float.get(name, []) if fmt == "qat" else []
     qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
-    setup = [f"{len(run.pairs)} test pairs"] if weights != "random" else []
-    if fmt == "qat":
-        setup += qat_setup(
-            qat_steps,
-            args.qat_batch_size,
-            args.qat_loss,
-            keep_float,
-            args.qat_patch_size,
-            args.seed,
-        )
-    elif fmt == "int8" and args.seed:
-        setup.append(f"seed {args.seed}")
     shape = latency_shape(multiple)
-    if shape != LATENCY_SHAPE:
-        setup.append(f"latency at {shape[0]}×{shape[1]}")
+    pairs = len(run.pairs) if weights != "random" else 0
+    setup = row_setup(args, fmt, pairs, qat_steps, keep_float, shape)
     path = run.folder / f"{name}_{fmt}.tflite"
     if not (args.reuse and path.is_file()):
         export_tflite(
@@ -421,6 +429,8 @@ def _named_values(values: list[str], flag: str, form: str) -> dict[str, str] | N
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tfderain.cli import non_negative_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="comma-separated registry names (default: all)")
     parser.add_argument("--formats", default=",".join(ALL_FORMATS))
@@ -437,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
     parser.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="seed of the int8 calibration crops and the QAT fine-tuning stream",
     )

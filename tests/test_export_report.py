@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import pytest
@@ -124,8 +125,34 @@ def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
     ]
     assert report.qat_setup(300, 1, "l1", [], 256) == ["300 QAT steps of 1 patch of 256×256"]
     assert report.qat_setup(300, None, "l1", [], 192) == ["300 QAT steps of patches of 192×192"]
-    assert report.qat_setup(300, 1, "l1", ["conv"], 256, seed=2) == [
-        "300 QAT steps of 1 patch of 256×256",
-        "float32 layers conv",
-        "seed 2",
+
+
+@pytest.mark.parametrize(
+    ("fmt", "seed", "expected"),
+    [
+        ("none", 2, ["20 test pairs"]),
+        ("int8", 0, ["20 test pairs"]),
+        ("int8", 2, ["20 test pairs", "seed 2"]),
+        ("qat", 2, ["20 test pairs", "300 QAT steps", "float32 layers conv", "seed 2"]),
+    ],
+)
+def test_row_setup_names_the_seed_of_quantized_rows_only(report, fmt, seed, expected):
+    args = argparse.Namespace(qat_batch_size=None, qat_patch_size=None, qat_loss="l1", seed=seed)
+    assert report.row_setup(args, fmt, 20, 300, ["conv"] if fmt == "qat" else [], (320, 480)) == (
+        expected
+    )
+
+
+def test_row_setup_of_random_weights_and_another_latency_shape(report):
+    args = argparse.Namespace(qat_batch_size=1, qat_patch_size=256, qat_loss="l2", seed=0)
+    assert report.row_setup(args, "qat", 0, 30, [], (512, 512)) == [
+        "30 QAT steps of 1 patch of 256×256, l2 loss",
+        "latency at 512×512",
     ]
+
+
+def test_a_negative_seed_is_a_parse_error_naming_the_option(report, capsys):
+    with pytest.raises(SystemExit) as info:
+        report.main(["--models", "prenet", "--seed", "-1"])
+    assert info.value.code == 2
+    assert "argument --seed: expected a non-negative integer, got '-1'" in capsys.readouterr().err

@@ -199,6 +199,8 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="fp16", uint8_io=True)
     with pytest.raises(ExportError, match="layers kept in float32 need quant='qat', not 'int8'"):
         export_tflite(model, tmp_path / "m.tflite", quant="int8", qat_keep_float=["conv"])
+    with pytest.raises(ExportError, match="seed must be a non-negative integer, got -1"):
+        export_tflite(model, tmp_path / "m.tflite", quant="int8", seed=-1)
     with pytest.raises(ExportError, match="qat_batch_size must be at least 1, got 0"):
         export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_batch_size=0)
     with pytest.raises(ExportError, match="qat_patch_size must be at least 1 for 'prenet', got 0"):
@@ -259,7 +261,7 @@ def test_cli_export_tflite_parses_every_option():
     assert args.qat_loss == "l2" and args.qat_target == "teacher" and args.seed == 3
 
 
-def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path, capsys):
+def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path):
     import tfderain.api
     import tfderain.export
     from tfderain.cli import main
@@ -278,6 +280,22 @@ def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path
     assert given["seed"] == 0 and given["quant"] == "int8"
     assert main(["export", "tflite", "--model", "prenet", "--seed", "7", "-o", str(out)]) == 0
     assert given["seed"] == 7
+
+
+@pytest.mark.parametrize("seed", ["-1", "two"])
+def test_cli_a_bad_seed_is_rejected_before_the_model_loads(seed, monkeypatch, capsys):
+    import tfderain.api
+    from tfderain.cli import main
+
+    def no_load(model, weights):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(tfderain.api, "resolve_model", no_load)
+    with pytest.raises(SystemExit) as info:
+        main(["export", "tflite", "--model", "prenet", "--seed", seed, "-o", "m.tflite"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --seed: expected a non-negative integer, got '{seed}'" in err
 
 
 def test_cli_tile_and_dynamic_exclude_each_other(capsys):

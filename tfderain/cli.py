@@ -28,6 +28,17 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return config
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type of a seed: a whole number ≥ 0 (argparse names the option on error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _model_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument(
         "--model",
@@ -229,7 +240,7 @@ def _add_export_parser(sub) -> None:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="seed of the int8 calibration crops and the QAT fine-tuning stream (default 0)",
     )

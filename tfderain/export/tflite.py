@@ -278,6 +278,8 @@ def convert(
     tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
     if qat_keep_float and quant != "qat":
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
+    if seed < 0:
+        raise ExportError(f"seed must be a non-negative integer, got {seed}")
     if qat_batch_size < 1:
         raise ExportError(f"qat_batch_size must be at least 1, got {qat_batch_size}")
     if qat_patch_size < entry.multiple:
