@@ -430,6 +430,7 @@ def _named_values(values: list[str], flag: str, form: str) -> dict[str, str] | N
 
 def main(argv: list[str] | None = None) -> int:
     from tfderain.cli import non_negative_int
+    from tfderain.export.tflite import DEFAULT_QAT_BATCH_SIZE, DEFAULT_QAT_PATCH_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="comma-separated registry names (default: all)")
@@ -438,10 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, help="use only the first N test pairs")
     parser.add_argument("--qat-steps", type=int, default=200)
     parser.add_argument(
-        "--qat-batch-size", type=int, help="QAT patches per step (default: the exporter's, 4)"
+        "--qat-batch-size",
+        type=int,
+        help=f"QAT patches per step (default: the exporter's, {DEFAULT_QAT_BATCH_SIZE})",
     )
     parser.add_argument(
-        "--qat-patch-size", type=int, help="side of the QAT patches (default: the exporter's, 128)"
+        "--qat-patch-size",
+        type=int,
+        help=f"side of the QAT patches (default: the exporter's, {DEFAULT_QAT_PATCH_SIZE})",
     )
     parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
