@@ -30,13 +30,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def non_negative_int(text: str) -> int:
     """argparse type of a seed: a whole number ≥ 0 (argparse names the option on error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
+    if not text.isdecimal():  # also rejects "-1"
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return int(text)
 
 
 def _model_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
