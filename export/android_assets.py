@@ -150,8 +150,7 @@ def export_variant(
         options["representative"] = str(calibration) if calibration else "synthetic"
     if quant == "qat":
         options["qat_data"] = str(qat_data) if qat_data else "synthetic"
-        if qat_steps is not None:
-            options["qat_steps"] = qat_steps
+        options["qat_steps"] = qat_steps  # None: the model's recipe
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tflite = export_tflite(model, Path(tmp) / file, **options)

@@ -21,21 +21,28 @@ model, format and CPU; rows of other models, formats or CPUs are kept::
 ``--time-limit`` (seconds) stops starting new builds once exceeded; rows not built are listed
 as skipped. ``--keep DIR`` keeps the built files (``<model>_<format>.tflite`` and their specs)
 for a closer look, e.g. with ``tfderain.export.tflite.operators``; with ``--reuse`` a later run
-measures the files already in DIR instead of building them again (delete a file to rebuild it;
-the files must come from the same weights and options).
+measures the files already in DIR instead of building them again. Each kept file has a build
+record beside it (``<model>_<format>.build.json``: weights, and for int8/QAT the seed,
+calibration images and fine-tune); a file whose record does not match the run's options, or
+has none, is built again (delete a file to rebuild it anyway).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tfderain.export.tflite import QATSettings
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -129,27 +136,27 @@ def test_pairs(folder: Path, limit: int | None):
     return [(p.name, read_image(p.rainy).rgb, read_image(p.clean).rgb) for p in pairs]
 
 
-def qat_setup(
-    steps: int,
-    batch_size: int | None,
-    loss: str,
-    keep_float: list[str],
-    patch_size: int | None = None,
-) -> list[str]:
+def qat_setup(settings: QATSettings, loss: str, keep_float: list[str]) -> list[str]:
     """The *setup* cell's words for a QAT row: steps, patches per step and their side when not
     the exporter's defaults, the loss when not L1, and the layers left in float32."""
-    batch = f" of {batch_size} patch{'es' if batch_size > 1 else ''}" if batch_size else ""
-    if patch_size:
-        batch = f"{batch or ' of patches'} of {patch_size}×{patch_size}"
-    words = [f"{steps} QAT steps{batch}" + (f", {loss} loss" if loss != "l1" else "")]
-    return words + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
+    from tfderain.export.tflite import QATSettings
+
+    default = QATSettings()
+    batch, patch = settings.batch_size, settings.patch_size
+    words = f"{settings.steps} QAT steps"
+    if batch != default.batch_size:
+        words += f" of {batch} patch{'es' if batch > 1 else ''}"
+    if patch != default.patch_size:
+        words += f"{'' if batch != default.batch_size else ' of patches'} of {patch}×{patch}"
+    words += f", {loss} loss" if loss != "l1" else ""
+    return [words] + ([f"float32 layers {' '.join(keep_float)}"] if keep_float else [])
 
 
 def row_setup(
     args: argparse.Namespace,
     fmt: str,
     pairs: int,
-    qat_steps: int,
+    settings: QATSettings,
     keep_float: list[str],
     shape: tuple[int, int],
 ) -> list[str]:
@@ -158,9 +165,7 @@ def row_setup(
     when not :data:`LATENCY_SHAPE`."""
     setup = [f"{pairs} test pairs"] if pairs else []
     if fmt == "qat":
-        setup += qat_setup(
-            qat_steps, args.qat_batch_size, args.qat_loss, keep_float, args.qat_patch_size
-        )
+        setup += qat_setup(settings, args.qat_loss, keep_float)
     if fmt in ("int8", "qat") and args.seed:
         setup.append(f"seed {args.seed}")
     if shape != LATENCY_SHAPE:
@@ -168,11 +173,60 @@ def row_setup(
     return setup
 
 
-def qat_overrides(args: argparse.Namespace) -> dict[str, int]:
-    """The QAT batch and patch sizes given on the command line (the exporter's defaults
-    otherwise)."""
-    given = {"qat_batch_size": args.qat_batch_size, "qat_patch_size": args.qat_patch_size}
-    return {name: value for name, value in given.items() if value is not None}
+def fine_tune(args: argparse.Namespace, name: str, random_weights: bool) -> QATSettings:
+    """The QAT fine-tune of model ``name``: the sizes given on the command line, else the
+    model's recipe, else the exporter's defaults; at most :data:`RANDOM_QAT` steps for random
+    weights."""
+    from tfderain.export.tflite import qat_settings
+
+    settings = qat_settings(
+        name, steps=args.qat_steps, batch_size=args.qat_batch_size, patch_size=args.qat_patch_size
+    )
+    if random_weights:
+        settings = dataclasses.replace(settings, steps=min(settings.steps, RANDOM_QAT))
+    return settings
+
+
+def build_record(
+    args: argparse.Namespace,
+    name: str,
+    fmt: str,
+    weights: str,
+    settings: QATSettings,
+    keep_float: list[str],
+) -> dict:
+    """What a kept file was built from: model, format and weights, plus the seed and
+    calibration images of ``int8``/``qat`` and the fine-tune of ``qat`` (a float file is the
+    same whatever the seed, so one serves every seed)."""
+    record = {"model": name, "format": fmt, "weights": weights}
+    if fmt in ("int8", "qat"):
+        record |= {"seed": args.seed, "samples": args.samples}
+    if fmt == "qat":
+        record |= {"qat": dataclasses.asdict(settings), "qat_loss": args.qat_loss}
+        record |= {"qat_keep_float": list(keep_float)}
+    return record
+
+
+def record_path(path: Path) -> Path:
+    """The build record beside a kept file: ``<model>_<format>.build.json``."""
+    return path.with_suffix(".build.json")
+
+
+def kept_file_matches(path: Path, record: dict) -> bool:
+    """Whether ``--reuse`` may measure the kept ``path``: it exists and its build record says
+    it was built as ``record`` asks. Otherwise it is built again (and says why)."""
+    if not path.is_file():
+        return False
+    try:
+        kept = json.loads(record_path(path).read_text())
+    except (OSError, ValueError):
+        print(f"{path.name}: no readable build record; building it again", flush=True)
+        return False
+    if kept != record:
+        differ = sorted(k for k in {*kept, *record} if kept.get(k) != record.get(k))
+        print(f"{path.name}: built with other {', '.join(differ)}; building it again", flush=True)
+        return False
+    return True
 
 
 def latency_shape(multiple: int) -> tuple[int, int]:
@@ -224,6 +278,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
     """
     from tfderain import models
     from tfderain.export import export_tflite
+    from tfderain.export import spec as spec_io
     from tfderain.export.tflite import (
         TFLiteModel,
         float_operators,
@@ -236,24 +291,27 @@ def measure(run: Run, model, name, fmt, weights, reference):
     multiple = models.spec(name).multiple
     args = run.args
     keep_float = run.keep_float.get(name, []) if fmt == "qat" else []
-    qat_steps = args.qat_steps if weights != "random" else min(args.qat_steps, RANDOM_QAT)
+    settings = fine_tune(args, name, weights == "random")
     shape = latency_shape(multiple)
     pairs = len(run.pairs) if weights != "random" else 0
-    setup = row_setup(args, fmt, pairs, qat_steps, keep_float, shape)
+    setup = row_setup(args, fmt, pairs, settings, keep_float, shape)
     path = run.folder / f"{name}_{fmt}.tflite"
-    if not (args.reuse and path.is_file()):
+    record = build_record(args, name, fmt, weights, settings, keep_float)
+    if not (args.reuse and kept_file_matches(path, record)):
         export_tflite(
             model,
             path,
             quant=fmt,
             tile=None,
-            qat_steps=qat_steps,
-            **qat_overrides(args),
+            qat_steps=settings.steps,
+            qat_batch_size=settings.batch_size,
+            qat_patch_size=settings.patch_size,
             qat_loss=args.qat_loss,
             qat_keep_float=keep_float,
             samples=args.samples,
             seed=args.seed,
         )
+        spec_io.write_json_atomically(record_path(path), record)
     ops = operators(path)
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []
     size = path.stat().st_size
@@ -430,23 +488,30 @@ def _named_values(values: list[str], flag: str, form: str) -> dict[str, str] | N
 
 def main(argv: list[str] | None = None) -> int:
     from tfderain.cli import non_negative_int
-    from tfderain.export.tflite import DEFAULT_QAT_BATCH_SIZE, DEFAULT_QAT_PATCH_SIZE
+    from tfderain.export.tflite import (
+        DEFAULT_QAT_BATCH_SIZE,
+        DEFAULT_QAT_PATCH_SIZE,
+        DEFAULT_QAT_STEPS,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="comma-separated registry names (default: all)")
     parser.add_argument("--formats", default=",".join(ALL_FORMATS))
     parser.add_argument("--data", default=str(SHARED / "data" / "Rain100H-20"))
     parser.add_argument("--images", type=int, help="use only the first N test pairs")
-    parser.add_argument("--qat-steps", type=int, default=200)
+    recipe = "default: each model's QAT recipe, else"
+    parser.add_argument(
+        "--qat-steps", type=int, help=f"QAT fine-tuning steps ({recipe} {DEFAULT_QAT_STEPS})"
+    )
     parser.add_argument(
         "--qat-batch-size",
         type=int,
-        help=f"QAT patches per step (default: the exporter's, {DEFAULT_QAT_BATCH_SIZE})",
+        help=f"QAT patches per step ({recipe} {DEFAULT_QAT_BATCH_SIZE})",
     )
     parser.add_argument(
         "--qat-patch-size",
         type=int,
-        help=f"side of the QAT patches (default: the exporter's, {DEFAULT_QAT_PATCH_SIZE})",
+        help=f"side of the QAT patches ({recipe} {DEFAULT_QAT_PATCH_SIZE})",
     )
     parser.add_argument("--qat-loss", default="l1", help="QAT loss: l1, l2 or negative_ssim")
     parser.add_argument("--samples", type=int, default=32, help="int8 calibration images")
@@ -521,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             if skipped:
                 notes.append(f"{name}: ≥ 5 M parameters, no {', '.join(skipped)} (not for phones)")
     notes.append(
-        f"{len(pairs)} test pairs; QAT {args.qat_steps} steps ({RANDOM_QAT} for random weights), "
+        f"{len(pairs)} test pairs; QAT as in *setup* (at most {RANDOM_QAT} steps for random "
+        "weights), "
         f"target: the float model (distillation); int8 calibration on {args.samples} synthetic "
         f"images; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end"
     )

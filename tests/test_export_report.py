@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import pytest
@@ -117,14 +118,25 @@ def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, c
 
 
 def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
-    assert report.qat_setup(300, None, "l1", []) == ["300 QAT steps"]
-    assert report.qat_setup(30, 1, "l1", []) == ["30 QAT steps of 1 patch"]
-    assert report.qat_setup(30, 2, "l2", ["conv", "stage*_out"]) == [
+    from tfderain.export.tflite import QATSettings
+
+    assert report.qat_setup(QATSettings(300), "l1", []) == ["300 QAT steps"]
+    assert report.qat_setup(QATSettings(30, 1), "l1", []) == ["30 QAT steps of 1 patch"]
+    assert report.qat_setup(QATSettings(30, 2), "l2", ["conv", "stage*_out"]) == [
         "30 QAT steps of 2 patches, l2 loss",
         "float32 layers conv stage*_out",
     ]
-    assert report.qat_setup(300, 1, "l1", [], 256) == ["300 QAT steps of 1 patch of 256×256"]
-    assert report.qat_setup(300, None, "l1", [], 192) == ["300 QAT steps of patches of 192×192"]
+    assert report.qat_setup(QATSettings(300, 1, 256), "l1", []) == [
+        "300 QAT steps of 1 patch of 256×256"
+    ]
+    assert report.qat_setup(QATSettings(300, 4, 192), "l1", []) == [
+        "300 QAT steps of patches of 192×192"
+    ]
+
+
+def _args(**given):
+    sizes = {"qat_steps": None, "qat_batch_size": None, "qat_patch_size": None}
+    return argparse.Namespace(**{**sizes, "qat_loss": "l1", "seed": 0, "samples": 32, **given})
 
 
 @pytest.mark.parametrize(
@@ -137,18 +149,35 @@ def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
     ],
 )
 def test_row_setup_names_the_seed_of_quantized_rows_only(report, fmt, seed, expected):
-    args = argparse.Namespace(qat_batch_size=None, qat_patch_size=None, qat_loss="l1", seed=seed)
-    assert report.row_setup(args, fmt, 20, 300, ["conv"] if fmt == "qat" else [], (320, 480)) == (
-        expected
-    )
+    from tfderain.export.tflite import QATSettings
+
+    keep = ["conv"] if fmt == "qat" else []
+    setup = report.row_setup(_args(seed=seed), fmt, 20, QATSettings(300), keep, (320, 480))
+    assert setup == expected
 
 
 def test_row_setup_of_random_weights_and_another_latency_shape(report):
-    args = argparse.Namespace(qat_batch_size=1, qat_patch_size=256, qat_loss="l2", seed=0)
-    assert report.row_setup(args, "qat", 0, 30, [], (512, 512)) == [
+    from tfderain.export.tflite import QATSettings
+
+    args = _args(qat_loss="l2")
+    assert report.row_setup(args, "qat", 0, QATSettings(30, 1, 256), [], (512, 512)) == [
         "30 QAT steps of 1 patch of 256×256, l2 loss",
         "latency at 512×512",
     ]
+
+
+def test_fine_tune_takes_the_command_line_then_the_recipe(report):
+    from tfderain.export.tflite import QATSettings
+
+    # PReNet's recipe (600 steps of 1 patch of 256×256); PCNet has none (200 of 4 of 128×128)
+    assert report.fine_tune(_args(), "prenet", False) == QATSettings(600, 1, 256)
+    assert report.fine_tune(_args(), "pcnet", False) == QATSettings(200, 4, 128)
+    assert report.fine_tune(_args(qat_steps=300), "prenet", False) == QATSettings(300, 1, 256)
+    given = _args(qat_batch_size=2, qat_patch_size=64)
+    assert report.fine_tune(given, "pcnet", False) == QATSettings(200, 2, 64)
+    # random weights: at most RANDOM_QAT steps (a smoke test of the conversion, not of quality)
+    assert report.fine_tune(_args(), "prenet", True) == QATSettings(report.RANDOM_QAT, 1, 256)
+    assert report.fine_tune(_args(qat_steps=3), "pcnet", True).steps == 3
 
 
 def test_a_negative_seed_is_a_parse_error_naming_the_option(report, capsys):
@@ -156,3 +185,37 @@ def test_a_negative_seed_is_a_parse_error_naming_the_option(report, capsys):
         report.main(["--models", "prenet", "--seed", "-1"])
     assert info.value.code == 2
     assert "argument --seed: expected a non-negative integer, got '-1'" in capsys.readouterr().err
+
+
+def test_reuse_takes_a_kept_file_only_if_its_build_record_matches(report, tmp_path, capsys):
+    from tfderain.export.tflite import QATSettings
+
+    kept = tmp_path / "prenet_qat.tflite"
+    seed0 = report.build_record(_args(), "prenet", "qat", "official", QATSettings(600, 1, 256), [])
+    assert not report.kept_file_matches(kept, seed0)  # no file
+    kept.write_bytes(b"tflite")
+    assert not report.kept_file_matches(kept, seed0)  # a file without a record
+    assert "no readable build record" in capsys.readouterr().out
+    report.record_path(kept).write_text(json.dumps(seed0))
+    assert report.kept_file_matches(kept, seed0)
+    seed1 = report.build_record(
+        _args(seed=1), "prenet", "qat", "official", QATSettings(600, 1, 256), []
+    )
+    assert not report.kept_file_matches(kept, seed1)
+    assert "built with other seed; building it again" in capsys.readouterr().out
+    shorter = report.build_record(
+        _args(), "prenet", "qat", "official", QATSettings(300, 1, 256), []
+    )
+    assert not report.kept_file_matches(kept, shorter)
+    assert "built with other qat;" in capsys.readouterr().out
+
+
+def test_a_float_file_serves_every_seed_but_an_int8_file_does_not(report):
+    from tfderain.export.tflite import QATSettings
+
+    def record(fmt, seed):
+        return report.build_record(_args(seed=seed), "pcnet", fmt, "trained", QATSettings(), [])
+
+    assert record("none", 0) == record("none", 3)
+    assert record("int8", 0) != record("int8", 3)
+    assert "qat" not in record("int8", 0) and record("qat", 0)["qat"]["steps"] == 200

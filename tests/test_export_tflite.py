@@ -29,11 +29,13 @@ from tfderain._keras import keras
 from tfderain.export import ExportError, export_tflite
 from tfderain.export.spec import KEYS, read_spec, spec_path
 from tfderain.export.tflite import (
+    QATSettings,
     TFLiteModel,
     is_flex_free,
     keras_reference,
     operators,
     psnr_db,
+    qat_settings,
     with_black_and_white,
 )
 from tfderain.models import build
@@ -160,37 +162,63 @@ def test_flex_and_custom_ops_are_detected():
     assert is_flex_free(["ADD", "CONV_2D", "QUANTIZE"])
 
 
+@pytest.fixture(scope="module")
+def tiny_pcnet():
+    return build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
+
+
 @pytest.mark.parametrize(
-    ("options", "tile", "want"),
+    ("arch", "options", "tile", "want"),
     [
-        ({}, (TILE, TILE), (4, TILE, TILE, 3)),  # a tile below the default patch: whole
-        ({"qat_batch_size": 1}, (TILE, TILE), (1, TILE, TILE, 3)),
-        ({"qat_patch_size": 16}, (TILE, TILE), (4, 16, 16, 3)),
-        ({}, None, (4, 128, 128, 3)),  # dynamic size: the default patch side
-        ({"qat_batch_size": 1, "qat_patch_size": 256}, None, (1, 256, 256, 3)),
+        # PCNet has no recipe: the exporter's 200 steps of 4 patches of 128×128
+        ("pcnet", {}, (TILE, TILE), (200, (4, TILE, TILE, 3))),  # a smaller tile: whole
+        ("pcnet", {}, None, (200, (4, 128, 128, 3))),
+        ("pcnet", {"qat_batch_size": 1}, (TILE, TILE), (200, (1, TILE, TILE, 3))),
+        ("pcnet", {"qat_patch_size": 16}, (TILE, TILE), (200, (4, 16, 16, 3))),
+        ("pcnet", {"qat_patch_size": 30}, None, (200, (4, 28, 28, 3))),  # multiple of 4
+        # PReNet's recipe: 600 steps of 1 patch of 256×256; what is given wins
+        ("prenet", {}, None, (600, (1, 256, 256, 3))),
+        ("prenet", {}, (TILE, TILE), (600, (1, TILE, TILE, 3))),
+        ("prenet", {"qat_steps": 5, "qat_batch_size": 2}, None, (5, (2, 256, 256, 3))),
+        ("prenet", {"qat_patch_size": 64}, None, (600, (1, 64, 64, 3))),
     ],
 )
-def test_qat_fine_tunes_on_batches_of_the_asked_size(
-    model, tmp_path, monkeypatch, options, tile, want
+def test_qat_fine_tunes_the_asked_or_recipe_steps_and_batches(
+    arch, options, tile, want, model, tiny_pcnet, tmp_path, monkeypatch
 ):
     # Fewer patches is how a model of many full-resolution iterations (mCODE-Net) fits in
-    # memory; larger ones see more context per patch (PReNet: 1 of 256×256, REPORT run 21).
+    # memory; larger ones see more context per patch (PReNet: 1 of 256×256, REPORT runs 21-24).
     from tfderain.export import qat
 
     seen = []
 
-    def finetune(qmodel, pairs, **kwargs):
-        seen.append(tuple(next(iter(pairs))["rainy"].shape))
-        raise InterruptedError  # the batches are all this test needs
+    def finetune(qmodel, pairs, *, steps, **kwargs):
+        seen.append((steps, tuple(next(iter(pairs))["rainy"].shape)))
+        raise InterruptedError  # the sizes are all this test needs
 
     monkeypatch.setattr(qat, "finetune", finetune)
+    chosen = {"prenet": model, "pcnet": tiny_pcnet}[arch]
     with pytest.raises(InterruptedError):
-        export_tflite(model, tmp_path / "m.tflite", quant="qat", tile=tile, **options)
+        export_tflite(chosen, tmp_path / "m.tflite", quant="qat", tile=tile, **options)
     assert seen == [want]
     assert not (tmp_path / "m.tflite").exists()
 
 
-def test_bad_arguments_are_one_line_errors(model, tmp_path):
+def test_qat_settings_come_from_the_arguments_the_recipe_or_the_defaults(model):
+    # Expected values: the recipes measured in export/REPORT.md (PReNet: runs 23-24) and
+    # export/README.md (mCODE-Net's memory), and the exporter's documented defaults (200 steps
+    # of 4 patches of 128×128).
+    assert qat_settings("pcnet") == QATSettings(steps=200, batch_size=4, patch_size=128)
+    assert qat_settings("prenet") == QATSettings(steps=600, batch_size=1, patch_size=256)
+    assert qat_settings(model) == qat_settings("prenet")  # a built model: its registry entry
+    assert qat_settings("prn") == QATSettings()  # the recipe is PReNet's own
+    # mCODE-Net: one patch per step (about 5 GB of activations per 128×128 patch)
+    assert qat_settings("mcodenet") == QATSettings(batch_size=1)
+    assert qat_settings("prenet", steps=10, patch_size=64) == QATSettings(10, 1, 64)
+    assert qat_settings("pcnet", batch_size=1) == QATSettings(200, 1, 128)
+
+
+def test_bad_arguments_are_one_line_errors(model, tiny_pcnet, tmp_path):
     with pytest.raises(ExportError, match="must end in .tflite"):
         export_tflite(model, tmp_path / "m.bin")
     with pytest.raises(ExportError, match="unknown quantization 'int4'"):
@@ -205,9 +233,12 @@ def test_bad_arguments_are_one_line_errors(model, tmp_path):
         export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_batch_size=0)
     with pytest.raises(ExportError, match="qat_patch_size must be at least 1 for 'prenet', got 0"):
         export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_patch_size=0)
-    pcnet = build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
+    with pytest.raises(ExportError, match="qat_steps must be a non-negative integer, got -2"):
+        export_tflite(model, tmp_path / "m.tflite", quant="qat", qat_steps=-2)
     with pytest.raises(ExportError, match="multiples of 4 for 'pcnet'"):
-        export_tflite(pcnet, tmp_path / "m.tflite", tile=(30, 32))
+        export_tflite(tiny_pcnet, tmp_path / "m.tflite", tile=(30, 32))
+    with pytest.raises(ExportError, match="qat_patch_size must be at least 4 for 'pcnet', got 3"):
+        export_tflite(tiny_pcnet, tmp_path / "m.tflite", quant="qat", qat_patch_size=3)
     with pytest.raises(ExportError, match="no readable images"):
         export_tflite(model, tmp_path / "m.tflite", quant="int8", tile=8, representative=tmp_path)
     assert not list(tmp_path.glob("*.tflite"))
@@ -261,7 +292,7 @@ def test_cli_export_tflite_parses_every_option():
     assert args.qat_loss == "l2" and args.qat_target == "teacher" and args.seed == 3
 
 
-def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path):
+def test_cli_export_tflite_passes_the_seed_and_qat_sizes_to_the_exporter(monkeypatch, tmp_path):
     import tfderain.api
     import tfderain.export
     from tfderain.cli import main
@@ -278,8 +309,12 @@ def test_cli_export_tflite_passes_the_seed_to_the_exporter(monkeypatch, tmp_path
     out = tmp_path / "m.tflite"
     assert main(["export", "tflite", "--model", "prenet", "--quant", "int8", "-o", str(out)]) == 0
     assert given["seed"] == 0 and given["quant"] == "int8"
-    assert main(["export", "tflite", "--model", "prenet", "--seed", "7", "-o", str(out)]) == 0
-    assert given["seed"] == 7
+    # QAT sizes not given stay None: the exporter takes the model's recipe
+    sizes = ("qat_steps", "qat_batch_size", "qat_patch_size")
+    assert [given[k] for k in sizes] == [None, None, None]
+    argv = ["--seed", "7", "--qat-steps", "9", "--qat-batch-size", "2", "--qat-patch-size", "64"]
+    assert main(["export", "tflite", "--model", "prenet", *argv, "-o", str(out)]) == 0
+    assert given["seed"] == 7 and [given[k] for k in sizes] == [9, 2, 64]
 
 
 @pytest.mark.parametrize("seed", ["-1", "two"])

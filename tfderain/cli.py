@@ -221,18 +221,21 @@ def _add_export_parser(sub) -> None:
         default="synthetic",
         help="int8 calibration images: a folder, or 'synthetic' (default)",
     )
-    p.add_argument("--qat-steps", type=int, default=DEFAULT_QAT_STEPS, help="QAT fine-tuning steps")
+    recipe = "default: the model's QAT recipe, else"
+    p.add_argument(
+        "--qat-steps", type=int, help=f"QAT fine-tuning steps ({recipe} {DEFAULT_QAT_STEPS})"
+    )
     p.add_argument(
         "--qat-batch-size",
         type=int,
-        default=DEFAULT_QAT_BATCH_SIZE,
-        help="QAT patches per step (default %(default)s; fewer if the fine-tune runs out of RAM)",
+        help=f"QAT patches per step ({recipe} {DEFAULT_QAT_BATCH_SIZE}; "
+        "fewer if the fine-tune runs out of RAM)",
     )
     p.add_argument(
         "--qat-patch-size",
         type=int,
-        default=DEFAULT_QAT_PATCH_SIZE,
-        help="side of the QAT patches (default %(default)s; memory grows with its square)",
+        help=f"side of the QAT patches ({recipe} {DEFAULT_QAT_PATCH_SIZE}; "
+        "memory grows with its square)",
     )
     p.add_argument(
         "--seed",

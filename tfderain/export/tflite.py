@@ -37,6 +37,7 @@ so that LiteRT's XNNPACK delegate runs them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -75,6 +76,32 @@ EXPORTED_OUTPUTS = ("derained", "density")
 
 class ExportError(ValueError):
     """An export could not be made as asked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QATSettings:
+    """The size of a QAT fine-tune: ``steps`` batches of ``batch_size`` patches of
+    ``patch_size``×``patch_size`` pixels."""
+
+    steps: int = DEFAULT_QAT_STEPS
+    batch_size: int = DEFAULT_QAT_BATCH_SIZE
+    patch_size: int = DEFAULT_QAT_PATCH_SIZE
+
+
+def qat_settings(
+    model: keras.Model | str,
+    *,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    patch_size: int | None = None,
+) -> QATSettings:
+    """The QAT fine-tune of ``model`` (a model or a registry name): each value given here, else
+    the model's recipe in the registry (:attr:`tfderain.models.ModelSpec.qat_recipe`, e.g.
+    PReNet's 600 steps of one 256×256 patch), else the defaults of :class:`QATSettings`."""
+    entry = models.spec(model) if isinstance(model, str) else _registry_entry(model)[2]
+    given = {"steps": steps, "batch_size": batch_size, "patch_size": patch_size}
+    given = {name: value for name, value in given.items() if value is not None}
+    return QATSettings(**{**entry.qat_recipe, **given})
 
 
 # --------------------------------------------------------------------------------- model graph
@@ -263,9 +290,9 @@ def convert(
     tile: tuple[int, int] | int | None = (256, 256),
     representative: str | os.PathLike | None = None,
     qat_data: str | os.PathLike | None = None,
-    qat_steps: int = DEFAULT_QAT_STEPS,
-    qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
-    qat_patch_size: int = DEFAULT_QAT_PATCH_SIZE,
+    qat_steps: int | None = None,
+    qat_batch_size: int | None = None,
+    qat_patch_size: int | None = None,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -280,11 +307,17 @@ def convert(
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
     if seed < 0:
         raise ExportError(f"seed must be a non-negative integer, got {seed}")
-    if qat_batch_size < 1:
-        raise ExportError(f"qat_batch_size must be at least 1, got {qat_batch_size}")
-    if qat_patch_size < entry.multiple:
+    fine_tune = qat_settings(
+        model, steps=qat_steps, batch_size=qat_batch_size, patch_size=qat_patch_size
+    )
+    if fine_tune.steps < 0:
+        raise ExportError(f"qat_steps must be a non-negative integer, got {fine_tune.steps}")
+    if fine_tune.batch_size < 1:
+        raise ExportError(f"qat_batch_size must be at least 1, got {fine_tune.batch_size}")
+    if fine_tune.patch_size < entry.multiple:
         raise ExportError(
-            f"qat_patch_size must be at least {entry.multiple} for {arch!r}, got {qat_patch_size}"
+            f"qat_patch_size must be at least {entry.multiple} for {arch!r}, "
+            f"got {fine_tune.patch_size}"
         )
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
@@ -299,12 +332,12 @@ def convert(
             raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
         teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
         graph = qat.quantize_model(graph, qat_keep_float)
-        patch = min([*(tile or ()), qat_patch_size])
+        patch = min([*(tile or ()), fine_tune.patch_size])
         patch -= patch % entry.multiple
         qat.finetune(
             graph,
-            qat_pairs(qat_data, patch, seed, qat_batch_size),
-            steps=qat_steps,
+            qat_pairs(qat_data, patch, seed, fine_tune.batch_size),
+            steps=fine_tune.steps,
             loss=qat_loss,
             teacher=teacher,
         )
@@ -343,9 +376,9 @@ def export_tflite(
     tile: tuple[int, int] | int | None = (256, 256),
     representative: str | os.PathLike | None = None,
     qat_data: str | os.PathLike | None = None,
-    qat_steps: int = DEFAULT_QAT_STEPS,
-    qat_batch_size: int = DEFAULT_QAT_BATCH_SIZE,
-    qat_patch_size: int = DEFAULT_QAT_PATCH_SIZE,
+    qat_steps: int | None = None,
+    qat_batch_size: int | None = None,
+    qat_patch_size: int | None = None,
     qat_loss: str = "l1",
     qat_target: str = "teacher",
     qat_keep_float: Sequence[str] = (),
@@ -365,12 +398,14 @@ def export_tflite(
         representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
         qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
         qat_steps: ``qat`` fine-tuning steps (batches of ``qat_batch_size`` patches).
-        qat_batch_size: patches per fine-tuning step (default 4). Memory grows with it: the
-            backward pass keeps every activation of the patches, which for a model of many
-            full-resolution iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
-        qat_patch_size: side of the fine-tuning patches (default 128, rounded down to the
-            model's multiple; a smaller fixed ``tile`` is fine-tuned whole). Memory and time per
-            step grow with its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
+        qat_batch_size: patches per fine-tuning step. Memory grows with it: the backward pass
+            keeps every activation of the patches, which for a model of many full-resolution
+            iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
+        qat_patch_size: side of the fine-tuning patches (rounded down to the model's multiple;
+            a smaller fixed ``tile`` is fine-tuned whole). Memory and time per step grow with
+            its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
+            The three ``qat_*`` sizes left ``None`` come from :func:`qat_settings`: the model's
+            recipe in the registry, else 200 steps of 4 patches of 128×128.
         qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
             reproduce it) or ``"clean"`` (the pairs' clean images).

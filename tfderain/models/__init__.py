@@ -59,6 +59,11 @@ class ModelSpec:
             skips on purpose (modules the official forward never uses, extra names of a shared
             tensor), or a function of the config returning them.
         description: one line for ``tfderain models``.
+        qat_recipe: the model's quantization-aware fine-tune where it differs from the
+            exporter's defaults (:class:`tfderain.export.tflite.QATSettings`): any of
+            ``steps``, ``batch_size`` (patches per step) and ``patch_size`` (their side), set
+            where a longer or wider fine-tune was measured to keep the int8 file within the
+            export targets (``export/REPORT.md``).
     """
 
     name: str
@@ -74,6 +79,7 @@ class ModelSpec:
     quantize: str = "round"
     ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
+    qat_recipe: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def key_table(self, **config: Any) -> Mapping[str, str]:

@@ -342,6 +342,9 @@ def _mcodenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     density_aware=True,
     density_decoder=density_estimate,
     description="mCODE-Net (multi-scale reweighted CSC, continuous rain density, TMM 2023)",
+    # QAT keeps the activations of 25 full-resolution iterations for the backward pass: about
+    # 5 GB per 128×128 patch (peak 7.4 GB with 1 patch per step, 12.3 GB with 2; export/README.md)
+    qat_recipe={"batch_size": 1},
 )
 def mcodenet(
     channels: int = 48,
