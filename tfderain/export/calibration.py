@@ -32,6 +32,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tfderain._keras import keras
+from tfderain.export.internals import private_function
 from tfderain.models import blocks, spair
 
 #: Narrowest activation range (max − min) of an integer file: a dead tensor is still exactly 0
@@ -112,7 +113,7 @@ def keeping_ranges_valid(model: keras.Model, report: dict | None = None) -> Iter
     from tensorflow.lite.tools import flatbuffer_utils
 
     layer_names = float_layer_names(model)
-    original = lite._mlir_quantize
+    original = private_function(lite, "_mlir_quantize", "tensorflow")
 
     def quantize(calibrated, *args, **kwargs):
         structure = flatbuffer_utils.convert_bytearray_to_object(calibrated)

@@ -68,6 +68,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after tf_keras is 
 from tfderain._keras import keras, tf
 from tfderain.export import rewrite
 from tfderain.export.calibration import MIN_RANGE, widened_max
+from tfderain.export.internals import private_function
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
 from tfderain.export.tflite import QAT_LOSSES
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
@@ -339,7 +340,7 @@ def _range_tracking(decay: list[float]) -> Iterator[None]:
     """
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
-    original = quant_ops.MovingAvgQuantize
+    original = private_function(quant_ops, "MovingAvgQuantize", "tensorflow-model-optimization")
 
     def moving_avg_quantize(*args, **kwargs):
         kwargs["ema_decay"] = decay[0]

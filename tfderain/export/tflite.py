@@ -50,6 +50,7 @@ from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import spec as spec_io
 from tfderain.export.calibration import keeping_ranges_valid
+from tfderain.export.errors import ExportError
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions
 
 #: The quantization modes of :func:`export_tflite`.
@@ -72,10 +73,6 @@ DEFAULT_QAT_PATCH_SIZE = 128
 DEFAULT_QAT_BATCH_SIZE = 4
 #: Logical outputs kept in the exported graph, in this order.
 EXPORTED_OUTPUTS = ("derained", "density")
-
-
-class ExportError(ValueError):
-    """An export could not be made as asked."""
 
 
 @dataclasses.dataclass(frozen=True)
