@@ -292,7 +292,9 @@ def test_cli_export_tflite_parses_every_option():
     assert args.qat_loss == "l2" and args.qat_target == "teacher" and args.seed == 3
 
 
-def test_cli_export_tflite_passes_the_seed_and_qat_sizes_to_the_exporter(monkeypatch, tmp_path):
+def test_cli_export_tflite_passes_the_seed_and_qat_sizes_to_the_exporter(
+    monkeypatch, tmp_path, capsys
+):
     import tfderain.api
     import tfderain.export
     from tfderain.cli import main
@@ -315,6 +317,13 @@ def test_cli_export_tflite_passes_the_seed_and_qat_sizes_to_the_exporter(monkeyp
     argv = ["--seed", "7", "--qat-steps", "9", "--qat-batch-size", "2", "--qat-patch-size", "64"]
     assert main(["export", "tflite", "--model", "prenet", *argv, "-o", str(out)]) == 0
     assert given["seed"] == 7 and [given[k] for k in sizes] == [9, 2, 64]
+    assert "QAT" not in capsys.readouterr().out  # int8 and float exports do not fine-tune
+    # a QAT export says how long a fine-tune it runs: the recipe's sizes, or the given ones
+    assert main(["export", "tflite", "--model", "prenet", "--quant", "qat", "-o", str(out)]) == 0
+    assert "QAT fine-tune: 600 steps of 1 patch of 256×256" in capsys.readouterr().out
+    argv = ["--quant", "qat", "--qat-batch-size", "2", "--qat-steps", "5", "-o", str(out)]
+    assert main(["export", "tflite", "--model", "pcnet", *argv]) == 0
+    assert "QAT fine-tune: 5 steps of 2 patches of 128×128" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("seed", ["-1", "two"])

@@ -160,8 +160,13 @@ def cmd_export_tflite(args) -> int:
     from tfderain import api
     from tfderain.export import export_tflite
     from tfderain.export.spec import spec_path
+    from tfderain.export.tflite import qat_settings
 
     model = api.resolve_model(args.model, args.weights)
+    if args.quant == "qat":
+        sizes = {"steps": args.qat_steps, "batch_size": args.qat_batch_size}
+        fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size)
+        print(f"QAT fine-tune: {fine_tune}", flush=True)
     path = export_tflite(
         model,
         args.output,

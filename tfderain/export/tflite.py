@@ -84,6 +84,10 @@ class QATSettings:
     batch_size: int = DEFAULT_QAT_BATCH_SIZE
     patch_size: int = DEFAULT_QAT_PATCH_SIZE
 
+    def __str__(self) -> str:
+        patches = f"{self.batch_size} patch{'es' if self.batch_size != 1 else ''}"
+        return f"{self.steps} steps of {patches} of {self.patch_size}×{self.patch_size}"
+
 
 def qat_settings(
     model: keras.Model | str,
