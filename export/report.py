@@ -298,6 +298,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
     path = run.folder / f"{name}_{fmt}.tflite"
     record = build_record(args, name, fmt, weights, settings, keep_float)
     if not (args.reuse and kept_file_matches(path, record)):
+        record_path(path).unlink(missing_ok=True)  # a new file never carries an old record
         export_tflite(
             model,
             path,

@@ -216,6 +216,12 @@ def test_qat_settings_come_from_the_arguments_the_recipe_or_the_defaults(model):
     assert qat_settings("mcodenet") == QATSettings(batch_size=1)
     assert qat_settings("prenet", steps=10, patch_size=64) == QATSettings(10, 1, 64)
     assert qat_settings("pcnet", batch_size=1) == QATSettings(200, 1, 128)
+    # the patch side: at most the tile's smaller side, rounded down to the multiple (PCNet: 4)
+    assert qat_settings("prenet", tile=(32, 48)).patch_size == 32
+    assert qat_settings("pcnet", patch_size=30).patch_size == 28
+    assert qat_settings("pcnet", tile=(100, 60)).patch_size == 60
+    with pytest.raises(ExportError, match="qat_batch_size must be at least 1, got 0"):
+        qat_settings("pcnet", batch_size=0)
 
 
 def test_bad_arguments_are_one_line_errors(model, tiny_pcnet, tmp_path):

@@ -163,15 +163,16 @@ def cmd_export_tflite(args) -> int:
     from tfderain.export.tflite import qat_settings
 
     model = api.resolve_model(args.model, args.weights)
+    tile = None if args.dynamic else (args.tile, args.tile)
     if args.quant == "qat":
         sizes = {"steps": args.qat_steps, "batch_size": args.qat_batch_size}
-        fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size)
+        fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size, tile=tile)
         print(f"QAT fine-tune: {fine_tune}", flush=True)
     path = export_tflite(
         model,
         args.output,
         quant=args.quant,
-        tile=None if args.dynamic else (args.tile, args.tile),
+        tile=tile,
         representative=args.representative,
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,

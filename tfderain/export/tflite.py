@@ -95,14 +95,34 @@ def qat_settings(
     steps: int | None = None,
     batch_size: int | None = None,
     patch_size: int | None = None,
+    tile: tuple[int, int] | None = None,
 ) -> QATSettings:
     """The QAT fine-tune of ``model`` (a model or a registry name): each value given here, else
     the model's recipe in the registry (:attr:`tfderain.models.ModelSpec.qat_recipe`, e.g.
-    PReNet's 600 steps of one 256×256 patch), else the defaults of :class:`QATSettings`."""
-    entry = models.spec(model) if isinstance(model, str) else _registry_entry(model)[2]
+    PReNet's 600 steps of one 256×256 patch), else the defaults of :class:`QATSettings`.
+
+    The patch side is rounded down to the model's multiple; a fixed ``tile`` smaller than the
+    patch is fine-tuned whole. Raises :class:`ExportError` for negative steps, fewer than one
+    patch per step or a patch side below the model's multiple.
+    """
+    if isinstance(model, str):
+        arch, entry = model, models.spec(model)
+    else:
+        arch, _, entry = _registry_entry(model)
     given = {"steps": steps, "batch_size": batch_size, "patch_size": patch_size}
     given = {name: value for name, value in given.items() if value is not None}
-    return QATSettings(**{**entry.qat_recipe, **given})
+    settings = QATSettings(**{**entry.qat_recipe, **given})
+    if settings.steps < 0:
+        raise ExportError(f"qat_steps must be a non-negative integer, got {settings.steps}")
+    if settings.batch_size < 1:
+        raise ExportError(f"qat_batch_size must be at least 1, got {settings.batch_size}")
+    multiple = int(entry.multiple)
+    if settings.patch_size < multiple:
+        raise ExportError(
+            f"qat_patch_size must be at least {multiple} for {arch!r}, got {settings.patch_size}"
+        )
+    patch = min([*(tile or ()), settings.patch_size])
+    return dataclasses.replace(settings, patch_size=patch - patch % multiple)
 
 
 # --------------------------------------------------------------------------------- model graph
@@ -308,18 +328,8 @@ def convert(
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
     if seed < 0:
         raise ExportError(f"seed must be a non-negative integer, got {seed}")
-    fine_tune = qat_settings(
-        model, steps=qat_steps, batch_size=qat_batch_size, patch_size=qat_patch_size
-    )
-    if fine_tune.steps < 0:
-        raise ExportError(f"qat_steps must be a non-negative integer, got {fine_tune.steps}")
-    if fine_tune.batch_size < 1:
-        raise ExportError(f"qat_batch_size must be at least 1, got {fine_tune.batch_size}")
-    if fine_tune.patch_size < entry.multiple:
-        raise ExportError(
-            f"qat_patch_size must be at least {entry.multiple} for {arch!r}, "
-            f"got {fine_tune.patch_size}"
-        )
+    sizes = {"steps": qat_steps, "batch_size": qat_batch_size, "patch_size": qat_patch_size}
+    fine_tune = qat_settings(model, **sizes, tile=tile)
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
         graph = with_subpixel_convolutions(graph)
@@ -333,11 +343,9 @@ def convert(
             raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
         teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
         graph = qat.quantize_model(graph, qat_keep_float)
-        patch = min([*(tile or ()), fine_tune.patch_size])
-        patch -= patch % entry.multiple
         qat.finetune(
             graph,
-            qat_pairs(qat_data, patch, seed, fine_tune.batch_size),
+            qat_pairs(qat_data, fine_tune.patch_size, seed, fine_tune.batch_size),
             steps=fine_tune.steps,
             loss=qat_loss,
             teacher=teacher,
@@ -405,7 +413,7 @@ def export_tflite(
         qat_patch_size: side of the fine-tuning patches (rounded down to the model's multiple;
             a smaller fixed ``tile`` is fine-tuned whole). Memory and time per step grow with
             its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
-            The three ``qat_*`` sizes left ``None`` come from :func:`qat_settings`: the model's
+            The ``qat_*`` sizes left ``None`` come from :func:`qat_settings`: the model's
             recipe in the registry, else 200 steps of 4 patches of 128×128.
         qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
         qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
