@@ -206,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="synthetic",
         help="QAT fine-tuning pairs: a paired dataset folder, or 'synthetic' (default)",
     )
-    parser.add_argument("--qat-steps", type=int, help="QAT fine-tuning steps")
+    parser.add_argument(
+        "--qat-steps", type=int, help="QAT fine-tuning steps (default: the model's QAT recipe)"
+    )
     parser.add_argument(
         "--weights", type=Path, help="a .keras model to export instead (PReNet variants)"
     )
