@@ -22,9 +22,9 @@ model, format and CPU; rows of other models, formats or CPUs are kept::
 as skipped. ``--keep DIR`` keeps the built files (``<model>_<format>.tflite`` and their specs)
 for a closer look, e.g. with ``tfderain.export.tflite.operators``; with ``--reuse`` a later run
 measures the files already in DIR instead of building them again. Each kept file has a build
-record beside it (``<model>_<format>.build.json``: weights, and for int8/QAT the seed,
-calibration images and fine-tune); a file whose record does not match the run's options, or
-has none, is built again (delete a file to rebuild it anyway).
+record beside it (``<model>_<format>.build.json``: weights, and for int8/QAT the seed, the
+int8 calibration images and the QAT fine-tune); a file whose record does not match the run's
+options, or has none, is built again (delete a file to rebuild it anyway).
 """
 
 from __future__ import annotations
@@ -195,12 +195,15 @@ def build_record(
     settings: QATSettings,
     keep_float: list[str],
 ) -> dict:
-    """What a kept file was built from: model, format and weights, plus the seed and
-    calibration images of ``int8``/``qat`` and the fine-tune of ``qat`` (a float file is the
-    same whatever the seed, so one serves every seed)."""
+    """What a kept file was built from: model, format and weights, plus the seed of
+    ``int8``/``qat``, the number of calibration images of ``int8`` and the fine-tune of ``qat``
+    (which calibrates on its own batches). A float file is the same whatever the seed, so one
+    serves every seed."""
     record = {"model": name, "format": fmt, "weights": weights}
     if fmt in ("int8", "qat"):
-        record |= {"seed": args.seed, "samples": args.samples}
+        record["seed"] = args.seed
+    if fmt == "int8":
+        record["samples"] = args.samples
     if fmt == "qat":
         record |= {"qat": dataclasses.asdict(settings), "qat_loss": args.qat_loss}
         record |= {"qat_keep_float": list(keep_float)}
