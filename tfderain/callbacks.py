@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
+from tfderain.data.layouts import find_pairs
+from tfderain.evaluation import EvaluationResult, collect, score_pairs
+from tfderain.inference import Derainer
 from tfderain.io import write_bytes_atomically
 
 __all__ = [
@@ -186,10 +189,13 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
 class Validation(keras.callbacks.Callback):
     """PSNR/SSIM on a validation set every ``every`` steps (or each epoch); keeps the best weights.
 
-    Each image pair of ``data`` (any layout :func:`tfderain.data.find_pairs` reads) is derained
-    whole by :class:`tfderain.inference.Derainer` (tiled above its pixel limit), turned into 8 bits
-    with the model's official rule and scored under ``protocol`` (default B: Y channel of
-    ``rgb2ycbcr``, PSNR and ``compare_ssim``-style SSIM; see :mod:`tfderain.metrics`).
+    Each image pair of ``data`` (any layout :func:`tfderain.data.find_pairs` reads, side-by-side
+    files included) is scored by :func:`tfderain.evaluation.score_pairs`, the loop of ``tfderain
+    evaluate``: derained whole by :class:`tfderain.inference.Derainer` (tiled above its pixel
+    limit), turned into 8 bits with the model's official rule and scored under ``protocol``
+    (default B: Y channel of ``rgb2ycbcr``, PSNR and ``compare_ssim``-style SSIM; see
+    :mod:`tfderain.metrics`). Pairs that cannot be scored are skipped, printed and listed in
+    ``validation.json`` under the check's ``skipped``.
 
     Results go to TensorBoard (``val_psnr``, ``val_ssim`` under ``tb/validation``), to the epoch
     logs (``val_psnr``, ``val_ssim``: the latest values, NaN before the first validation, so that
@@ -219,8 +225,6 @@ class Validation(keras.callbacks.Callback):
         max_images: int | None = None,
     ) -> None:
         super().__init__()
-        from tfderain.data.layouts import find_pairs
-
         self.target = model
         self.spec = spec
         self.pairs = list(find_pairs(data))[:max_images]
@@ -240,28 +244,35 @@ class Validation(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
+    def evaluate(self) -> EvaluationResult:
+        """Per-pair scores of the model on the validation pairs, as it is now.
+
+        Scored by :func:`tfderain.evaluation.score_pairs`, the loop ``tfderain evaluate`` runs,
+        so both agree on the same weights, folder and protocol (side-by-side files included).
+        """
+        derainer = Derainer(self.target, self.spec)
+        return collect(score_pairs(derainer, self.pairs, self.protocol), self.protocol)
+
     def score(self) -> tuple[float, float]:
         """Mean PSNR and SSIM of the model on the validation pairs, as it is now."""
-        from tfderain import inference, io, metrics
-        from tfderain.evaluation import QUANTIZE
-
-        derainer = inference.Derainer(self.target, self.spec)
-        rule = QUANTIZE[getattr(self.spec, "quantize", "round")]
-        psnrs, ssims = [], []
-        for pair in self.pairs:
-            rainy = io.read_image(pair.rainy).rgb
-            clean = io.to_uint8(io.read_image(pair.clean).rgb)
-            restored = metrics.quantize_output(derainer.derain_array(rainy), rule)
-            p, s = metrics.evaluate_pair(restored, clean, self.protocol)
-            psnrs.append(p)
-            ssims.append(s)
-        return float(np.mean(psnrs)), float(np.mean(ssims))
+        result = self.evaluate()
+        return result.mean_psnr, result.mean_ssim
 
     def _validate(self, step: int) -> None:
         start = time.perf_counter()
-        psnr, ssim = self.score()
+        result = self.evaluate()
+        psnr, ssim = result.mean_psnr, result.mean_ssim
         self.latest = (psnr, ssim)
         record = {"step": step, "psnr": psnr, "ssim": ssim, "seconds": time.perf_counter() - start}
+        if result.failed:
+            record["skipped"] = [{"pair": name, "cause": cause} for name, cause in result.failed]
+            for name, cause in result.failed:
+                print(f"\nvalidation skipped {name}: {cause}", flush=True)
+        if not result.scores:
+            print(f"\nvalidation at step {step}: no pair could be scored", flush=True)
+            self.state["history"].append(record)
+            write_json(self.json_path, self.state)
+            return
         self.state["history"].append(record)
         best = self.state["best"]
         if best is None or psnr > best["psnr"]:

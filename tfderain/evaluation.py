@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -56,7 +56,7 @@ def _as_uint8(image: io.Image) -> np.ndarray:
     return io.to_uint8(image.rgb)
 
 
-def _read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
+def read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
     """The rainy and the clean image of a pair; a side-by-side file is cut into its halves."""
     if pair.split is None:
         return io.read_image(pair.rainy), io.read_image(pair.clean)
@@ -75,25 +75,26 @@ def _read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
 QUANTIZE = {"truncate": "A", "round": "B"}
 
 
-def iter_scores(
+def score_pairs(
     derainer,
-    data: str | os.PathLike,
+    pairs: Iterable[Pair],
     protocol: metrics.Protocol = "A",
     save_dir: str | os.PathLike | None = None,
     quantize: str | None = None,
-    layout: str | None = None,
-    order: str | None = None,
 ) -> Iterator[Score | tuple[str, str]]:
     """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed.
 
-    ``layout`` and ``order`` are passed to :func:`~tfderain.data.layouts.find_pairs`.
+    This is the one scoring loop of the library: ``tfderain evaluate`` and training's validation
+    both go through it, so they agree on every pair. Side-by-side files are cut into their halves
+    (:func:`read_pair`); the output becomes 8 bits by the model's official rule (or
+    ``quantize``) before scoring.
     """
     mode = quantize or getattr(derainer.spec, "quantize", "round")
     if mode not in QUANTIZE:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {mode!r}")
-    for pair in find_pairs(data, layout=layout, order=order):
+    for pair in pairs:
         try:
-            rainy, clean_image = _read_pair(pair)
+            rainy, clean_image = read_pair(pair)
             clean = _as_uint8(clean_image)
             rainy_u8 = _as_uint8(rainy)
             if rainy_u8.shape != clean.shape:
@@ -110,6 +111,34 @@ def iter_scores(
         p, s = metrics.evaluate_pair(restored, clean, protocol)
         p_in, s_in = metrics.evaluate_pair(rainy_u8, clean, protocol)
         yield Score(pair.name, p, s, p_in, s_in)
+
+
+def iter_scores(
+    derainer,
+    data: str | os.PathLike,
+    protocol: metrics.Protocol = "A",
+    save_dir: str | os.PathLike | None = None,
+    quantize: str | None = None,
+    layout: str | None = None,
+    order: str | None = None,
+) -> Iterator[Score | tuple[str, str]]:
+    """:func:`score_pairs` over the pairs of the dataset folder ``data``.
+
+    ``layout`` and ``order`` are passed to :func:`~tfderain.data.layouts.find_pairs`.
+    """
+    pairs = find_pairs(data, layout=layout, order=order)
+    yield from score_pairs(derainer, pairs, protocol, save_dir, quantize)
+
+
+def collect(items: Iterable[Score | tuple[str, str]], protocol: str) -> EvaluationResult:
+    """An :class:`EvaluationResult` from what :func:`score_pairs` yields."""
+    result = EvaluationResult(protocol, [], [])
+    for item in items:
+        if isinstance(item, Score):
+            result.scores.append(item)
+        else:
+            result.failed.append(item)
+    return result
 
 
 def evaluate(
@@ -131,18 +160,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    result = EvaluationResult(protocol, [], [])
-    for item in tqdm(
-        iter_scores(derainer, data, protocol, save_dir, quantize, layout, order),
-        disable=not progress,
-        desc="evaluating",
-        unit="img",
-    ):
-        if isinstance(item, Score):
-            result.scores.append(item)
-        else:
-            result.failed.append(item)
-    return result
+    items = iter_scores(derainer, data, protocol, save_dir, quantize, layout, order)
+    return collect(tqdm(items, disable=not progress, desc="evaluating", unit="img"), protocol)
 
 
 def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
