@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tfderain import io, metrics
+from tfderain.data.decode import split_side_by_side
 from tfderain.data.layouts import Pair, find_pairs
 
 
@@ -61,14 +62,11 @@ def read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
     if pair.split is None:
         return io.read_image(pair.rainy), io.read_image(pair.clean)
     both = io.read_image(pair.rainy)
-    width = both.rgb.shape[1]
-    if width % 2:
-        raise io.ImageError(pair.rainy, f"width {width} is odd: not a side-by-side pair")
-    left, right = (
-        io.Image(half, bit_depth=both.bit_depth, path=both.path)
-        for half in (both.rgb[:, : width // 2], both.rgb[:, width // 2 :])
+    rainy, clean = split_side_by_side(both.rgb, pair.split, pair.rainy)
+    return (
+        io.Image(rainy, bit_depth=both.bit_depth, path=both.path),
+        io.Image(clean, bit_depth=both.bit_depth, path=both.path),
     )
-    return (left, right) if pair.split == "rainy|clean" else (right, left)
 
 
 #: Quantization modes and the protocol whose :func:`metrics.quantize_output` rule implements them.

@@ -85,14 +85,10 @@ def read_image(path: str | os.PathLike) -> Image:
             has a sample type other than 8/16-bit unsigned integers.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    orientation = 1
-    if data.startswith(_PNG_SIGNATURE):
-        orientation = _check_png(path, data)
-    elif data.startswith(_JPEG_SOI):
-        orientation = _check_jpeg(path, data)
+    data = read_bytes(path)
+    orientation = check_complete(path, data)
 
-    with _quiet_opencv():
+    with quiet_opencv():
         try:
             pixels = cv2.imdecode(
                 np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
@@ -121,7 +117,9 @@ def read_image(path: str | os.PathLike) -> Image:
     return Image(rgb=rgb, alpha=alpha, bit_depth=bit_depth, path=path)
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a file; an :class:`ImageError` for a folder, a missing or an empty file."""
+    path = Path(path)
     if path.is_dir():
         raise ImageError(path, "is a directory")
     try:
@@ -149,6 +147,21 @@ def _split_channels(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndar
     if channels == 4:
         return pixels[:, :, 2::-1], pixels[:, :, 3]
     raise ImageError(path, f"unsupported number of channels ({channels})")
+
+
+def check_complete(path: str | os.PathLike, data: bytes) -> int:
+    """Check that PNG/JPEG bytes are complete (see the module docstring) before decoding.
+
+    Returns the EXIF orientation they carry (1 where none, and for other formats).
+
+    Raises:
+        ImageError: a PNG or JPEG file is truncated or malformed.
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        return _check_png(Path(path), data)
+    if data.startswith(_JPEG_SOI):
+        return _check_jpeg(Path(path), data)
+    return 1
 
 
 def _check_png(path: Path, data: bytes) -> int:
@@ -304,7 +317,7 @@ def write_image(
     pixels = quantize(np.stack(planes, axis=2))
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
 
-    with _quiet_opencv():
+    with quiet_opencv():
         try:
             ok, encoded = cv2.imencode(ext, pixels, params)
         except cv2.error as exc:
@@ -409,7 +422,7 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[t
 
 
 @contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
+def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings while it decodes/encodes; problems are raised here instead."""
     log = getattr(getattr(cv2, "utils", None), "logging", None)
     if log is None:

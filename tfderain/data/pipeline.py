@@ -46,16 +46,10 @@ import numpy as np
 
 from tfderain._keras import tf
 from tfderain.data import tfrecord
+from tfderain.data.decode import decode_pair
 from tfderain.data.layouts import LayoutError, Pair, find_pairs
 from tfderain.data.synthetic import REFERENCE_SIZE, add_rain
-from tfderain.io import (
-    ImageError,
-    _check_jpeg,
-    _check_png,
-    _quiet_opencv,
-    is_image_path,
-    read_image,
-)
+from tfderain.io import ImageError, is_image_path, read_bytes, read_image
 
 __all__ = [
     "BAD_PAIRS",
@@ -78,9 +72,6 @@ LEVEL_DENSITY = (1 / 6, 1 / 2, 5 / 6)
 #: Target names :func:`as_training_pairs` knows, the model output names of the same meaning.
 TARGETS = ("derained", "stages", "density", "rain")
 
-_PNG = b"\x89PNG\r\n\x1a\n"
-_JPEG = b"\xff\xd8"
-_BMP = b"BM"
 # Decoded pairs kept per dataset with cache=False: the permutation of a few epochs.
 _EPOCHS_KEPT = 4
 
@@ -223,68 +214,6 @@ class BadPairs:
 BAD_PAIRS = BadPairs()
 
 
-def _decode(data: bytes, path: str) -> np.ndarray:
-    """Bytes of a PNG, JPEG or BMP file → uint8 BGR ``(H, W, 3)``; ImageError naming ``path``."""
-    if not data:
-        raise ImageError(path, "empty file")
-    if data.startswith(_PNG):
-        _check_png(Path(path), data)
-    elif data.startswith(_JPEG):
-        _check_jpeg(Path(path), data)
-    elif not data.startswith(_BMP):
-        raise ImageError(path, "not a PNG, JPEG or BMP file")
-    with _quiet_opencv():
-        try:
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error:
-            pixels = None
-    if pixels is None or pixels.size == 0:
-        raise ImageError(path, "truncated or corrupt image data")
-    return pixels  # BGR: converted once, after the two images are merged
-
-
-def decode_pair(
-    rainy: bytes, clean: bytes | None, split: str | None, rainy_path: str, clean_path: str
-) -> np.ndarray:
-    """Decode a pair's file bytes into one uint8 ``(H, W, 6)`` array: rainy RGB, clean RGB.
-
-    ``clean`` is None for a side-by-side file ``rainy`` split by ``split`` (``"rainy|clean"``
-    or ``"clean|rainy"``, left half first).
-
-    Raises:
-        ImageError: a file is empty, not an image, truncated or corrupt, a side-by-side width
-            is odd, or the two images differ in size.
-    """
-    if split is not None:
-        both = _decode(rainy, rainy_path)
-        height, width = both.shape[:2]
-        if width % 2:
-            raise ImageError(rainy_path, f"width {width} is odd: not a side-by-side pair")
-        left, right = both[:, : width // 2], both[:, width // 2 :]
-        rainy_bgr, clean_bgr = (left, right) if split == "rainy|clean" else (right, left)
-    else:
-        rainy_bgr, clean_bgr = _decode(rainy, rainy_path), _decode(clean or b"", clean_path)
-        if rainy_bgr.shape != clean_bgr.shape:
-            (h, w), (ch, cw) = rainy_bgr.shape[:2], clean_bgr.shape[:2]
-            raise ImageError(
-                rainy_path, f"size {w}x{h} differs from its clean image {clean_path} ({cw}x{ch})"
-            )
-    # cv2.merge and cvtColor are several times faster than numpy on strided channel views.
-    merged = cv2.merge([rainy_bgr, clean_bgr])
-    height, width = merged.shape[:2]
-    rgb = cv2.cvtColor(merged.reshape(height, 2 * width, 3), cv2.COLOR_BGR2RGB)
-    return rgb.reshape(height, width, 6)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except OSError as e:
-        raise ImageError(path, e.strerror or str(e)) from None
-
-
 class _FilePairs:
     """Pairs found in dataset folders, read from their files."""
 
@@ -299,8 +228,8 @@ class _FilePairs:
 
     def load(self, k: int) -> np.ndarray:
         p = self.pairs[k]
-        clean = None if p.split else _read(p.clean)
-        return decode_pair(_read(p.rainy), clean, p.split, str(p.rainy), str(p.clean))
+        clean = None if p.split else read_bytes(p.clean)
+        return decode_pair(read_bytes(p.rainy), clean, p.split, str(p.rainy), str(p.clean))
 
 
 class _PackedPairs:

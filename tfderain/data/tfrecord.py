@@ -41,7 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfderain._keras import tf
+from tfderain.data.decode import decode_pair
 from tfderain.data.layouts import LayoutError, find_pairs
+from tfderain.data.synthetic import LEVELS
+from tfderain.io import ImageError
 
 __all__ = [
     "FORMAT",
@@ -199,9 +202,6 @@ class PackReport:
 
 def _load(pair) -> tuple[bytes, bytes] | tuple[str, str]:
     """The pair's file bytes after a full decode check, or ``(file, cause)``."""
-    from tfderain.data.pipeline import decode_pair
-    from tfderain.io import ImageError
-
     try:
         try:
             rainy = pair.rainy.read_bytes()
@@ -314,7 +314,6 @@ def pack(
 
 def describe(path: str | os.PathLike) -> dict:
     """Layout, pair count, density class counts and warnings of a dataset folder or pack."""
-    from tfderain.data.synthetic import LEVELS
 
     if is_packed(path):
         manifest = read_pack_manifest(path)
