@@ -176,7 +176,7 @@ def _model_for(variant: str, weights_dir: Path | None, weights: Path | None = No
     if arch == "prenet":
         if weights is not None:
             model = tfderain.load_model(weights)
-            found = getattr(model, "_tfderain_arch", None)
+            found = getattr(tfderain.models.identity(model), "arch", None)
             if found not in ("prenet", None):
                 raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
             return model

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -139,7 +139,7 @@ def test_pairs(folder: Path, limit: int | None):
 def qat_setup(settings: QATSettings, loss: str, keep_float: list[str]) -> list[str]:
     """The *setup* cell's words for a QAT row: steps, patches per step and their side when not
     the exporter's defaults, the loss when not L1, and the layers left in float32."""
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     default = QATSettings()
     batch, patch = settings.batch_size, settings.patch_size
@@ -432,11 +432,9 @@ def write_report(path: Path, rows: list[dict[str, str]], notes: list[str]) -> No
         lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
     lines += ["", "## Targets", "", TARGET_TEXT, ""] + [f"- {t}" for t in target_lines(rows)]
     lines += ["", "## Notes of the last run", ""] + [f"- {n}" for n in notes]
-    fd, tmp = tempfile.mkstemp(prefix=".REPORT.", suffix=".md", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from tfderain.io import write_bytes_atomically
+
+    write_bytes_atomically(path, ("\n".join(lines) + "\n").encode())
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -492,7 +490,7 @@ def _named_values(values: list[str], flag: str, form: str) -> dict[str, str] | N
 
 def main(argv: list[str] | None = None) -> int:
     from tfderain.cli import non_negative_int
-    from tfderain.export.tflite import (
+    from tfderain.export.options import (
         DEFAULT_QAT_BATCH_SIZE,
         DEFAULT_QAT_PATCH_SIZE,
         DEFAULT_QAT_STEPS,

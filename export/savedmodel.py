@@ -1,8 +1,8 @@
-"""Export a tfderain model as a SavedModel for TensorFlow Serving.
+"""Export a tfderain model as a SavedModel for TensorFlow Serving: ``tfderain export savedmodel``.
 
-Example::
+Takes exactly the command's options, e.g.::
 
-    python export/savedmodel.py runs/prenet/model.keras exported/prenet --version 1
+    python export/savedmodel.py --weights runs/prenet/model.keras -o exported/prenet --version 1
 
 writes ``exported/prenet/1/`` with the signatures ``serving_default`` (float32),
 ``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). See
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from tfderain.export.savedmodel import main
+from tfderain.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["export", "savedmodel", *sys.argv[1:]]))

@@ -103,7 +103,7 @@ def paper_config_outputs(golden, arch: str, params: int) -> tuple[dict, dict]:
 
     manifest, io, folder = golden(arch)
     model = convert_state_dict(arch, load_state_dict(folder / "weights.pth"))
-    assert model._tfderain_config == models.full_config(models.spec(arch).builder, {})
+    assert dict(models.identity(model).config) == models.full_config(models.spec(arch).builder, {})
     assert model.count_params() == manifest["param_count_this_config"] == params
     return io, {k: v.numpy() for k, v in model(io["input"], training=False).items()}
 

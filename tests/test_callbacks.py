@@ -70,7 +70,7 @@ def test_validation_reports_and_skips_bad_pairs(shared_dir, tmp_path, tiny_model
         tiny_model, spec, folder, "epoch", tmp_path, tmp_path / "best.weights.h5", "B"
     )
     validation.on_train_begin()
-    validation._validate(step=5)  # noqa: SLF001 - one check, as at the end of an epoch
+    validation._validate(step=5)  # one check, as at the end of an epoch
     record = json.loads((tmp_path / "validation.json").read_text())["history"][-1]
     assert [s["pair"] for s in record["skipped"]] == ["2"]
     assert "2.png" in record["skipped"][0]["cause"]

@@ -61,7 +61,7 @@ def test_wrong_architecture_is_reported(golden):
 def test_channels_inferred_and_stages_overridable(golden):
     _, io, folder = golden("prn_r")
     model = convert("prn_r", folder / "weights.pth", stages=2)
-    assert model._tfderain_config == {"stages": 2, "channels": 32}
+    assert dict(models.identity(model).config) == {"stages": 2, "channels": 32}
     out = model(io["input"])["derained"].numpy()
     np.testing.assert_allclose(out, io["stages"][1:2], atol=1e-4)
 
@@ -71,7 +71,7 @@ def test_saved_keras_file_is_self_describing(golden, tmp_path):
     path = save_model(convert("prenet", folder / "weights.pth"), tmp_path / "prenet.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["prenet.keras"]
     model = load_model(path)
-    assert model._tfderain_arch == "prenet"
+    assert models.identity(model).arch == "prenet"
     out = model(io["input"])["derained"].numpy()
     np.testing.assert_allclose(out, io["output"], atol=1e-4)
 

@@ -1,4 +1,4 @@
-"""Specification of :mod:`tfderain.convert.pth`: reading ``.pth`` checkpoints without PyTorch."""
+"""Specification of :mod:`tfderain.pth`: reading ``.pth`` checkpoints without PyTorch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfderain.convert.pth import PthFormatError, load_state_dict, read_pth
+from tfderain.pth import PthFormatError, load_state_dict, read_pth
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

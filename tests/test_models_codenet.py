@@ -42,7 +42,7 @@ def paper_models() -> dict[str, keras.Model]:
 
 def _load(model: keras.Model, name: str, state: dict) -> None:
     """What :func:`convert_state_dict` does, reusing an already built paper-config model."""
-    config = model._tfderain_config  # noqa: SLF001
+    config = dict(models.identity(model).config)
     assert config_from_state_dict(name, state).items() <= config.items()
     apply_state_dict(model, state, models.spec(name).key_table(**config))
 
@@ -161,7 +161,9 @@ REDUCED = {
 def _official_state(model: keras.Model, name: str) -> dict[str, np.ndarray]:
     """``model``'s weights under the official state-dict keys and layouts (inverse of convert)."""
     state = {}
-    for layer_name, prefix in models.spec(name).key_table(**model._tfderain_config).items():  # noqa: SLF001
+    for layer_name, prefix in (
+        models.spec(name).key_table(**dict(models.identity(model).config)).items()
+    ):
         layer = model.get_layer(layer_name)
         (value,) = layer.get_weights()
         if hasattr(layer, "torch_param"):
@@ -184,7 +186,7 @@ def test_config_is_inferred_from_a_reduced_checkpoint(name):
         overrides["iterations"] = expected.pop("iterations")
     assert config_from_state_dict(name, state) == expected
     model = convert_state_dict(name, state, **overrides)
-    assert model._tfderain_config == REDUCED[name]  # noqa: SLF001
+    assert dict(models.identity(model).config) == REDUCED[name]
     for got, want in zip(model.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
 

@@ -60,7 +60,7 @@ def paper_run(golden_state_dict):
     _, io, sd = golden_state_dict
     model = convert_state_dict("crdnet", sd)
     run = {
-        "config": model._tfderain_config,
+        "config": dict(models.identity(model).config),
         "trainable": trainable_params(model),
         "count_params": model.count_params(),
         "bn_channels": bn_channels(model),

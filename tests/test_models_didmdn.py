@@ -209,7 +209,7 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
     )
     derain_layers = [layer.name for layer in derain_model.layers if layer.weights]
     run = {
-        "config": model._tfderain_config,
+        "config": dict(models.identity(model).config),
         "trainable": trainable_params(model),
         "outputs": {k: v.numpy() for k, v in probe(io["input"], training=False).items()},
         "small": {k: v.shape for k, v in model(np.zeros((2, 64, 96, 3), np.float32)).items()},

@@ -72,7 +72,7 @@ def test_matches_official_outputs_final_and_coarse_prediction(golden, golden_mod
 
 def test_missing_key_is_reported(golden_model):
     model, state_dict = golden_model
-    table = models.spec("dtpnet").key_table(**model._tfderain_config)
+    table = models.spec("dtpnet").key_table(**dict(models.identity(model).config))
     # The second block of a decoder level exists because every decoder level has num_blocks[1].
     assert_missing_key_reported(
         lambda sd: apply_state_dict(model, sd, table), state_dict, "conv3_2_HSI.1.attn.temperature"
@@ -109,7 +109,7 @@ def test_bias_free_layer_norm_variant(small_model):
     norm.set_weights([weight])
     expected = x / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * weight  # scaled, not centred
     np.testing.assert_allclose(norm(x).numpy(), expected, rtol=1e-5, atol=1e-5)
-    table = models.spec("dtpnet").key_table(**small_model._tfderain_config)
+    table = models.spec("dtpnet").key_table(**dict(models.identity(small_model).config))
     layer = small_model.get_layer("outc_0_norm2_body")
     assert isinstance(layer, BiasFreeLayerNorm)
     assert table["outc_0_norm2_body"] == "outc.0.norm2.body"

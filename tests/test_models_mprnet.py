@@ -16,8 +16,8 @@ from conftest import (
 
 from tfderain import models
 from tfderain.convert import apply_state_dict, convert_state_dict, load_state_dict
-from tfderain.convert.pth import unwrap_state_dict
 from tfderain.models.mprnet import MPRNetHalves
+from tfderain.pth import unwrap_state_dict
 
 PAPER_PARAMS = 3_637_249
 SMALL = {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}
@@ -71,7 +71,7 @@ def test_matches_official_outputs(golden):
 def test_published_checkpoint_layout_converts(one_cab):
     """Published checkpoints: `{"state_dict": ...}` holding `module.`-prefixed keys."""
     sd, model = one_cab
-    assert model._tfderain_config["num_cab"] == 1
+    assert dict(models.identity(model).config)["num_cab"] == 1
     assert model.get_layer("act").get_weights()[0].item() == pytest.approx(0.0704052597)
     np.testing.assert_array_equal(
         model.get_layer("stage3_orsnet_orb2_body_1").get_weights()[0],
@@ -81,7 +81,7 @@ def test_published_checkpoint_layout_converts(one_cab):
 
 def test_missing_or_inconsistent_keys_are_reported(one_cab):
     sd, model = one_cab
-    spec, config = models.spec("mprnet"), model._tfderain_config
+    spec, config = models.spec("mprnet"), dict(models.identity(model).config)
     table, ignore = spec.key_table(**config), spec.ignored_keys(**config)
     assert_missing_key_reported(
         lambda missing: apply_state_dict(model, missing, table, ignore=ignore),
@@ -103,7 +103,7 @@ def test_one_prelu_is_shared_network_wide_and_patches_share_weights(small_model)
     assert len(small_model.get_layer("stage1_decoder_decoder_level1_0_body_0").inbound_nodes) == 2
     assert len(small_model.get_layer("stage2_encoder_csff_enc3").inbound_nodes) == 2
     # One Keras layer per official module: the key table covers every weighted layer once.
-    table = models.spec("mprnet").key_table(**small_model._tfderain_config)
+    table = models.spec("mprnet").key_table(**dict(models.identity(small_model).config))
     weighted = [layer.name for layer in small_model.layers if layer.weights]
     assert sorted(weighted) == sorted(table)
 

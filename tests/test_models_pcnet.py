@@ -54,8 +54,8 @@ def test_one_prelu_is_shared_network_wide():
 def test_truncated_checkpoint_config_is_inferred_and_converts(golden):
     _, _, folder = golden("pcnet")
     model = convert_state_dict("pcnet", _one_crb_state_dict(folder))
-    assert model._tfderain_config["num_crb"] == 1
-    assert model._tfderain_config["num_rcab"] == 3
+    assert dict(models.identity(model).config)["num_crb"] == 1
+    assert dict(models.identity(model).config)["num_rcab"] == 3
     assert model.get_layer("act").get_weights()[0].item() == pytest.approx(0.305266052)
 
 

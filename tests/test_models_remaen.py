@@ -27,7 +27,7 @@ def _table(stages: int) -> dict[str, str]:
 
 def tf_variables(model: keras.Model) -> dict[str, np.ndarray]:
     """The official TF variables a model corresponds to (Keras and TF share the layouts)."""
-    table = _table(model._tfderain_config["stages"])
+    table = _table(dict(models.identity(model).config)["stages"])
     variables = {}
     for layer_name, scope in table.items():
         kernel, bias = model.get_layer(layer_name).get_weights()

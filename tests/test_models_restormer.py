@@ -70,7 +70,7 @@ def test_matches_official_outputs_for_both_layer_norm_types(name, golden, conver
     # The whole constructor config, including the LayerNorm type, comes from the checkpoint.
     official = manifest["constructor_kwargs"]
     expected = {ours: official[theirs] for theirs, ours in KWARGS.items()}
-    assert {k: model._tfderain_config[k] for k in expected} == expected
+    assert {k: dict(models.identity(model).config)[k] for k in expected} == expected
     assert model.count_params() == manifest["param_count_this_config"]
     assert_matches(model(io["input"], training=False)["derained"].numpy(), io["output"])
 
@@ -116,7 +116,7 @@ def test_published_params_wrapper_and_module_prefix_convert(golden, converted, t
 
 def test_missing_key_is_reported(converted):
     model, state_dict = converted["restormer"]
-    table = models.spec("restormer").key_table(**model._tfderain_config)
+    table = models.spec("restormer").key_table(**dict(models.identity(model).config))
     assert_missing_key_reported(
         lambda sd: apply_state_dict(model, sd, table),
         state_dict,

@@ -217,7 +217,7 @@ def test_torch_style_global_gradient_clipping_reaches_the_optimizer():
     # Keras' global_clipnorm scales all gradients together, as torch's clip_grad_norm_ does.
     opt = keras.optimizers.Adam(learning_rate=1.0, global_clipnorm=0.4)
     grads = [tf.constant([3.0]), tf.constant([4.0])]  # global norm 5
-    clipped = opt._clip_gradients(grads)  # noqa: SLF001
+    clipped = opt._clip_gradients(grads)
     np.testing.assert_allclose([float(g[0]) for g in clipped], [0.24, 0.32], rtol=1e-6)
 
 

@@ -11,8 +11,7 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from tfderain._version import __version__
 from tfderain.api import (  # noqa: E402
     Density,
     build_model,

@@ -16,7 +16,7 @@ from tfderain import models
 #: The bundled default model (trained by tfderain on synthetic rain; see the README).
 DEFAULT_MODEL = "default"
 #: Density estimation downscales larger images of models without a fixed density input size.
-DEFAULT_DENSITY_MAX_PIXELS = 512 * 512
+DEFAULT_DENSITY_MAX_PIXELS = models.DENSITY_MAX_PIXELS
 
 
 def list_models() -> list[str]:
@@ -84,11 +84,8 @@ def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
 
 
 def model_spec(model) -> models.ModelSpec:
-    """The registry entry a loaded model was built from."""
-    arch = getattr(model, "_tfderain_arch", None)
-    if arch is None:
-        return models.ModelSpec(name=model.name, builder=lambda: model)
-    return models.spec(arch)
+    """The registry entry a loaded model was built from (:func:`tfderain.models.spec_of`)."""
+    return models.spec_of(model)
 
 
 def derain(

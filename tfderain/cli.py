@@ -78,7 +78,7 @@ def cmd_density(args) -> int:
         try:
             result = estimator.estimate(io.read_image(path).rgb)
         except (ValueError, OSError, tf.errors.OpError) as exc:
-            failed.append((str(path), _cause(exc, path)))
+            failed.append((str(path), io.error_cause(exc, path)))
             continue
         print(f"{path}\t{result.value:.4f}\t{result.level}", flush=True)
         done += 1
@@ -86,15 +86,6 @@ def cmd_density(args) -> int:
         print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
     print(f"estimated {done} image(s), {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _cause(exc: BaseException, path) -> str:
-    """One line for a skipped file; an image error's own path is not repeated."""
-    from tfderain.io import ImageError
-
-    if isinstance(exc, ImageError) and exc.path == str(path):
-        return exc.cause
-    return " ".join((str(exc) or type(exc).__name__).split())
 
 
 def cmd_evaluate(args) -> int:
@@ -122,6 +113,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    from tfderain import models
     from tfderain.convert import convert
     from tfderain.saving import save_model
 
@@ -129,8 +121,8 @@ def cmd_convert(args) -> int:
     path = save_model(model, args.output)
     print(
         f"wrote {path} ({args.arch}, {model.count_params():,} parameters, "
-        f"config {model._tfderain_config})"
-    )  # noqa: SLF001
+        f"config {dict(models.identity(model).config)})"
+    )
     return 0
 
 
@@ -148,10 +140,7 @@ def cmd_export_savedmodel(args) -> int:
     from tfderain.export import export_savedmodel
 
     model = api.resolve_model(args.model, args.weights)
-    directory = args.output
-    if args.version is not None:
-        directory = os.path.join(directory, str(args.version))
-    path = export_savedmodel(model, directory, overwrite=args.overwrite)
+    path = export_savedmodel(model, args.output, overwrite=args.overwrite, version=args.version)
     print(f"wrote {path}")
     return 0
 
@@ -189,7 +178,7 @@ def cmd_export_tflite(args) -> int:
 
 
 def _add_export_parser(sub) -> None:
-    from tfderain.export.tflite import (
+    from tfderain.export.options import (
         DEFAULT_QAT_BATCH_SIZE,
         DEFAULT_QAT_PATCH_SIZE,
         DEFAULT_QAT_STEPS,
@@ -353,7 +342,7 @@ def _add_data_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfderain import __version__
+    from tfderain._version import __version__
     from tfderain.data import layouts
 
     parser = argparse.ArgumentParser(prog="tfderain", description=__doc__.split("\n")[0])

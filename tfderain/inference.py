@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tfderain import io
+from tfderain import io, models
 from tfderain._keras import keras, tf
 
 #: Default tile side in pixels (before rounding down to the model's multiple).
@@ -242,9 +242,7 @@ class Derainer:
         halo: int | None = None,
     ):
         if spec is None:
-            from tfderain.api import model_spec
-
-            spec = model_spec(model)
+            spec = models.spec_of(model)
         self.model = model
         self.spec = spec
         self.multiple = int(spec.multiple if multiple is None else multiple)
@@ -389,7 +387,7 @@ def derain_files(
             result = derainer.derain_image(image)
             io.write_image(dest, result.rgb, result.alpha, result.bit_depth)
         except (ValueError, OSError, tf.errors.OpError) as exc:
-            report.failed.append((str(src), _cause(exc, src)))
+            report.failed.append((str(src), io.error_cause(exc, src)))
             continue
         report.written.append(dest)
     return report
@@ -425,17 +423,6 @@ def _destination_problem(
         if not overwrite:
             return f"{dest} exists (use --overwrite)"
     return None
-
-
-def _cause(exc: BaseException, src: Path) -> str:
-    """One line for the report; the input's own path is not repeated."""
-    if isinstance(exc, io.ImageError) and exc.path == str(src):
-        return exc.cause
-    if isinstance(exc, tf.errors.OpError):
-        text = f"{type(exc).__name__}: {exc.message}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
 
 
 __all__ = [

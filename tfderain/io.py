@@ -25,7 +25,9 @@ import contextlib
 import glob
 import os
 import secrets
+import shutil
 import struct
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,35 +330,103 @@ def write_image(
     return path
 
 
-def new_file_mode() -> int:
-    """Permissions of a newly created file under the current umask (``tempfile`` uses 0600)."""
+def error_cause(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+    """One line saying why ``path`` failed: an :class:`ImageError` about ``path`` itself gives
+    its cause without repeating the path; TensorFlow's errors give their class and message
+    (without the traceback of the graph); anything else its text, folded onto one line."""
+    if isinstance(exc, ImageError) and path is not None and exc.path == str(path):
+        return exc.cause
+    message = getattr(exc, "message", None)  # tf.errors.OpError keeps its own text here
+    if isinstance(message, str) and message:
+        text = f"{type(exc).__name__}: {message}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``.
+def new_file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``tempfile`` uses 0600)."""
+    return 0o666 & ~_umask()
 
-    The file gets the permissions of any new file under the umask; on failure nothing is left
-    behind and an existing ``path`` is untouched. Raises ``OSError``.
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """The one way tfderain writes a file: ``with atomic_file(path) as tmp:`` write ``tmp``.
+
+    ``tmp`` is a new path beside ``path`` that keeps its extension (libraries that pick the
+    format by extension, such as Keras, see the right one). When the block ends normally, ``tmp``
+    gets the permissions of any new file under the umask and is renamed over ``path``; when it
+    raises, ``tmp`` is removed and an existing ``path`` is untouched.
     """
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # os.open with mode 0o666 lets the umask decide the permissions, as for any new file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_file` (flushed to disk before the
+    rename). Raises ``OSError``."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        # O_EXCL: the temporary name is new, never someone else's file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """The one way tfderain writes a folder: ``with atomic_directory(path) as tmp:`` fill ``tmp``.
+
+    ``tmp`` is a new empty folder beside ``path``. When the block ends normally it gets the
+    permissions of any new folder under the umask and replaces ``path``: an existing ``path`` is
+    first moved aside, put back if the rename fails, and removed after it succeeds. When the
+    block raises, ``tmp`` is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        _swap_directory(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_directory(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from tfderain import __version__, models
+from tfderain import models
 from tfderain._keras import keras
-from tfderain.io import new_file_mode
+from tfderain._version import __version__
+from tfderain.io import atomic_file
 
 METADATA = "tfderain.json"
 
@@ -31,22 +31,12 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model files must end in .keras")
-    arch = getattr(model, "_tfderain_arch", None)
-    if arch is None:
-        raise ValueError("only models built by tfderain.build_model/convert can be saved")
-    meta = {"arch": arch, "config": model._tfderain_config, "tfderain_version": __version__}  # noqa: SLF001
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, new_file_mode())
-        model.save(tmp, save_format="keras_v3")
+    found = models.require_identity(model, "saving a .keras file")
+    meta = {"arch": found.arch, "config": dict(found.config), "tfderain_version": __version__}
+    with atomic_file(path) as tmp:
+        model.save(os.fspath(tmp), save_format="keras_v3")
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA, json.dumps(meta, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -391,20 +391,6 @@ def _named_outputs(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, outputs, name=model.name)
 
 
-def _float32_copy(model: keras.Model) -> keras.Model:
-    """The same model built under the float32 policy, with the trained weights."""
-    arch = model._tfderain_arch  # noqa: SLF001
-    config = model._tfderain_config  # noqa: SLF001
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        clean = models.build(arch, **config)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    clean.set_weights([np.asarray(w, np.float32) for w in model.get_weights()])
-    return clean
-
-
 def resume_step(backup_dir: Path, steps_per_epoch: int) -> int:
     """The step a run continues at from the ``BackupAndRestore`` checkpoint in ``backup_dir``.
 
@@ -549,7 +535,7 @@ def train(
             ],
             verbose=_verbosity(log["verbose"]) if worker.is_chief else 0,
         )
-        final = model if config["precision"] == "float32" else _float32_copy(model)
+        final = models.float32_copy(model)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

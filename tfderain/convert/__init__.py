@@ -3,7 +3,7 @@
 >>> model = convert("prenet", "net_latest.pth")          # doctest: +SKIP
 >>> save_model(model, "prenet_rain100h.keras")           # doctest: +SKIP
 
-:mod:`tfderain.convert.pth` reads ``.pth`` files (zip and legacy formats);
+:mod:`tfderain.pth` reads ``.pth`` files (zip and legacy formats);
 :mod:`tfderain.convert.mapping` applies a state dict through each model's declarative key table.
 """
 
@@ -17,8 +17,9 @@ import numpy as np
 
 from tfderain import models
 from tfderain._keras import keras
-from tfderain.convert.mapping import ConversionError, apply_state_dict
-from tfderain.convert.pth import PthFormatError, load_state_dict
+from tfderain.convert.mapping import apply_state_dict
+from tfderain.models import ConversionError
+from tfderain.pth import PthFormatError, load_state_dict
 
 
 def config_from_state_dict(arch: str, state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def convert_state_dict(
     spec = models.spec(arch)
     config = {**config_from_state_dict(arch, state_dict), **overrides}
     model = models.build(arch, **config)
-    full = model._tfderain_config  # noqa: SLF001
+    full = models.identity(model).config
     apply_state_dict(model, state_dict, spec.key_table(**full), ignore=spec.ignored_keys(**full))
     return model
 

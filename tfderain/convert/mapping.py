@@ -25,15 +25,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfderain._keras import keras
+from tfderain.models import ConversionError
 
 layers = keras.layers
 
 #: State-dict entries that carry no learned value.
 IGNORED_SUFFIXES = ("num_batches_tracked",)
-
-
-class ConversionError(ValueError):
-    """The checkpoint does not fit the model; the message lists every problem found."""
 
 
 def _conv(w):
@@ -105,7 +102,7 @@ def apply_state_dict(
 
     Args:
         model: the Keras model, built by the registry.
-        state_dict: official parameter name → array (see :func:`tfderain.convert.pth`).
+        state_dict: official parameter name → array (see :func:`tfderain.pth`).
         table: Keras layer name → official module prefix.
         ignore: official keys (or prefixes ending in ``.``) that are known to be unused by the
             official forward pass and are skipped on purpose.

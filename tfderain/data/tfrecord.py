@@ -32,8 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +42,7 @@ from tfderain._keras import tf
 from tfderain.data.decode import decode_pair
 from tfderain.data.layouts import LayoutError, find_pairs
 from tfderain.data.synthetic import LEVELS
-from tfderain.io import ImageError
+from tfderain.io import ImageError, atomic_directory
 
 __all__ = [
     "FORMAT",
@@ -254,9 +252,7 @@ def pack(
     else:
         source_text = [str(s) for s in source]
     report = PackReport(out, warnings=list(pairs.warnings))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         files = [shard_name(i, shards) for i in range(shards)]
         writers = [tf.io.TFRecordWriter(str(tmp / name)) for name in files]
         offsets = [0] * shards
@@ -297,17 +293,6 @@ def pack(
             "warnings": report.warnings,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     report.count = len(names)
     return report
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfderain.export.tflite import QUANTIZATIONS, ExportError, export_tflite
+from tfderain.export.errors import ExportError
+from tfderain.export.options import QUANTIZATIONS
+from tfderain.export.tflite import export_tflite
 
 
 def __getattr__(name: str) -> Any:

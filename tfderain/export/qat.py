@@ -69,8 +69,8 @@ from tfderain._keras import keras, tf
 from tfderain.export import rewrite
 from tfderain.export.calibration import MIN_RANGE, widened_max
 from tfderain.export.internals import private_function
+from tfderain.export.options import QAT_LOSSES
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
-from tfderain.export.tflite import QAT_LOSSES
 from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
 layers = keras.layers

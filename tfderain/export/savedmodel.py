@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from tfderain import __version__, api
+from tfderain import models
 from tfderain._keras import keras, tf
+from tfderain._version import __version__
+from tfderain.io import atomic_directory
 
 #: Name of the metadata file in the SavedModel's ``assets.extra/``.
 METADATA = "tfderain.json"
@@ -196,7 +196,7 @@ class _ServingModule(tf.Module):
             target = tf.constant([int(self._density_size)] * 2, tf.int32)
         else:
             pixels = tf.cast(height * width, tf.float64)
-            limit = float(api.DEFAULT_DENSITY_MAX_PIXELS)
+            limit = float(models.DENSITY_MAX_PIXELS)
             scale = tf.sqrt(limit / pixels)
             size = tf.cast(tf.stack([height, width]), tf.float64) * scale
             shrunk = tf.maximum(tf.cast(tf.floor(size), tf.int32), 1)
@@ -279,9 +279,7 @@ def export_savedmodel(
     Returns:
         The directory holding ``saved_model.pb``.
     """
-    arch = getattr(model, "_tfderain_arch", None)
-    if arch is None:
-        raise ValueError("only models built by tfderain.build_model/load_model can be exported")
+    found = models.require_identity(model, "a SavedModel export")
     target = Path(directory)
     if version is not None:
         if isinstance(version, bool) or int(version) != version or version < 0:
@@ -294,8 +292,8 @@ def export_savedmodel(
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target}: exists and is not a directory")
 
-    spec = api.model_spec(model)
-    net = _float32(model)
+    spec = found.spec
+    net = models.float32_copy(model)
     module = _ServingModule(net, spec)
     signatures = {
         "serving_default": module.serve_float.get_concrete_function(),
@@ -303,8 +301,8 @@ def export_savedmodel(
         "derain_image_bytes": module.serve_bytes.get_concrete_function(),
     }
     meta = {
-        "arch": arch,
-        "config": model._tfderain_config,  # noqa: SLF001
+        "arch": found.arch,
+        "config": dict(found.config),
         "tfderain_version": __version__,
         "multiple": int(spec.multiple),
         "quantize": spec.quantize,
@@ -318,18 +316,11 @@ def export_savedmodel(
             "density_size": spec.density_size,
         }
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / METADATA).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -342,15 +333,6 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{directory}: not a tfderain SavedModel (no {path.name})") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable ({exc})") from None
-
-
-def _float32(model: keras.Model) -> keras.Model:
-    """``model`` itself if it computes in float32, else a float32 rebuild with its weights."""
-    from tfderain.training import _float32_copy
-
-    dtypes = {getattr(layer, "compute_dtype", "float32") for layer in model.layers}
-    dtypes |= {v.dtype.name for v in model.variables}
-    return model if dtypes <= {"float32"} else _float32_copy(model)
 
 
 def _describe(name: str, fn: Any) -> dict[str, Any]:
@@ -372,70 +354,10 @@ def _density_levels() -> tuple[str, ...]:
     return DENSITY_LEVELS
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old / target.name)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old / target.name, target)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python export/savedmodel.py MODEL OUT [--weights W] [--version N] [--overwrite]``."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="export/savedmodel.py",
-        description="Export a tfderain model as a SavedModel for TensorFlow Serving.",
-    )
-    parser.add_argument(
-        "model",
-        help="a tfderain .keras file, 'default' (bundled) or a registry name with --weights",
-    )
-    parser.add_argument("output", help="SavedModel directory (with --version: the base directory)")
-    parser.add_argument("--weights", help=".keras or official .pth weights for a registry name")
-    parser.add_argument(
-        "--version", type=int, help="write OUTPUT/VERSION/, the layout TF Serving loads"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    args = parser.parse_args(argv)
-    try:
-        if Path(args.model).suffix == ".keras" and args.weights is None:
-            model = api.load_model(args.model)
-        else:
-            model = api.resolve_model(args.model, args.weights)
-        path = export_savedmodel(model, args.output, overwrite=args.overwrite, version=args.version)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"Saved {path}")
-    return 0
-
-
 __all__ = [
     "METADATA",
     "SIGNATURES",
     "export_savedmodel",
-    "main",
     "quantize_uint8",
     "read_metadata",
     "reflect_pad_to_multiple",

@@ -112,7 +112,7 @@ def build_spec(
     outputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The spec dict of an exported model (``data``: the bytes of the ``.tflite`` file)."""
-    from tfderain import __version__
+    from tfderain._version import __version__
 
     return {
         "format": FORMAT,

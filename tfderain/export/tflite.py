@@ -51,42 +51,19 @@ from tfderain._keras import keras, tf
 from tfderain.export import spec as spec_io
 from tfderain.export.calibration import keeping_ranges_valid
 from tfderain.export.errors import ExportError
+from tfderain.export.options import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_QAT_BATCH_SIZE,
+    DYNAMIC_CALIBRATION_SIZE,
+    INTEGER_QUANTIZATIONS,
+    QAT_TARGETS,
+    QUANTIZATIONS,
+    QATSettings,
+)
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions
 
-#: The quantization modes of :func:`export_tflite`.
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "qat")
-#: Modes whose activations are int8.
-INTEGER_QUANTIZATIONS = ("int8", "qat")
-#: Default fine-tuning steps of ``qat``.
-DEFAULT_QAT_STEPS = 200
-#: Targets of the QAT fine-tune (:func:`tfderain.export.qat.finetune`).
-QAT_TARGETS = ("teacher", "clean")
-#: Losses of the QAT fine-tune (:func:`tfderain.export.qat.finetune`).
-QAT_LOSSES = ("l1", "l2", "negative_ssim")
-#: Default number of representative images calibrating ``int8``.
-DEFAULT_CALIBRATION_SAMPLES = 32
-#: Side of the int8 calibration images of a dynamic-size model.
-DYNAMIC_CALIBRATION_SIZE = 256
-#: Default side of the QAT fine-tuning patches (a smaller fixed tile is fine-tuned whole).
-DEFAULT_QAT_PATCH_SIZE = 128
-#: Default patches per QAT fine-tuning step.
-DEFAULT_QAT_BATCH_SIZE = 4
 #: Logical outputs kept in the exported graph, in this order.
 EXPORTED_OUTPUTS = ("derained", "density")
-
-
-@dataclasses.dataclass(frozen=True)
-class QATSettings:
-    """The size of a QAT fine-tune: ``steps`` batches of ``batch_size`` patches of
-    ``patch_size``×``patch_size`` pixels."""
-
-    steps: int = DEFAULT_QAT_STEPS
-    batch_size: int = DEFAULT_QAT_BATCH_SIZE
-    patch_size: int = DEFAULT_QAT_PATCH_SIZE
-
-    def __str__(self) -> str:
-        patches = f"{self.batch_size} patch{'es' if self.batch_size != 1 else ''}"
-        return f"{self.steps} steps of {patches} of {self.patch_size}×{self.patch_size}"
 
 
 def qat_settings(
@@ -147,10 +124,10 @@ def export_outputs(model: keras.Model) -> tuple[keras.Model, list[str]]:
 
 
 def _registry_entry(model: keras.Model) -> tuple[str, dict[str, Any], models.ModelSpec]:
-    arch = getattr(model, "_tfderain_arch", None)
-    if arch is None:
-        return model.name, {}, models.ModelSpec(name=model.name, builder=lambda: model)
-    return arch, dict(getattr(model, "_tfderain_config", {})), models.spec(arch)
+    found = models.identity(model)
+    if found is None:
+        return model.name, {}, models.UNREGISTERED
+    return found.arch, dict(found.config), found.spec
 
 
 def _signature(graph: keras.Model, names: list[str], shape: list) -> Any:

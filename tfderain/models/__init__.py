@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,16 @@ _NOT_ARCHITECTURES = {"blocks"}
 
 #: Rain-density levels, indexed by the level a ``density_decoder`` returns.
 DENSITY_LEVELS = ("light", "medium", "heavy")
+#: Density estimation downscales larger images of models without a fixed density input size
+#: (``ModelSpec.density_size``) to at most this many pixels.
+DENSITY_MAX_PIXELS = 512 * 512
+
+
+class ConversionError(ValueError):
+    """A checkpoint does not fit the model; the message lists every problem found.
+
+    Raised by a registry entry's ``infer_config`` and by :mod:`tfderain.convert`.
+    """
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ class ModelSpec:
             tensor), or a function of the config returning them.
         description: one line for ``tfderain models``.
         qat_recipe: the model's quantization-aware fine-tune where it differs from the
-            exporter's defaults (:class:`tfderain.export.tflite.QATSettings`): any of
+            exporter's defaults (:class:`tfderain.export.options.QATSettings`): any of
             ``steps``, ``batch_size`` (patches per step) and ``patch_size`` (their side), set
             where a longer or wider fine-tune was measured to keep the int8 file within the
             export targets (``export/REPORT.md``).
@@ -133,14 +144,95 @@ def spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a model built by the registry is: read with :func:`identity`.
+
+    Attributes:
+        arch: the registry name it was built from.
+        config: the full builder config (paper defaults completed with the overrides).
+        source: where its weights came from, where known (e.g. ``preset``, ``sha256``,
+            ``license``); carried into the files saved or exported from it.
+    """
+
+    arch: str
+    config: Mapping[str, Any]
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The registry entry of :attr:`arch`."""
+        return spec(self.arch)
+
+
+#: Models built by :func:`build`, keyed weakly so that a dropped model is forgotten.
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def identity(model: keras.Model) -> Identity | None:
+    """The :class:`Identity` of a model built by :func:`build` (``None`` for any other model)."""
+    try:
+        return _IDENTITIES.get(model)
+    except TypeError:  # not weakly referenceable: not one of ours
+        return None
+
+
+def require_identity(model: keras.Model, purpose: str) -> Identity:
+    """:func:`identity`, or a ``ValueError`` saying that ``purpose`` needs a registry model."""
+    found = identity(model)
+    if found is None:
+        name = getattr(model, "name", type(model).__name__)
+        raise ValueError(
+            f"only models built by tfderain (build_model, load_model, a converted checkpoint or "
+            f"a preset) can be used for {purpose}; {name!r} is not one"
+        )
+    return found
+
+
+def with_source(model: keras.Model, **source: Any) -> keras.Model:
+    """Record where ``model``'s weights came from (merged into its :class:`Identity`)."""
+    found = require_identity(model, "recording a weight source")
+    _IDENTITIES[model] = Identity(found.arch, found.config, {**found.source, **source})
+    return model
+
+
+#: The entry used for Keras models the registry did not build: no multiple, default halo.
+UNREGISTERED = ModelSpec(name="unregistered", builder=None)  # type: ignore[arg-type]
+
+
+def spec_of(model: keras.Model) -> ModelSpec:
+    """The registry entry ``model`` was built from; :data:`UNREGISTERED` for other models."""
+    found = identity(model)
+    return UNREGISTERED if found is None else spec(found.arch)
+
+
 def build(name: str, **config: Any) -> keras.Model:
     """Build the registered model ``name``; ``config`` overrides the paper defaults."""
     builder = spec(name).builder
     full = full_config(builder, config)
     model = builder(**full)
-    model._tfderain_arch = name  # noqa: SLF001 - read by save/load for self-description
-    model._tfderain_config = full  # noqa: SLF001
+    _IDENTITIES[model] = Identity(name, full)
     return model
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` itself if it computes in float32, else the same architecture built again under
+    the float32 policy with its weights cast to float32 (for saving and exporting a
+    mixed-precision model); the identity is kept."""
+    dtypes = {getattr(layer, "compute_dtype", "float32") for layer in model.layers}
+    dtypes |= {v.dtype.name for v in model.variables}
+    if dtypes <= {"float32"}:
+        return model
+    found = require_identity(model, "a float32 copy")
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = build(found.arch, **found.config)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    clean.set_weights([np.asarray(w, np.float32) for w in model.get_weights()])
+    _IDENTITIES[clean] = found
+    return clean
 
 
 def full_config(builder: Callable[..., Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,4 +247,19 @@ def full_config(builder: Callable[..., Any], config: Mapping[str, Any]) -> dict[
     return full
 
 
-__all__ = ["DENSITY_LEVELS", "ModelSpec", "build", "names", "register", "spec"]
+__all__ = [
+    "DENSITY_LEVELS",
+    "UNREGISTERED",
+    "ConversionError",
+    "Identity",
+    "ModelSpec",
+    "build",
+    "float32_copy",
+    "identity",
+    "names",
+    "register",
+    "require_identity",
+    "spec",
+    "spec_of",
+    "with_source",
+]

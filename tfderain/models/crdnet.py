@@ -108,6 +108,7 @@ import numpy as np
 
 from tfderain._keras import keras, tf
 from tfderain.models import register
+from tfderain.pth import load_state_dict
 
 layers = keras.layers
 serializable = keras.saving.register_keras_serializable(package="tfderain")
@@ -383,8 +384,6 @@ def merge_official_checkpoints(
     the converter expects the keys prefixed ``stage1.``, ``stage2.``, ``refine.``, ``classfy.``.
     Without ``classfy`` the result converts into a derain-only model.
     """
-    from tfderain.convert import load_state_dict
-
     merged: dict[str, np.ndarray] = {}
     parts = {"stage1": stage1, "stage2": stage2, "refine": refine, "classfy": classfy}
     for prefix, source in parts.items():

@@ -111,6 +111,7 @@ import numpy as np
 from tfderain._keras import keras, tf
 from tfderain.models import register
 from tfderain.models.blocks import module_name
+from tfderain.pth import load_state_dict
 
 layers = keras.layers
 serializable = keras.saving.register_keras_serializable(package="tfderain")
@@ -647,8 +648,6 @@ def merge_official_checkpoints(
     (``Dense_rain_residual``), each an unprefixed state dict; the result prefixes their keys
     with ``derain.``, ``classifier.`` and ``residue.``.
     """
-    from tfderain.convert import load_state_dict
-
     merged: dict[str, np.ndarray] = {}
     for prefix, source in (("derain", derain), ("classifier", classifier), ("residue", residue)):
         sd = source if isinstance(source, Mapping) else load_state_dict(source)

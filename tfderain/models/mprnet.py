@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import ConversionError, register
 from tfderain.models.blocks import Stack
 
 layers = keras.layers
@@ -164,8 +164,6 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     Also checks that every copy of the shared PReLU holds the same slope: a checkpoint whose
     copies differ comes from a different network and cannot be represented by this one.
     """
-    from tfderain.convert.mapping import ConversionError
-
     first = state_dict["shallow_feat1.0.weight"]
     n_feat = int(first.shape[0])
     hidden = int(state_dict["shallow_feat1.1.CA.conv_du.0.weight"].shape[0])

@@ -67,7 +67,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfderain._keras import keras
-from tfderain.models import register
+from tfderain.models import ConversionError, register
 
 layers = keras.layers
 
@@ -132,8 +132,6 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     Also checks that every copy of the shared PReLU holds the same slope: a checkpoint whose
     copies differ comes from a different network and cannot be represented by this one.
     """
-    from tfderain.convert.mapping import ConversionError
-
     first = state_dict["model.image_fea.weight"]
     config = {
         "n_feat": int(first.shape[0]),
