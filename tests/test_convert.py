@@ -27,7 +27,7 @@ def test_every_official_prenet_checkpoint_converts(shared_dir, dataset, folder, 
 
 def test_real_rain_checkpoints_convert(shared_dir):
     for path in sorted((shared_dir / "weights/PReNet/logs/real").glob("*.pth")):
-        convert("prenet", path)
+        convert("prenet_real", path)
 
 
 def test_strict_loading_lists_missing_and_unexpected_keys(golden):

@@ -11,6 +11,7 @@ TINY_MODELS: dict[str, tuple[dict[str, Any], int]] = {
     "prenet_r": ({"stages": 2, "channels": 4}, 32),
     "prn": ({"stages": 2, "channels": 4}, 32),
     "prn_r": ({"stages": 2, "channels": 4}, 32),
+    "prenet_real": ({"stages": 2, "channels": 4}, 32),
     "remaen": ({"stages": 2, "channels": 8}, 32),
     "codenet": ({"channels": 8, "code_channels": 16, "reduction": 4, "iterations": 2}, 32),
     "mcodenet": ({"channels": 4, "code_channels": 8, "reduction": 2, "iterations": 2}, 32),

@@ -1,7 +1,8 @@
-"""PReNet and its variants PReNet_r, PRN and PRN_r.
+"""PReNet, its variants PReNet_r, PRN and PRN_r, and its real-rain network.
 
 Paper: D. Ren, W. Zuo, Q. Hu, P. Zhu, D. Meng, "Progressive Image Deraining Networks: A Better and
-Simpler Baseline", CVPR 2019. Official code: https://github.com/csdwren/PReNet (``networks.py``).
+Simpler Baseline", CVPR 2019. Official code: https://github.com/csdwren/PReNet (``networks.py``;
+the real-rain network in ``generator.py``).
 
 Each of the ``T`` stages sees ``concat([rainy, previous estimate])`` (rainy first; at stage 1 the
 previous estimate is the rainy image itself) and runs ``conv0`` (6→C, ReLU), optionally a
@@ -13,6 +14,8 @@ Variants (official class → registry name):
     ``PReNet_r`` → ``prenet_r``: conv-LSTM + one residual block applied five times (94,979).
     ``PRN`` → ``prn``: no LSTM, five distinct residual blocks (95,107).
     ``PRN_r`` → ``prn_r``: no LSTM, one residual block applied five times (21,123).
+    ``Generator_lstm`` → ``prenet_real``: the network of the real-rain checkpoints (168,963),
+    see below.
 
 Outputs:
     ``derained``: the last stage's estimate (not clamped; the official test clamps afterwards).
@@ -24,6 +27,21 @@ Where the official code is more specific than the paper:
     * The LSTM gates are four separate 3×3 convolutions (``conv_i``, ``conv_f``, ``conv_g``,
       ``conv_o``) over ``concat([x, h])``; ``h`` and ``c`` start at zero.
     * The network output is not clamped; the official test script clamps to [0, 1].
+
+The real-rain network ``prenet_real`` (class ``Generator_lstm`` of ``generator.py`` at commit
+6d908d1e3c7ff5c26fee624112297ad1c8603ca7, run by ``test_real.py`` on the released checkpoints
+``logs/real/PReNet1.pth`` and ``logs/real/PReNet2.pth``) has PReNet's modules, names and shapes,
+so those checkpoints also load into ``prenet`` without any error, and give wrong images there: the
+architecture has to be chosen by name. It differs from ``PReNet`` in three ways:
+    * the conv-LSTM comes after the five residual blocks (``PReNet``: right after ``conv0``), and
+      the output convolution reads the LSTM's ``h``;
+    * there is no global residual: the output convolution's result is the stage's estimate
+      itself, not a correction added to the rainy input;
+    * ``T = 4`` stages (``test_real.py``'s default ``recurrent_iter``) instead of 6.
+It departs from the paper in the same three ways: the paper's PReNet (Fig. 2) applies
+``f_recurrent`` between ``f_in`` and ``f_res``, predicts a residual image and uses ``T = 6``. The
+paper does not describe this wiring, and the repository holds no script or data that trained it.
+The official code fixes its width at 32 (``channels`` here, inferred from the checkpoint).
 """
 
 from __future__ import annotations
@@ -54,8 +72,20 @@ def _infer_config(state_dict) -> dict:
 
 
 def _progressive_network(
-    name: str, stages: int, channels: int, lstm: bool, recursive: bool
+    name: str,
+    stages: int,
+    channels: int,
+    lstm: bool,
+    recursive: bool,
+    lstm_after_res: bool = False,
 ) -> keras.Model:
+    """The stage loop shared by all variants.
+
+    ``lstm_after_res`` selects the real-rain wiring (``Generator_lstm``): the conv-LSTM follows
+    the residual blocks and each stage's estimate is the output convolution of ``h`` alone, with
+    no global residual. Otherwise (``networks.py``) the LSTM follows ``conv0`` and the output
+    convolution's result is added to the rainy input.
+    """
     if stages < 1 or channels < 1:
         raise ValueError(f"stages and channels must be positive, got {stages}, {channels}")
     rainy = keras.Input((None, None, 3), name="rainy")
@@ -79,20 +109,34 @@ def _progressive_network(
     for t in range(1, stages + 1):
         tag = f"stage{t}"
         x = conv0(layers.Concatenate(name=f"{tag}_in")([rainy, estimate]))
-        if cell is not None:
+        if cell is not None and not lstm_after_res:
             h, c = cell(x, h, c, tag)
             x = h
         for j in range(_RES_BLOCKS):
             conv_a, conv_b = res_convs[0 if recursive else j]
             skip = layers.Add(name=f"{tag}_res{j + 1}_add")([conv_b(conv_a(x)), x])
             x = layers.ReLU(name=f"{tag}_res{j + 1}_relu")(skip)
-        estimate = layers.Add(name=f"{tag}_out")([conv_out(x), rainy])
+        if cell is not None and lstm_after_res:
+            h, c = cell(x, h, c, tag)
+            x = h
+        if lstm_after_res:
+            estimate = conv_out(x)
+        else:
+            estimate = layers.Add(name=f"{tag}_out")([conv_out(x), rainy])
         outputs.append(estimate)
     stacked = Stack(axis=1, name="stages")(outputs)
     return keras.Model(rainy, {"derained": outputs[-1], "stages": stacked}, name=name)
 
 
-def _register(name: str, lstm: bool, recursive: bool, description: str, **spec):
+def _register(
+    name: str,
+    lstm: bool,
+    recursive: bool,
+    description: str,
+    stages: int = 6,
+    lstm_after_res: bool = False,
+    **spec,
+):
     @register(
         name,
         halo=64,
@@ -103,8 +147,10 @@ def _register(name: str, lstm: bool, recursive: bool, description: str, **spec):
         description=description,
         **spec,
     )
-    def builder(stages: int = 6, channels: int = 32) -> keras.Model:
-        return _progressive_network(name, stages, channels, lstm=lstm, recursive=recursive)
+    def builder(stages: int = stages, channels: int = 32) -> keras.Model:
+        return _progressive_network(
+            name, stages, channels, lstm=lstm, recursive=recursive, lstm_after_res=lstm_after_res
+        )
 
     builder.__name__ = name
     builder.__doc__ = f"{description} (``stages`` recurrent stages of width ``channels``)."
@@ -126,3 +172,12 @@ prenet = _register(
 prenet_r = _register("prenet_r", lstm=True, recursive=True, description="PReNet_r (recursive)")
 prn = _register("prn", lstm=False, recursive=False, description="PRN: PReNet without LSTM")
 prn_r = _register("prn_r", lstm=False, recursive=True, description="PRN_r (recursive, no LSTM)")
+#: ``test_real.py`` runs ``Generator_lstm`` with ``recurrent_iter=4``.
+prenet_real = _register(
+    "prenet_real",
+    lstm=True,
+    recursive=False,
+    description="PReNet's real-rain network (Generator_lstm: LSTM after the ResBlocks)",
+    stages=4,
+    lstm_after_res=True,
+)
