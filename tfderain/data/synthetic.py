@@ -281,6 +281,8 @@ def _layers(
             defocus = (k - 1) * rng.uniform(0.5, 1.0)
             sigma = math.hypot(width / 2.355, defocus)
             opacity *= width / math.hypot(width, 2.355 * defocus)
+        # A drop image narrower than a pixel spreads its light over the whole pixel.
+        opacity *= min(1.0, width * scale)
         layers.append(
             _Layer(
                 angle=float(layer_angle),
