@@ -30,8 +30,8 @@ parameters come from the papers cited in :mod:`tfderain.data.synthetic`.
 
     python benchmarks/rain_statistics.py [--data ../shared/data] [--seeds 2] [--markdown out.md]
 
-Measured (Intel Xeon, 2 shared cores; ``--seeds 2``), see the table printed by a run:
-the result is summarised in the docstring of :mod:`tfderain.data.synthetic`.
+A run takes about 30 s on 2 shared Xeon cores; its table, and where the styles and the
+benchmarks differ, is in the docstring of :mod:`tfderain.data.synthetic`.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ Sources, and what each contributes:
 
 * Yang et al., "Deep Joint Rain Detection and Removal from a Single Image", CVPR 2017
   (Rain100L, Rain100H; github.com/flyywh/JORDER): the additive model ``O = B + sum_t S_t``;
-  Rain100L has one kind of streak, Rain100H streaks in several (five) directions; rain
+  Rain100L has one kind of streak, Rain100H overlapping streaks in several directions; rain
   accumulation in heavy rain as a veil, ``O = alpha * (B + sum_t S_t) + (1 - alpha) * A``
   (transmission ``alpha``, atmospheric light ``A``).
 * Fu et al., "Removing rain from single images via a deep detail network", CVPR 2017 (DDN,
-  Rain1400; github.com/XMU-smartdsp/Removing_Rain): streaks made in Photoshop (noise, blur,
+  Rain1400): streaks made in Photoshop (noise, blur,
   motion blur, screen blend, ``O = 1 - (1 - B)(1 - S)``); 14 kinds of streaks of different
   orientations and magnitudes rendered on every clean image.
 * Li, Cheong, Tan, "Heavy Rain Image Restoration: Integrating Physics Model and Conditional
@@ -24,18 +24,20 @@ Sources, and what each contributes:
   and covers each pixel for only a fraction of the exposure, so a streak is semi-transparent
   (``dI = beta * (E - B)``, drop brightness ``E``, ``beta`` the time fraction) and its brightness
   depends only weakly on the background; drops near the camera are out of focus (wider and
-  dimmer streaks, larger, fewer in view).
+  dimmer streaks, larger, fewer in view). Their streak database is rendered for an exposure of
+  1/60 s; the exposure ranges below bracket it.
 * Zhang & Patel, "Density-aware Single Image De-raining using a Multi-stream Dense Network"
   (DID-MDN), CVPR 2018: three density levels, light / medium / heavy (:data:`LEVELS`).
 
 A streak layer ``S`` (:func:`rain_streaks`) is rendered as in Photoshop: (1) uniform noise
 thresholded so a fraction ``p`` of the pixels survive (drawn as a binomial count of uniformly
 placed seeds, each with a random brightness), (2) blurred by a Gaussian (the drop's image),
-(3) motion-blurred by a line kernel of length ``L`` at the streak angle whose weight fades over
-the outer quarter at each end, normalised to peak 1. Seeds are drawn on a margin around the image
-so streaks enter from outside the frame. Lengths are given at a reference image size of 512
-pixels and multiplied by ``streak_scale`` (default ``max(H, W) / 512``); ``p`` is divided by
-``streak_scale**2``.
+(3) motion-blurred along the streak angle over a length ``L`` with a weight that fades over the
+outer quarter at each end, normalised to peak 1 -- done in a frame turned so that the streaks
+are vertical, where both blurs are separable, then turned back. Seeds are drawn on a margin
+around the image so streaks enter from outside the frame. Lengths are given at a reference image
+size of 512 pixels and multiplied by ``streak_scale`` (default ``max(H, W) / 512``); ``p`` is
+divided by ``streak_scale**2``.
 
 Common parameters (``d`` the density in [0, 1]; none of the papers gives a number for these,
 so each is a choice stated here):
@@ -48,7 +50,9 @@ seed brightness        layer opacity ``U(style range)`` times ``U(0.25, 1)`` per
 drop radius ``a``      ``U(0.5, 0.8 + 0.7 d)`` mm (heavier rain has larger drops, as in the
                        Marshall-Palmer distribution that Garg & Nayar use)
 drop image ``w``       ``a * U(1.0, 1.6)`` pixels per mm (full width at half maximum), Gaussian
-                       ``sigma = w / 2.355`` (no blur below 0.25 pixel)
+                       ``sigma = w / 2.355`` (no blur below 0.25 pixel); below one pixel after
+                       scaling, the opacity is multiplied by ``w`` (the drop's light spreads
+                       over the whole pixel)
 length ``L``           ``w * (1 + v T_e / (2 a))`` (Garg & Nayar: the drop's image plus the
                        distance fallen during the exposure, at the drop's image scale); at least
                        3 pixels
@@ -66,21 +70,22 @@ Styles (``style=``; ``"mixed"``, the default, is what the bundled model trains o
 style       rendering
 ==========  =====================================================================================
 rain100l    Yang: one layer, one direction ``U(-20, 20)``; additive; no veil. Exposure
-            ``T_e`` in [1/250, 1/100] s and opacity ``U(0.5, 0.8)``: choices (no numbers in the
+            ``T_e`` in [1/125, 1/60] s and opacity ``U(0.5, 0.8)``: choices (no numbers in the
             paper). Density ``U(0, 1/3)`` by default (light).
-rain100h    Yang: 3 to 5 layers (Rain100H's five directions), mean ``U(-30, 30)``, each layer
-            ``+- 15``; additive; the global veil for ``d >= 1/3``. ``T_e`` in [1/250, 1/60] s,
-            opacity ``U(0.55, 0.85)``, near layer allowed. Density ``U(2/3, 1)`` (heavy).
+rain100h    Yang: 3 to 5 layers (overlapping directions; the count is a choice), mean
+            ``U(-30, 30)``, each layer ``+- 15``; additive; the global veil for ``d >= 1/3``.
+            ``T_e`` in [1/125, 1/30] s, opacity ``U(0.55, 0.85)``, near layer allowed. Density
+            ``U(2/3, 1)`` (heavy).
 rain1400    Fu: one Photoshop layer of one of 14 kinds: orientation in ``{-30, -20, ..., 30}``
-            times two magnitudes (motion-blur exposures 1/250 s and 1/80 s); screen blend; no
+            times two magnitudes (motion-blur exposures 1/125 s and 1/40 s); screen blend; no
             veil. The 14 values are a choice: the paper does not list them. Density
             ``U(0, 1)``.
 heavy       Li et al.: 1 to 3 layers, mean ``U(-30, 30)``, each ``+- 10``; additive inside the
-            depth transmission veil. ``T_e`` in [1/250, 1/60] s, opacity ``U(0.5, 0.8)``, near
+            depth transmission veil. ``T_e`` in [1/125, 1/30] s, opacity ``U(0.5, 0.8)``, near
             layer allowed. Density ``U(2/3, 1)``.
 mixed       per image: ``n_max = 1 + round(2 * max(0, 3d - 1))`` layers (1 light, 5 at
             ``d = 1``), ``n`` uniform in ``[ceil(n_max / 2), n_max]``; mean ``U(-30, 30)``, each
-            layer ``+- 10``; ``T_e`` in [1/250, 1/60] s; opacity ``U(0.5, 0.8)``; near layer
+            layer ``+- 10``; ``T_e`` in [1/125, 1/30] s; opacity ``U(0.5, 0.8)``; near layer
             allowed; blend ``add``, ``screen`` or ``over`` with equal probability; the global
             or the depth veil (equal probability) for ``d >= 1/3``. Density ``U(0, 1)``.
 ==========  =====================================================================================
@@ -101,8 +106,25 @@ states the values used):
   free photo; outdoor photos mostly have the far scene above the near ground).
   Li et al. also blur the distant scene; that is not rendered.
 
-Measured against real pairs (``benchmarks/rain_statistics.py``, a report, not a fit; the
-parameters above were not tuned to it): see ``benchmarks/README_rain_statistics.md``.
+Measured against real pairs with ``benchmarks/rain_statistics.py`` (a report only: nothing above
+was tuned to it; medians over pairs, luminance, rain pixels ``> 10/255`` above the fitted veil;
+the styles rendered twice on each of the same 23 clean targets)::
+
+    source        coverage  brightness  width  length  angle  spread  veil slope / offset
+    Rain100H-20     78.0 %     0.236    2.3 px   8 px   +2.1    7.1     0.992 / +0.019
+    Rain100L-3      16.3 %     0.103    2.1 px  13 px   -5.8    5.3     1.000 / +0.000
+    mixed           28.8 %     0.124    2.0 px  24 px   -6.9    3.9     0.982 / +0.016
+    rain100l         8.3 %     0.165    2.0 px  35 px   +2.6    2.8     1.000 / +0.000
+    rain100h        81.4 %     0.283    3.0 px  13 px   +3.1    9.4     0.903 / +0.143
+    rain1400        16.4 %     0.140    1.9 px  44 px   +0.1    2.9     1.000 / +0.000
+    heavy           76.8 %     0.195    2.5 px  25 px   +7.8    6.7     0.878 / +0.123
+
+Where they differ: the distributed Rain100H pairs carry no measurable veil, while the
+``rain100h`` style adds Yang et al.'s accumulation term; Rain100L's streaks are fainter and
+twice as frequent as the ``rain100l`` style's; the styles' streaks (length from exposures of
+1/125 to 1/30 s) are longer than the thresholded streak pieces of both benchmarks, and those of
+``rain100h`` about 0.7 pixel wider; coverage of Rain100H and orientations (near vertical, spread
+5 to 10 degrees) agree.
 
 :func:`density_level` maps ``d`` to DID-MDN's classes (:data:`LEVELS`) with thresholds 1/3, 2/3.
 """
@@ -301,25 +323,28 @@ def _streak_layer(shape: tuple[int, int], rng: np.random.Generator, layer: _Laye
     In that frame the motion blur is separable: a vertical trapezoid (the line whose weight fades
     over the outer quarter at each end, a box of ``L - L/4`` convolved with a box of ``L/4``)
     and a horizontal Gaussian (the drop's image), both normalised to peak 1, so an isolated
-    streak keeps its seed's brightness. The frame covers the rotated image plus a margin, so
-    streaks enter from outside the picture.
+    streak keeps its seed's brightness. Along the streaks the frame is sampled every
+    ``r = max(1, L // 12)`` pixels (the trapezoid is smooth there; the rotation back into the
+    image interpolates linearly), which keeps a layer's cost independent of ``L``. The frame
+    covers the rotated image plus a margin, so streaks enter from outside the picture.
     """
     height, width = shape
     theta = math.radians(layer.angle)
     cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
     length = int(round(layer.length))
-    taper = max(1, int(round(length / 4)))
-    box = max(1, length - taper)
+    step = max(1, length // 12)
+    taper = max(1, int(round(length / 4 / step)))
+    box = max(taper, int(round(length / step)) - taper)
     reach = int(math.ceil(3 * layer.sigma)) if layer.sigma >= 0.25 else 0
-    margin = length // 2 + reach + 2
-    frame_h = int(math.ceil(height * cos + width * sin)) + 2 * margin
-    frame_w = int(math.ceil(width * cos + height * sin)) + 2 * margin
+    margin = length // 2 + reach + 2 * step
+    rows = -(-(int(math.ceil(height * cos + width * sin)) + 2 * margin) // step)
+    cols = int(math.ceil(width * cos + height * sin)) + 2 * margin
 
     # Uniform noise thresholded at ``fraction``: a binomial number of uniform seeds.
-    count = rng.binomial(frame_h * frame_w, layer.fraction)
-    seeds = np.zeros(frame_h * frame_w, np.float32)
-    seeds[rng.integers(0, seeds.size, count)] = layer.opacity * rng.uniform(0.25, 1.0, count)
-    frame = seeds.reshape(frame_h, frame_w)
+    count = rng.binomial(rows * cols, min(1.0, layer.fraction * step))
+    where = rng.integers(0, rows * cols, count)
+    weights = layer.opacity * rng.uniform(0.25, 1.0, count)
+    frame = np.bincount(where, weights, rows * cols).astype(np.float32).reshape(rows, cols)
     frame = cv2.blur(frame, (1, box), borderType=cv2.BORDER_CONSTANT)
     if taper > 1:
         frame = cv2.blur(frame, (1, taper), borderType=cv2.BORDER_CONSTANT)
@@ -331,11 +356,18 @@ def _streak_layer(shape: tuple[int, int], rng: np.random.Generator, layer: _Laye
             frame, -1, gauss, np.ones(1, np.float32), borderType=cv2.BORDER_CONSTANT
         )
     # Image pixel (x, y) -> frame: rotate about the centres so that the direction
-    # (sin(angle), -cos(angle)) (the top leaning right for positive angles) becomes (0, -1).
+    # (sin(angle), -cos(angle)) (the top leaning right for positive angles) becomes (0, -1),
+    # then divide the frame's rows by ``step`` (row j is centred on fine row j * step).
     c, s = math.cos(theta), math.sin(theta)
     cx, cy = (width - 1) / 2, (height - 1) / 2
-    fx, fy = (frame_w - 1) / 2, (frame_h - 1) / 2
-    matrix = np.array([[c, s, fx - c * cx - s * cy], [-s, c, fy + s * cx - c * cy]], np.float64)
+    fx, fy = (cols - 1) / 2, (rows * step - 1) / 2
+    matrix = np.array(
+        [
+            [c, s, fx - c * cx - s * cy],
+            [-s / step, c / step, (fy + s * cx - c * cy) / step],
+        ],
+        np.float64,
+    )
     return cv2.warpAffine(
         frame,
         matrix,
