@@ -124,3 +124,172 @@ def test_add_rain_rejects_bad_input():
         add_rain(np.zeros((8, 8, 3), np.float32), rng, density=1.5)
     with pytest.raises(ValueError, match="blend"):
         add_rain(np.zeros((8, 8, 3), np.float32), rng, blend="overlay")
+
+
+# ------------------------------------------------------------------------------------ styles
+
+STYLES = ("mixed", "rain100l", "rain100h", "rain1400", "heavy")
+
+
+def _luma_rain(style: str, seed: int, **kwargs) -> np.ndarray:
+    """The rain layer ``rainy - clean`` of a render on flat grey, without veil."""
+    clean = np.full((128, 128, 3), 0.3, np.float32)
+    kwargs.setdefault("haze", False)
+    kwargs.setdefault("streak_scale", 1.0)  # a crop of a 512-pixel photo: streaks as stated
+    rainy, _, _ = add_rain(clean, np.random.default_rng(seed), style=style, **kwargs)
+    return (rainy - clean)[..., 0]
+
+
+def _orientation_spread(layer: np.ndarray) -> float:
+    """Spread in degrees of the local streak orientations (doubled-angle resultant length)."""
+    smooth = cv2.GaussianBlur(layer.astype(np.float64), (0, 0), 1.0)
+    gy, gx = np.gradient(smooth)
+    jxx, jyy, jxy = (cv2.GaussianBlur(g, (0, 0), 2.0) for g in (gx * gx, gy * gy, gx * gy))
+    mask = layer > 0.05
+    weight = (jxx + jyy)[mask]
+    doubled = np.arctan2(2 * jxy, jxx - jyy)[mask]
+    resultant = abs(np.sum(weight * np.exp(1j * doubled))) / weight.sum()
+    return float(np.degrees(np.sqrt(-2 * np.log(resultant)) / 2))
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_style_is_deterministic_in_range_and_leaves_the_clean_photo_alone(style):
+    clean = _image(5, (64, 80))
+    original = clean.copy()
+    a = add_rain(clean, np.random.default_rng(3), style=style)
+    b = add_rain(clean, np.random.default_rng(3), style=style)
+    c = add_rain(clean, np.random.default_rng(4), style=style)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[2] == b[2]
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].dtype == np.float32 and a[0].min() >= 0.0 and a[0].max() <= 1.0
+    # The target is the photo itself, bit for bit, and the input is not modified.
+    np.testing.assert_array_equal(a[1], original)
+    np.testing.assert_array_equal(clean, original)
+    assert np.abs(a[0] - original).mean() > 0.002
+
+
+# Stated ranges of a style's streak directions (degrees from vertical): the mean direction's
+# range widened by the per-layer deviation.
+STYLE_ANGLES = {"rain100l": 20.0, "rain100h": 45.0, "heavy": 40.0, "mixed": 40.0}
+RAIN1400_ORIENTATIONS = np.arange(-30, 31, 10)
+
+
+@pytest.mark.parametrize("style", sorted(STYLE_ANGLES))
+def test_streak_orientation_lies_within_the_styles_range(style):
+    angles = [_dominant_gradient_angle(_luma_rain(style, seed, density=0.5)) for seed in range(10)]
+    limit = STYLE_ANGLES[style] + 4  # measurement tolerance
+    assert all(abs(a) <= limit for a in angles), angles
+    assert max(angles) - min(angles) > 10, angles  # the direction is drawn, not fixed
+
+
+def test_rain1400_orientations_are_its_fourteen_kinds():
+    angles = [
+        _dominant_gradient_angle(_luma_rain("rain1400", seed, density=0.5)) for seed in range(10)
+    ]
+    nearest = [np.min(np.abs(RAIN1400_ORIENTATIONS - a)) for a in angles]
+    assert max(nearest) < 3, angles
+    assert len({int(np.argmin(np.abs(RAIN1400_ORIENTATIONS - a))) for a in angles}) >= 3
+
+
+def test_rain100h_streaks_run_in_several_directions_rain100l_in_one():
+    heavy = np.median(
+        [_orientation_spread(_luma_rain("rain100h", s, density=0.8)) for s in range(6)]
+    )
+    light = np.median(
+        [_orientation_spread(_luma_rain("rain100l", s, density=0.2)) for s in range(6)]
+    )
+    assert heavy > light + 2, (heavy, light)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_heavier_density_gives_more_rain_energy(style):
+    energy = [
+        np.mean([np.maximum(_luma_rain(style, s, density=d), 0).mean() for s in range(6)])
+        for d in (0.1, 0.5, 0.9)
+    ]
+    assert energy[0] < energy[1] < energy[2], energy
+
+
+def _dark_textured(shape: tuple[int, int] = (96, 96)) -> np.ndarray:
+    return 0.05 + 0.25 * _image(6, shape)
+
+
+def test_global_veil_is_yangs_affine_accumulation():
+    # O = alpha * O_s + (1 - alpha) * A: an affine map of the unveiled render with slope alpha
+    # in (0, 1), raising dark images towards A and scaling their contrast by alpha.
+    clean = _dark_textured()
+
+    def render(haze):
+        rng = np.random.default_rng(2)
+        rainy, _, _ = add_rain(
+            clean, rng, style="rain100h", density=0.8, haze=haze, streak_scale=1.0
+        )
+        return rainy.astype(np.float64)
+
+    plain, veiled = render(False), render("global")
+    assert plain.mean() < 0.6  # still a dark image under the streaks
+    slope, intercept = np.polyfit(plain.ravel(), veiled.ravel(), 1)
+    np.testing.assert_allclose(veiled, slope * plain + intercept, atol=1e-5)
+    assert 0.0 < slope < 0.999
+    assert 0.75 <= intercept / (1 - slope) <= 0.95  # atmospheric light A, as stated
+    assert veiled.mean() > plain.mean()
+    np.testing.assert_allclose(veiled.std(), slope * plain.std(), rtol=1e-4)
+
+
+def test_depth_veil_brightens_far_rows_more_and_lowers_contrast():
+    # O = T * O_s + (1 - T) * A with T = exp(-beta * depth), far at the top of the frame.
+    clean = _dark_textured()
+
+    def render(haze):
+        rng = np.random.default_rng(2)
+        rainy, _, _ = add_rain(clean, rng, style="heavy", density=0.95, haze=haze, streak_scale=1.0)
+        return rainy.astype(np.float64)
+
+    plain, veiled = render(False), render("depth")
+    lift = (veiled - plain).mean(axis=(1, 2))
+    assert np.all(lift >= -1e-6) and veiled.mean() > plain.mean() + 0.01
+    assert lift[:24].mean() > lift[-24:].mean() + 0.01
+
+    def detail(image):  # local contrast: energy of the difference to a blurred copy
+        return np.mean((image - cv2.GaussianBlur(image, (0, 0), 2.0)) ** 2)
+
+    assert detail(veiled) < detail(plain)
+
+
+@pytest.mark.parametrize("style", ["heavy", "rain100h", "mixed"])
+def test_light_rain_has_no_veil_in_any_style(style):
+    clean = _image(7)
+
+    def rain(haze):
+        return add_rain(clean, np.random.default_rng(1), style=style, density=0.2, haze=haze)[0]
+
+    np.testing.assert_array_equal(rain(True), rain(False))
+
+
+def test_over_blend_streaks_are_semi_transparent_and_brighter_than_the_background():
+    # Garg & Nayar: dI = S * (E - B). On flat backgrounds below 0.5 the stated drop brightness is
+    # E = 0.5, so one streak pattern changes B = 0.1 four times as much as B = 0.4.
+    def change(level):
+        clean = np.full((96, 96, 3), level, np.float32)
+        rainy, _, _ = add_rain(
+            clean, np.random.default_rng(4), density=0.6, blend="over", haze=False
+        )
+        return (rainy - clean)[..., 0].astype(np.float64)
+
+    dark, bright = change(0.1), change(0.4)
+    assert dark.min() >= 0.0 and bright.min() >= 0.0 and dark.max() > 0.05
+    assert dark.max() <= 0.4 + 1e-6  # never brighter than the drop itself
+    streak = bright > 1e-3
+    np.testing.assert_allclose(dark[streak], 4 * bright[streak], rtol=1e-3, atol=1e-5)
+
+
+def test_style_and_haze_are_checked():
+    rng = np.random.default_rng(0)
+    clean = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="style"):
+        add_rain(clean, rng, style="drizzle")
+    with pytest.raises(ValueError, match="haze"):
+        add_rain(clean, rng, haze="fog")
+    with pytest.raises(ValueError, match="style"):
+        rain_streaks((8, 8), rng, density=0.5, style="drizzle")
