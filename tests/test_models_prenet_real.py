@@ -39,7 +39,7 @@ def test_official_checkpoints_reproduce_final_and_per_stage_outputs(checkpoint, 
     _, io, folder = golden("prenet_real")
     path, final_key, stages_key = CHECKPOINTS[checkpoint]
     model = convert("prenet_real", folder / path)
-    assert model._tfderain_config == {"stages": 4, "channels": 32}
+    assert dict(models.identity(model).config) == {"stages": 4, "channels": 32}
     out = model(io["input"], training=False)
     assert_matches(out["derained"].numpy(), io[final_key])
     stages = out["stages"].numpy()
