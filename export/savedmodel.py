@@ -1,19 +1,21 @@
 """Export a tfderain model as a SavedModel for TensorFlow Serving.
 
-Example::
+Same options as ``tfderain export savedmodel``::
 
-    python export/savedmodel.py runs/prenet/model.keras exported/prenet --version 1
+    python export/savedmodel.py --weights runs/prenet/model.keras -o exported/prenet --version 1
 
 writes ``exported/prenet/1/`` with the signatures ``serving_default`` (float32),
-``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). See
-:mod:`tfderain.export.savedmodel` and ``export/README.md``.
+``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). A ``.keras`` file names
+its own architecture; an official checkpoint needs ``--model NAME``; with neither option the
+bundled default model is exported. See :mod:`tfderain.export.savedmodel` and
+``export/README.md``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from tfderain.export.savedmodel import main
+from tfderain.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["export", "savedmodel", *sys.argv[1:]]))
