@@ -35,15 +35,18 @@ def is_log_line(line: str) -> bool:
 def load_tensorflow(verbose: bool = False) -> None:
     """Import TensorFlow (through :mod:`tfderain._keras`), quietly unless ``verbose``.
 
-    An explicit ``TF_CPP_MIN_LOG_LEVEL`` in the environment is kept either way.
+    An explicit ``TF_CPP_MIN_LOG_LEVEL`` in the environment is kept either way. Nothing is
+    changed when TensorFlow is already loaded (e.g. ``tfderain.cli.main`` called from Python).
     """
+    if "tensorflow" in sys.modules:  # already loaded: its set-up is the caller's
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     if not verbose:
         # Python-side notices of TensorFlow and Keras (deprecations, retracing, saving hints).
         for name in ("tensorflow", "absl", "tf_keras"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|keras|absl)(\.|$)")
-    if verbose or "tensorflow" in sys.modules:
+    if verbose:
         from tfderain import _keras  # noqa: F401
 
         return
