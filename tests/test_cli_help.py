@@ -178,8 +178,29 @@ def test_tensorflow_log_lines_are_recognised():
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
     )
     assert _quiet.is_log_line("E0000 00:00:1796600354.391158 8400 cuda_platform.cc:52] failed")
+    assert _quiet.is_log_line(
+        "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+        "output_inference_type: FLOAT32"
+    )
     assert not _quiet.is_log_line("tfderain: error: x.png: no such file")
     assert not _quiet.is_log_line("Traceback (most recent call last):")
+
+
+def test_the_stderr_filter_drops_log_lines_and_passes_everything_else():
+    source_read, source_write = os.pipe()
+    sink_read, sink_write = os.pipe()
+    written = (
+        b"W0000 00:00:1796600292.7 7468 port.cc:153] oneDNN custom operations are on.\n"
+        b"a real problem\n"
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"no newline at the end"
+    )
+    os.write(source_write, written)
+    os.close(source_write)
+    _quiet._pass_on(source_read, sink_write)  # noqa: SLF001
+    os.close(sink_write)
+    with open(sink_read, "rb") as sink:
+        assert sink.read() == b"a real problem\nno newline at the end"
 
 
 def _log_lines(stderr: str) -> list[str]:

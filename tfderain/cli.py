@@ -567,7 +567,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tfderain import _quiet
 
-    _quiet.load_tensorflow(verbose=args.verbose)
+    with _quiet.tensorflow_logs(verbose=args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; a user's error is one line on stderr and exit status 2."""
     from tfderain.convert import ConversionError, PthFormatError
     from tfderain.io import ImageError
     from tfderain.saving import ModelFileError
