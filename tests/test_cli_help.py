@@ -227,3 +227,19 @@ def test_verbose_shows_the_log_lines_that_are_hidden_by_default():
     assert loud.returncode == 0, loud.stderr
     assert "prenet" in loud.stdout
     assert _log_lines(loud.stderr), loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["models"], False),
+        (["-v", "models"], True),
+        (["models", "-v"], True),
+        (["--verbose", "export", "tflite", "-o", "x.tflite"], True),
+        (["export", "tflite", "-o", "x.tflite", "--verbose"], True),
+        (["train", "--config", "prenet"], False),
+        (["train", "--config", "prenet", "-v"], True),
+    ],
+)
+def test_verbose_is_accepted_before_or_after_the_command(argv, verbose):
+    assert cli.build_parser().parse_args(argv).verbose is verbose
