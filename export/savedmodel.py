@@ -1,12 +1,14 @@
-"""Export a tfderain model as a SavedModel for TensorFlow Serving: ``tfderain export savedmodel``.
+"""Export a tfderain model as a SavedModel for TensorFlow Serving.
 
-Takes exactly the command's options, e.g.::
+Same options as ``tfderain export savedmodel``::
 
     python export/savedmodel.py --weights runs/prenet/model.keras -o exported/prenet --version 1
 
 writes ``exported/prenet/1/`` with the signatures ``serving_default`` (float32),
-``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). See
-:mod:`tfderain.export.savedmodel` and ``export/README.md``.
+``derain_uint8`` and ``derain_image_bytes`` (PNG/JPEG bytes in, PNG out). A ``.keras`` file names
+its own architecture; an official checkpoint needs ``--model NAME``; with neither option the
+bundled default model is exported. See :mod:`tfderain.export.savedmodel` and
+``export/README.md``.
 """
 
 from __future__ import annotations

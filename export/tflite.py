@@ -6,7 +6,8 @@ Same options as ``tfderain export tflite``::
         --weights ../shared/weights/PReNet/logs/Rain100H/PReNet6/net_latest.pth \
         --quant int8 --tile 256 --uint8-io -o prenet_int8.tflite
 
-writes ``prenet_int8.tflite`` and ``prenet_int8.json`` (see ``export/README.md``).
+writes ``prenet_int8.tflite`` and ``prenet_int8.json`` (see ``export/README.md``). A ``.keras``
+file names its own architecture: ``--weights model.keras`` needs no ``--model``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import cv2
@@ -143,3 +144,165 @@ def test_models_lists_the_zoo(capsys):
     listed = capsys.readouterr().out
     for name in ("prenet", "prenet_r", "prn", "prn_r"):
         assert name in listed
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def test_train_runs_a_packaged_recipe_by_name(tmp_path, capsys):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("p.png", "q.png"):
+        cv2.imwrite(str(clean / name), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    run = tmp_path / "run"
+    tiny = [
+        "model.config.stages=2",
+        "model.config.channels=4",
+        f"data.clean={clean}",
+        "data.patch_size=16",
+        "data.batch_size=2",
+        "epochs=1",
+        "steps_per_epoch=2",
+        "logging.scalars_every=epoch",
+        "logging.backup_every=epoch",
+        "logging.num_images=1",
+        "logging.verbose=0",
+    ]
+    argv = ["train", "--config", "prn_r", "--output-dir", str(run)]
+    assert cli.main([*argv, *(arg for item in tiny for arg in ("--set", item))]) == 0
+    from tfderain.saving import read_metadata
+
+    meta = read_metadata(run / "model.keras")
+    assert meta["arch"] == "prn_r" and meta["config"]["stages"] == 2
+    assert "steps_per_epoch: 2" in (run / "config.yaml").read_text()
+    assert "Saved" in capsys.readouterr().out
+
+
+def test_train_config_is_a_recipe_name_a_file_or_an_old_recipe_path(tmp_path, capsys):
+    from tfderain.train_cli import CONFIG_DIR, find_config
+
+    assert find_config("prenet") == CONFIG_DIR / "prenet.yaml"
+    assert find_config("prenet.yaml") == CONFIG_DIR / "prenet.yaml"
+    own = tmp_path / "mine.yaml"
+    own.write_text("epochs: 3\n")
+    assert find_config(str(own)) == own
+    assert capsys.readouterr().err == ""
+    # Commands written for the old training/configs/ folder still run, with a note.
+    assert find_config("training/configs/restormer.yaml") == CONFIG_DIR / "restormer.yaml"
+    assert "--config restormer" in capsys.readouterr().err
+
+
+def test_train_with_an_unknown_recipe_is_one_line_listing_the_recipes(tmp_path, capsys):
+    code = cli.main(["train", "--config", "nonet", "--output-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "--config nonet" in err and "prenet, prenet_r" in err
+    assert cli.main(["train", "--config", str(tmp_path)]) == 2
+    assert "not a file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def test_export_tflite_takes_the_architecture_from_the_keras_file(small_model, tmp_path, capsys):
+    out = tmp_path / "small.tflite"
+    argv = ["export", "tflite", "--weights", str(small_model), "--tile", "32", "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert out.stat().st_size > 0
+    spec = json.loads((tmp_path / "small.json").read_text())
+    assert (spec["model"], spec["config"]["stages"], spec["file"]) == ("prn_r", 2, "small.tflite")
+    assert f"and {tmp_path / 'small.json'}" in capsys.readouterr().out
+
+
+def test_export_savedmodel_takes_the_architecture_from_the_keras_file(small_model, tmp_path):
+    out = tmp_path / "served"
+    argv = ["export", "savedmodel", "--weights", str(small_model), "-o", str(out)]
+    assert cli.main([*argv, "--version", "3"]) == 0
+    assert (out / "3" / "saved_model.pb").is_file()
+    meta = json.loads((out / "3" / "assets.extra" / "tfderain.json").read_text())
+    assert meta["arch"] == "prn_r"
+
+
+def test_export_of_an_official_checkpoint_without_model_is_a_clear_error(tmp_path, capsys):
+    pth = tmp_path / "net_latest.pth"
+    pth.write_bytes(b"PK")
+    code = cli.main(["export", "tflite", "--weights", str(pth), "-o", str(tmp_path / "x.tflite")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "net_latest.pth" in err and "--model NAME" in err
+
+
+def test_export_with_a_model_other_than_the_files_is_refused(small_model, tmp_path, capsys):
+    argv = ["export", "tflite", "-m", "prenet", "-w", str(small_model), "-o", str(tmp_path / "x")]
+    assert cli.main(argv) == 2
+    assert "holds a 'prn_r' model, not 'prenet'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ derain options
+
+
+def _derain(model, src, out, *options: str) -> np.ndarray:
+    assert cli.main(["derain", str(src), "-o", str(out), "-w", str(model), "-q", *options]) == 0
+    return cv2.imread(str(out)).astype(np.float64)
+
+
+def test_derain_strength_blends_the_input_and_the_output(small_model, photos, tmp_path):
+    src = photos / "a.png"
+    rainy = cv2.imread(str(src)).astype(np.float64)
+    full = _derain(small_model, src, tmp_path / "full.png")
+    none = _derain(small_model, src, tmp_path / "none.png", "--strength", "0")
+    half = _derain(small_model, src, tmp_path / "half.png", "--strength", "0.5")
+    assert np.abs(full - rainy).max() > 20  # the model changes this image
+    np.testing.assert_array_equal(none, rainy)
+    # Blended in float before the 8-bit rounding: within one level of the exact mean.
+    assert np.abs(half - (rainy + full) / 2).max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--strength", "1.5", "expected a number from 0 to 1, got '1.5'"),
+        ("--strength", "nan", "expected a number from 0 to 1, got 'nan'"),
+        ("--strength", "strong", "expected a number from 0 to 1, got 'strong'"),
+        ("--tile", "0", "expected a positive integer, got '0'"),
+        ("--max-pixels", "1e6", "expected a positive integer, got '1e6'"),
+        ("--batch-size", "-2", "expected a positive integer, got '-2'"),
+    ],
+)
+def test_derain_options_are_checked_when_parsed(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["derain", "x.png", "-o", "y.png", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {message}" in err
+
+
+def test_derain_tiling_options_reach_the_tiler(small_model, photos, tmp_path, monkeypatch):
+    from tfderain import inference
+
+    seen = []
+    original = inference.derain_array
+
+    def spy(model, rgb, **options):
+        seen.append(options)
+        return original(model, rgb, **options)
+
+    monkeypatch.setattr(inference, "derain_array", spy)
+    options = ["--tile", "64", "--max-pixels", "1000", "--batch-size", "3"]
+    _derain(small_model, photos / "a.png", tmp_path / "t.png", *options)
+    assert len(seen) == 1
+    assert (seen[0]["tile"], seen[0]["max_pixels"], seen[0]["batch_size"]) == (64, 1000, 3)
+
+
+def test_derainer_strength_keeps_dtype_and_is_checked(small_model):
+    from tfderain import inference, load_model
+
+    model = load_model(small_model)
+    image = np.random.default_rng(2).integers(0, 65536, (12, 20, 3), dtype=np.uint16)
+    np.testing.assert_array_equal(inference.derain_numpy(model, image, strength=0.0), image)
+    blended = inference.derain_numpy(model, image, strength=0.25)
+    assert blended.dtype == np.uint16 and blended.shape == image.shape
+    with pytest.raises(ValueError, match="strength must be from 0 to 1, got 1.01"):
+        inference.Derainer(model, strength=1.01)

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfderain"
 
 #: Layer of each module or subpackage (a subpackage's modules share its layer), lowest first.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_keras", "_version"),
+    ("_keras", "_version", "_quiet", "_lazy"),
     ("io", "metrics", "losses", "schedules", "pth"),
     ("models",),
     ("saving", "convert"),
@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference", "evaluation", "presets"),
     ("callbacks", "distribute", "training", "export", "beam"),
     ("api",),
-    ("cli", "__main__"),
+    ("cli", "train_cli", "__main__"),
     ("",),  # the root package: public names only, loaded lazily
 )
 

@@ -14,7 +14,7 @@ from tfderain import models, saving, training
 from tfderain._keras import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "training" / "configs" / "prn_r.yaml"
+CONFIG = REPO / "tfderain" / "configs" / "prn_r.yaml"
 
 TINY = [
     "model.config.stages=2",
@@ -78,7 +78,7 @@ def test_model_config_and_loss_are_free_form_but_other_keys_are_checked():
 
 @pytest.mark.parametrize("name", ["prenet", "prenet_r", "prn", "prn_r"])
 def test_configs_hold_the_official_prenet_recipe(name):
-    config = training.load_config(REPO / "training" / "configs" / f"{name}.yaml")
+    config = training.load_config(REPO / "tfderain" / "configs" / f"{name}.yaml")
     assert config["model"]["name"] == name
     assert config["loss"] == "negative_ssim"
     assert config["optimizer"]["learning_rate"] == 1e-3

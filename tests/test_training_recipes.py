@@ -1,4 +1,4 @@
-"""Specification of training/configs/*.yaml: every recipe loads, holds the official numbers, and
+"""Specification of tfderain/configs/*.yaml: every recipe loads, holds the official numbers, and
 trains one step of a reduced model with a finite loss."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tfderain import models, schedules, training
 from tfderain._keras import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "training" / "configs"
+CONFIG_DIR = REPO / "tfderain" / "configs"
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 #: Models whose recipe is smoke-tested on a size-agnostic / derain-only variant.

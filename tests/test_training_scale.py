@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfderain import evaluation, inference, models, saving, training
+from tfderain import evaluation, inference, models, saving, train_cli, training
 from tfderain._keras import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "training" / "configs" / "prn_r.yaml"
+CONFIG = REPO / "tfderain" / "configs" / "prn_r.yaml"
 
 TINY = [
     "model.config.stages=2",
@@ -383,7 +383,7 @@ def test_bad_strategy_and_missing_tf_config_are_clear_errors(tmp_path, monkeypat
 
 
 def test_train_command_line_has_strategy_precision_and_jit_flags():
-    parser = training.add_arguments(argparse.ArgumentParser())
+    parser = train_cli.add_arguments(argparse.ArgumentParser())
     args = parser.parse_args(
         ["--config", "c.yaml", "--strategy", "mirrored", "--precision", "mixed_float16", "--jit"]
     )

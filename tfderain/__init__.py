@@ -7,26 +7,27 @@ Public API::
     derain(image, model=...)      # restore a numpy image of any size
     estimate_density(image, model=...)  # rain density (value in [0, 1], level) of an image
     list_models()                 # registered architecture names
+
+The names are imported on first use, so ``import tfderain`` (and ``tfderain --help``) does not
+load TensorFlow.
 """
 
 from __future__ import annotations
 
+from tfderain._lazy import lazy_exports
 from tfderain._version import __version__
-from tfderain.api import (  # noqa: E402
-    Density,
-    build_model,
-    derain,
-    estimate_density,
-    list_models,
-    load_model,
-)
 
-__all__ = [
-    "Density",
-    "__version__",
-    "build_model",
-    "derain",
-    "estimate_density",
-    "list_models",
-    "load_model",
-]
+#: Public names and the module that defines each one.
+_LAZY = {
+    "Density": "tfderain.api",
+    "build_model": "tfderain.api",
+    "derain": "tfderain.api",
+    "estimate_density": "tfderain.api",
+    "list_models": "tfderain.api",
+    "load_model": "tfderain.api",
+}
+
+__all__ = ["Density", "__version__", *sorted(k for k in _LAZY if k != "Density")]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

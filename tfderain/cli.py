@@ -4,17 +4,44 @@
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
 failed (the rest were processed), 2 the command could not run at all.
+
+Building the parser and ``--help`` do not load TensorFlow: the choices shown in the help are kept
+here (tests check them against the library's own tuples), and each command imports what it needs
+after parsing. TensorFlow's log lines are silenced unless ``-v``/``--verbose``
+(:mod:`tfderain._quiet`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
+
+from tfderain import train_cli
+from tfderain.data.layouts import LAYOUTS, SPLIT_ORDERS
+from tfderain.export.options import (
+    DEFAULT_QAT_BATCH_SIZE,
+    DEFAULT_QAT_PATCH_SIZE,
+    DEFAULT_QAT_STEPS,
+    QAT_LOSSES,
+    QAT_TARGETS,
+    QUANTIZATIONS,
+)
+
+#: One line on what the tool does, above the list of commands in ``tfderain --help``.
+DESCRIPTION = (
+    "Single-image deraining with TensorFlow: derain photos, estimate rain density, convert "
+    "official PyTorch checkpoints, evaluate, train and export models."
+)
+#: Defaults of ``derain --tile/--max-pixels/--batch-size`` (``tfderain.inference.DEFAULT_*``).
+DEFAULT_TILE = 512
+DEFAULT_MAX_PIXELS = 1024 * 1024
+DEFAULT_BATCH_SIZE = 2
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -35,27 +62,64 @@ def non_negative_int(text: str) -> int:
     return int(text)
 
 
-def _model_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+def positive_int(text: str) -> int:
+    """argparse type of a size or count: a whole number ≥ 1."""
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def strength(text: str) -> float:
+    """argparse type of ``--strength``: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         "-m",
-        required=required,
-        help="registered architecture (default: the bundled default model)",
+        help="registered architecture (tfderain models); not needed with a .keras file, which "
+        "names its own (default: the bundled default model)",
     )
     parser.add_argument("--weights", "-w", help="a converted .keras file or an official .pth")
 
 
-def _load(args):
+def _resolve(args):
+    """The model named by ``--model``/``--weights``; a ``.keras`` file names its architecture."""
+    from tfderain import api
+
+    weights, name = args.weights, args.model
+    official = weights is not None and not str(weights).endswith(".keras")
+    if official and name in (None, api.DEFAULT_MODEL):
+        raise ValueError(
+            f"{weights}: an official checkpoint needs --model NAME (see tfderain models)"
+        )
+    return api.resolve_model(name, weights)
+
+
+def _load(args, **options):
     from tfderain import api, inference
 
-    model = api.resolve_model(args.model, args.weights)
-    return inference.Derainer(model, api.model_spec(model))
+    model = _resolve(args)
+    return inference.Derainer(model, api.model_spec(model), **options)
 
 
 def cmd_derain(args) -> int:
     from tfderain import inference
 
-    derainer = _load(args)
+    derainer = _load(
+        args,
+        tile=args.tile,
+        max_pixels=args.max_pixels,
+        batch_size=args.batch_size,
+        strength=args.strength,
+    )
     report = inference.derain_files(
         args.inputs, args.output, derainer, overwrite=args.overwrite, progress=not args.quiet
     )
@@ -71,7 +135,7 @@ def cmd_density(args) -> int:
 
     if args.model not in (None, api.DEFAULT_MODEL):
         api.density_spec(args.model)  # a non-density model fails before weights are loaded
-    estimator = api.DensityEstimator(api.resolve_model(args.model, args.weights))
+    estimator = api.DensityEstimator(_resolve(args))
     files, failed = io.find_images(args.inputs)
     done = 0
     for path in files:
@@ -136,22 +200,20 @@ def cmd_models(args) -> int:
 
 
 def cmd_export_savedmodel(args) -> int:
-    from tfderain import api
     from tfderain.export import export_savedmodel
 
-    model = api.resolve_model(args.model, args.weights)
+    model = _resolve(args)
     path = export_savedmodel(model, args.output, overwrite=args.overwrite, version=args.version)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_export_tflite(args) -> int:
-    from tfderain import api
     from tfderain.export import export_tflite
     from tfderain.export.spec import spec_path
     from tfderain.export.tflite import qat_settings
 
-    model = api.resolve_model(args.model, args.weights)
+    model = _resolve(args)
     tile = None if args.dynamic else (args.tile, args.tile)
     if args.quant == "qat":
         sizes = {"steps": args.qat_steps, "batch_size": args.qat_batch_size}
@@ -177,30 +239,36 @@ def cmd_export_tflite(args) -> int:
     return 0
 
 
-def _add_export_parser(sub) -> None:
-    from tfderain.export.options import (
-        DEFAULT_QAT_BATCH_SIZE,
-        DEFAULT_QAT_PATCH_SIZE,
-        DEFAULT_QAT_STEPS,
-        QAT_LOSSES,
-        QAT_TARGETS,
-        QUANTIZATIONS,
+def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export for serving (SavedModel) or phones (TFLite)",
+        description="Export a .keras file (its architecture is read from it), an official "
+        "checkpoint (--model NAME --weights FILE.pth) or, with neither, the bundled default model.",
     )
-
-    export = sub.add_parser("export", help="export for serving (SavedModel) or phones (TFLite)")
-    export_sub = export.add_subparsers(dest="export_command", required=True)
-    p = export_sub.add_parser("savedmodel", help="TF Serving SavedModel")
-    _model_args(p, required=True)
+    export_sub = export.add_subparsers(
+        dest="export_command", required=True, metavar="FORMAT", title="formats"
+    )
+    p = export_sub.add_parser(
+        "savedmodel",
+        parents=[common],
+        help="TF Serving SavedModel",
+        description="Writes a SavedModel folder (OUTPUT, or OUTPUT/VERSION with --version) with "
+        "the signatures serving_default, derain_uint8 and derain_image_bytes.",
+    )
+    _model_args(p)
     p.add_argument("-o", "--output", required=True, help="SavedModel folder (or its parent)")
     p.add_argument("--version", type=int, help="write to OUTPUT/VERSION (TF Serving layout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.set_defaults(run=cmd_export_savedmodel)
     p = export_sub.add_parser(
         "tflite",
+        parents=[common],
         help="TFLite file (+ <stem>.json model spec), optionally quantized",
         description="Writes OUTPUT (.tflite) and its model spec <stem>.json beside it.",
     )
-    _model_args(p, required=True)
+    _model_args(p)
     p.add_argument(
         "--quant",
         choices=QUANTIZATIONS,
@@ -268,9 +336,8 @@ def _add_export_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from tfderain import training
-
-    return training.main(args.rest)
+    train_cli.run_from_args(args)
+    return 0
 
 
 def cmd_data_pack(args) -> int:
@@ -314,13 +381,16 @@ def cmd_data_info(args) -> int:
     return 0
 
 
-def _add_data_parser(sub) -> None:
-    from tfderain.data.layouts import LAYOUTS
-
-    data = sub.add_parser("data", help="training data: pack into TFRecords, describe")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+def _add_data_parser(sub, common: argparse.ArgumentParser) -> None:
+    data = sub.add_parser(
+        "data", parents=[common], help="training data: pack into TFRecords, describe"
+    )
+    data_sub = data.add_subparsers(
+        dest="data_command", required=True, metavar="ACTION", title="actions"
+    )
     p = data_sub.add_parser(
         "pack",
+        parents=[common],
         help="pack a paired dataset into TFRecord shards",
         description="Exit codes: 0 all pairs packed, 1 some bad pairs skipped, 2 nothing "
         "packed or the source is missing.",
@@ -331,34 +401,93 @@ def _add_data_parser(sub) -> None:
     p.add_argument("--layout", choices=LAYOUTS, help="layout instead of detection")
     p.add_argument(
         "--order",
-        choices=("rainy|clean", "clean|rainy"),
+        choices=SPLIT_ORDERS,
         help="halves of side-by-side files, left first",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing pack folder")
     p.set_defaults(run=cmd_data_pack)
-    p = data_sub.add_parser("info", help="layout, pairs, density labels and warnings")
+    p = data_sub.add_parser(
+        "info", parents=[common], help="layout, pairs, density labels and warnings"
+    )
     p.add_argument("path", help="dataset folder, mix manifest or pack folder")
     p.set_defaults(run=cmd_data_info)
 
 
+def _verbose_parent() -> argparse.ArgumentParser:
+    """``-v/--verbose`` for every command (also accepted after the command's name)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # a sub-command must not reset the value given before it
+        help="show TensorFlow's log lines (hidden by default)",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tfderain`` argument parser (building it does not import TensorFlow)."""
     from tfderain._version import __version__
-    from tfderain.data import layouts
 
-    parser = argparse.ArgumentParser(prog="tfderain", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tfderain",
+        description=DESCRIPTION,
+        epilog="Run 'tfderain COMMAND --help' for the options of a command.",
+    )
     parser.add_argument("--version", action="version", version=f"tfderain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's log lines (hidden by default)",
+    )
+    common = _verbose_parent()
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    p = sub.add_parser("derain", help="derain image files, folders or glob patterns")
-    p.add_argument("inputs", nargs="+")
+    p = sub.add_parser(
+        "derain",
+        parents=[common],
+        help="derain image files, folders or glob patterns",
+        description="Derain images of any size: images above --max-pixels run in overlapping "
+        "tiles. Bad files are reported and skipped (exit status 1).",
+    )
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     _model_args(p)
+    p.add_argument(
+        "--strength",
+        type=strength,
+        default=1.0,
+        help="how much rain to remove, from 0 (the input unchanged) to 1 (the model's output, "
+        "default): the output is strength × derained + (1 − strength) × input",
+    )
+    p.add_argument(
+        "--tile",
+        type=positive_int,
+        default=DEFAULT_TILE,
+        help=f"tile side in pixels for large images (default {DEFAULT_TILE}; rounded down to "
+        "the model's multiple, must exceed twice its halo)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"images with more pixels run in tiles (default {DEFAULT_MAX_PIXELS})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"tiles per network call (default {DEFAULT_BATCH_SIZE}; memory grows with it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_derain)
 
     p = sub.add_parser(
         "density",
+        parents=[common],
         help="rain density of image files (density-aware models)",
         description="Print one line per image: file, density value in [0, 1] "
         "(on the model's own scale) and level (light, medium or heavy).",
@@ -367,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(run=cmd_density)
 
-    p = sub.add_parser("evaluate", help="PSNR/SSIM on a paired test set")
+    p = sub.add_parser("evaluate", parents=[common], help="PSNR/SSIM on a paired test set")
     _model_args(p)
     p.add_argument("--data", required=True, help="dataset folder (layout auto-detected)")
     p.add_argument(
@@ -378,17 +507,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--csv", help="write per-image metrics to this CSV file")
     p.add_argument("--save-outputs", help="also save the 8-bit outputs to this folder")
-    p.add_argument("--layout", choices=layouts.LAYOUTS, help="dataset layout (default: detected)")
+    p.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
     p.add_argument(
         "--order",
-        choices=layouts.SPLIT_ORDERS,
+        choices=SPLIT_ORDERS,
         help="side-by-side files: which half is rainy (default: by dataset name)",
     )
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="official PyTorch checkpoint → self-describing .keras")
-    p.add_argument("checkpoint")
+    p = sub.add_parser(
+        "convert", parents=[common], help="official PyTorch checkpoint → self-describing .keras"
+    )
+    p.add_argument("checkpoint", help="official .pth file (zip or legacy format)")
     p.add_argument("--arch", required=True, help="registered architecture of the checkpoint")
     p.add_argument("-o", "--output", required=True, help="output .keras file")
     p.add_argument(
@@ -401,21 +532,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser(
-        "train", help="train with a YAML config (see training/configs)", add_help=False
+        "train",
+        parents=[common],
+        help="train a model from a YAML recipe (packaged ones by name)",
+        description="Train with model.fit from a recipe; the run folder (default "
+        "runs/<model>) ends with model.keras.",
+        epilog=train_cli.recipes_epilog(),
     )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    train_cli.add_arguments(p)
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("models", help="list registered architectures")
+    p = sub.add_parser("models", parents=[common], help="list registered architectures")
     p.set_defaults(run=cmd_models)
-    _add_data_parser(sub)
-    _add_export_parser(sub)
+    _add_data_parser(sub, common)
+    _add_export_parser(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tfderain`` console script."""
     args = build_parser().parse_args(argv)
+    from tfderain import _quiet
+
+    with _quiet.tensorflow_logs(verbose=args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; a user's error is one line on stderr and exit status 2."""
     from tfderain.convert import ConversionError, PthFormatError
     from tfderain.io import ImageError
     from tfderain.saving import ModelFileError

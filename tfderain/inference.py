@@ -228,6 +228,9 @@ class Derainer:
             other models get ``multiple=1`` and ``halo=32``.
         tile, max_pixels, batch_size: tiling options of :func:`derain_array`.
         multiple, halo: override the spec's values.
+        strength: how much rain to remove, from 0 to 1: each result is
+            ``strength × derained + (1 − strength) × input``, in float before any 8/16-bit
+            conversion (1, the default, is the model's output).
     """
 
     def __init__(
@@ -240,7 +243,10 @@ class Derainer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         multiple: int | None = None,
         halo: int | None = None,
+        strength: float = 1.0,
     ):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be from 0 to 1, got {strength!r}")
         if spec is None:
             spec = models.spec_of(model)
         self.model = model
@@ -250,10 +256,11 @@ class Derainer:
         self.tile = tile
         self.max_pixels = max_pixels
         self.batch_size = batch_size
+        self.strength = float(strength)
 
     def derain_array(self, rgb: np.ndarray) -> np.ndarray:
-        """:func:`derain_array` with this model's settings."""
-        return derain_array(
+        """:func:`derain_array` with this model's settings, blended by ``strength``."""
+        out = derain_array(
             self.model,
             rgb,
             multiple=self.multiple,
@@ -262,6 +269,9 @@ class Derainer:
             max_pixels=self.max_pixels,
             batch_size=self.batch_size,
         )
+        if self.strength == 1.0:
+            return out
+        return self.strength * out + (1.0 - self.strength) * np.asarray(rgb, np.float32)
 
     def derain_image(self, image: io.Image) -> io.Image:
         """The derained image, with the same alpha channel and bit depth."""

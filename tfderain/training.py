@@ -1,8 +1,8 @@
-"""Training from a YAML recipe: ``tfderain train --config training/configs/prenet.yaml``.
+"""Training from a YAML recipe: ``tfderain train --config prenet``.
 
 :func:`train` runs ``model.fit`` on a config (see :data:`DEFAULTS` for every key and
-``training/configs/*.yaml`` for the paper recipes); ``training/train.py`` and ``tfderain train``
-are thin command lines around :func:`main`.
+``tfderain/configs/*.yaml`` for the paper recipes); ``tfderain train`` (and ``training/train.py``,
+the same command) reads its options with :mod:`tfderain.train_cli`.
 
 A run lives in one folder (``output_dir``); starting the same command again continues it:
 
@@ -44,10 +44,8 @@ gamma 0.2, 100 epochs, batch 18, 100x100 patches, loss ``-SSIM`` of the final ou
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -75,13 +73,10 @@ __all__ = [
     "SKIMAGE_PHOTOS",
     "MultiStepDecay",
     "TrainResult",
-    "add_arguments",
     "apply_overrides",
     "load_config",
-    "main",
     "read_log",
     "read_state",
-    "run_from_args",
     "train",
 ]
 
@@ -633,57 +628,3 @@ def read_log(run_dir: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a run's ``log.csv``."""
     with open(Path(run_dir) / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``train`` options to ``parser`` (shared by ``training/train.py`` and the CLI)."""
-    parser.add_argument("--config", required=True, help="YAML recipe, e.g. training/configs/…")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted, value parsed as YAML); repeatable",
-    )
-    parser.add_argument("--output-dir", help="run folder (same as --set output_dir=...)")
-    parser.add_argument("--precision", choices=PRECISIONS, help="Keras mixed-precision policy")
-    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step")
-    parser.add_argument(
-        "--strategy",
-        choices=distribute.STRATEGIES,
-        help="tf.distribute strategy (see tfderain.distribute); same as --set distribute.strategy=",
-    )
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="tf.config.experimental.enable_op_determinism() (slower)",
-    )
-    return parser
-
-
-def run_from_args(args: argparse.Namespace) -> TrainResult:
-    """Load the config named by parsed :func:`add_arguments` options and train."""
-    overrides = list(args.overrides)
-    if args.output_dir is not None:
-        overrides.append(f"output_dir={json.dumps(str(args.output_dir))}")
-    for key in ("precision", "jit", "deterministic"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    if args.strategy is not None:
-        overrides.append(f"distribute.strategy={args.strategy}")
-    return train(load_config(args.config, overrides))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python training/train.py --config ... [--set key=value ...]``."""
-    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    run_from_args(parser.parse_args(argv))
-    return 0

@@ -11,34 +11,22 @@
 
 from __future__ import annotations
 
-from tfderain.data.layouts import LAYOUTS, LayoutError, Pair, Pairs, detect_layout, find_pairs
-from tfderain.data.pipeline import (
-    BAD_PAIRS,
-    BadPairs,
-    as_training_pairs,
-    paired_dataset,
-    synthetic_dataset,
-)
-from tfderain.data.synthetic import LEVELS, add_rain, density_level, rain_streaks
-from tfderain.data.tfrecord import PackError, is_packed, pack
+from tfderain._lazy import lazy_exports
 
-__all__ = [
-    "BAD_PAIRS",
-    "LAYOUTS",
-    "LEVELS",
-    "BadPairs",
-    "LayoutError",
-    "Pair",
-    "PackError",
-    "Pairs",
-    "add_rain",
-    "as_training_pairs",
-    "density_level",
-    "detect_layout",
-    "find_pairs",
-    "is_packed",
-    "pack",
-    "paired_dataset",
-    "rain_streaks",
-    "synthetic_dataset",
-]
+_LAZY = {
+    **dict.fromkeys(
+        ("LAYOUTS", "LayoutError", "Pair", "Pairs", "detect_layout", "find_pairs"),
+        "tfderain.data.layouts",
+    ),
+    **dict.fromkeys(
+        ("BAD_PAIRS", "BadPairs", "as_training_pairs", "paired_dataset", "synthetic_dataset"),
+        "tfderain.data.pipeline",
+    ),
+    **dict.fromkeys(
+        ("LEVELS", "add_rain", "density_level", "rain_streaks"), "tfderain.data.synthetic"
+    ),
+    **dict.fromkeys(("PackError", "is_packed", "pack"), "tfderain.data.tfrecord"),
+}
+
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

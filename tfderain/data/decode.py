@@ -12,12 +12,11 @@ import os
 import cv2
 import numpy as np
 
+from tfderain.data.layouts import SPLIT_ORDERS
 from tfderain.io import ImageError, check_complete, quiet_opencv
 
-__all__ = ["SPLITS", "decode_pair", "split_side_by_side"]
+__all__ = ["decode_pair", "split_side_by_side"]
 
-#: How a side-by-side file is split, left half first.
-SPLITS = ("rainy|clean", "clean|rainy")
 
 #: Signatures of the formats dataset pairs may use: PNG, JPEG, BMP.
 _FORMATS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"BM")
@@ -30,10 +29,10 @@ def split_side_by_side(
 
     Raises:
         ImageError: the width is odd (naming ``path``).
-        ValueError: ``split`` is not one of :data:`SPLITS`.
+        ValueError: ``split`` is not one of :data:`SPLIT_ORDERS`.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in SPLIT_ORDERS:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_ORDERS)}, got {split!r}")
     width = both.shape[1]
     if width % 2:
         raise ImageError(path, f"width {width} is odd: not a side-by-side pair")

@@ -4,25 +4,21 @@
 >>> export_savedmodel(model, "serving/prenet/1")                              # doctest: +SKIP
 
 :func:`export_tflite` (:mod:`tfderain.export.tflite`) writes a ``.tflite`` file and its model spec
-(:mod:`tfderain.export.spec`); quantization-aware training lives in :mod:`tfderain.export.qat`.
-:func:`export_savedmodel` comes from :mod:`tfderain.export.savedmodel`, imported on first use.
+(:mod:`tfderain.export.spec`); quantization-aware training lives in :mod:`tfderain.export.qat`;
+:mod:`tfderain.export.options` holds the export options without importing TensorFlow.
+The names below load on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from tfderain._lazy import lazy_exports
 
-from tfderain.export.errors import ExportError
-from tfderain.export.options import QUANTIZATIONS
-from tfderain.export.tflite import export_tflite
+_LAZY = {
+    "ExportError": "tfderain.export.errors",
+    "QUANTIZATIONS": "tfderain.export.options",
+    "export_savedmodel": "tfderain.export.savedmodel",
+    "export_tflite": "tfderain.export.tflite",
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name == "export_savedmodel":
-        from tfderain.export.savedmodel import export_savedmodel
-
-        return export_savedmodel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["QUANTIZATIONS", "ExportError", "export_savedmodel", "export_tflite"]
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -59,7 +59,7 @@ mistaken for the paper's:
 10. **Output.** ``derained = rainy + conv3×3(features)`` (global residual), not clamped.
 11. **Training.** The paper's losses could not be read. The natural recipe is a restoration loss
     on ``derained`` plus binary cross-entropy of ``rain`` against a thresholded ``|rainy − clean|``
-    mask (e.g. NetL pre-trained that way, then both fine-tuned); ``training/configs/spair.yaml``
+    mask (e.g. NetL pre-trained that way, then both fine-tuned); ``tfderain/configs/spair.yaml``
     trains both jointly (L1 on ``derained``, ``rain_mask_bce`` on ``rain``). There is no official
     checkpoint (no converter key table).
 
