@@ -238,22 +238,21 @@ def latency_shape(multiple: int) -> tuple[int, int]:
     return tuple(-(-side // multiple) * multiple for side in LATENCY_SHAPE)
 
 
-def _pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    ph, pw = -rgb.shape[0] % multiple, -rgb.shape[1] % multiple
-    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else rgb
+def _pad(rgb: np.ndarray, processor) -> np.ndarray:
+    """``rgb`` padded to the model's multiple by its processor."""
+    return processor.pad(rgb[None])[0].numpy()
 
 
-def mean_psnr(run, pairs, multiple: int) -> float:
-    from tfderain import metrics
+def mean_psnr(run, pairs, processor) -> float:
+    """Mean protocol-A PSNR of ``run``'s outputs, made 8-bit by the model's own output rule
+    (``processor``, as ``tfderain evaluate`` does), against the 8-bit clean images."""
+    from tfderain import io, metrics
 
     scores = []
     for _, rainy, clean in pairs:
-        out = run(_pad(rainy, multiple))["derained"][: rainy.shape[0], : rainy.shape[1]]
-        scores.append(
-            metrics.psnr(
-                metrics.quantize_output(out, "A"), metrics.quantize_output(clean, "A"), "A"
-            )
-        )
+        out = run(_pad(rainy, processor))["derained"][None]
+        restored = processor.to_uint8(processor.crop(out, *rainy.shape[:2]))[0].numpy()
+        scores.append(metrics.psnr(restored, io.to_uint8(clean), "A"))
     return float(np.mean(scores))
 
 
@@ -320,9 +319,10 @@ def measure(run: Run, model, name, fmt, weights, reference):
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []
     size = path.stat().st_size
     runner = TFLiteModel(path, num_threads=2)
-    first = _pad(run.pairs[0][1], multiple)
+    first = _pad(run.pairs[0][1], models.spec(name).processor)
     err = np.abs(runner.run(first)["derained"] - keras_reference(model)(first)["derained"]).max()
-    psnr = mean_psnr(runner.run, run.pairs, multiple) if weights != "random" else float("nan")
+    processor = models.spec(name).processor
+    psnr = mean_psnr(runner.run, run.pairs, processor) if weights != "random" else float("nan")
     if reference is None:
         latency = runner.latency(shape, repeats=args.repeats)
     else:
@@ -360,7 +360,7 @@ def keras_row(model, name, weights, pairs) -> dict[str, str]:
     row = {"model": name, "format": "Keras float32", "weights": weights}
     if weights == "random":
         return {**row, "PSNR (dB)": "— (random weights)"}
-    psnr = mean_psnr(keras_reference(model), pairs, models.spec(name).multiple)
+    psnr = mean_psnr(keras_reference(model), pairs, models.spec(name).processor)
     return {**row, "PSNR (dB)": f"{psnr:.2f}", "setup": f"{len(pairs)} test pairs"}
 
 

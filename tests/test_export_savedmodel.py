@@ -13,13 +13,7 @@ from tiny_models import TINY_MODELS
 
 from tfderain import api, models
 from tfderain._keras import keras, tf
-from tfderain.export.savedmodel import (
-    METADATA,
-    export_savedmodel,
-    quantize_uint8,
-    read_metadata,
-    reflect_pad_to_multiple,
-)
+from tfderain.export.savedmodel import METADATA, export_savedmodel, read_metadata
 from tfderain.metrics import quantize_output
 
 # Runs in a fresh interpreter: loads each SavedModel with tf.saved_model.load only (no tfderain),
@@ -152,30 +146,6 @@ def fresh(tmp_path_factory):
         "models": keras_models,
         "images": {"photo": photo, "jpeg": jpeg.tobytes(), "gray": gray, "rgba": rgba},
     }
-
-
-# ------------------------------------------------------------------------------ graph helpers
-
-
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 17), (8, 8)])
-def test_in_graph_padding_equals_numpy_reflect_padding(shape):
-    image = np.arange(np.prod(shape) * 3, dtype=np.float32).reshape(1, *shape, 3)
-    h, w = shape
-    expected = np.pad(image, ((0, 0), (0, -h % 8), (0, -w % 8), (0, 0)), mode="reflect")
-    np.testing.assert_array_equal(reflect_pad_to_multiple(tf.constant(image), 8).numpy(), expected)
-
-
-def test_uint8_quantization_follows_the_official_rules():
-    values = np.array([0.0, 0.5 / 255, 1.5 / 255, 2.5 / 255, 0.9999, 1.0, 1.7, -0.2], np.float32)
-    # round: 255x rounded to nearest, ties to even; truncate: floor(255x); both clip first.
-    np.testing.assert_array_equal(
-        quantize_uint8(tf.constant(values), "round").numpy(), [0, 0, 2, 2, 255, 255, 255, 0]
-    )
-    np.testing.assert_array_equal(
-        quantize_uint8(tf.constant(values), "truncate").numpy(), [0, 0, 1, 2, 254, 255, 255, 0]
-    )
-    with pytest.raises(ValueError, match="unknown quantize rule"):
-        quantize_uint8(tf.constant(values), "ceil")
 
 
 # ------------------------------------------------------------------------- fresh-process checks

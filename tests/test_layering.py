@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfderain"
 #: Layer of each module or subpackage (a subpackage's modules share its layer), lowest first.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_keras", "_version", "_quiet", "_lazy"),
-    ("io", "metrics", "losses", "schedules", "pth"),
+    ("io", "metrics", "losses", "schedules", "pth", "processing"),
     ("models",),
     ("saving", "convert"),
     ("data",),

@@ -31,7 +31,7 @@ def test_defaults_are_test_real_py_settings(golden):
     config = models.full_config(spec.builder, {})
     assert config == {"stages": manifest["paper_config_kwargs"]["recurrent_iter"], "channels": 32}
     assert spec.outputs == ("derained", "stages")
-    assert spec.quantize == "truncate"  # test_real.py saves np.uint8(255 * out)
+    assert spec.output_rule == "truncate"  # test_real.py saves np.uint8(255 * out)
 
 
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS)

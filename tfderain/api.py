@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from tfderain import models
+from tfderain import io, models, processing
 
 #: The bundled default model (trained by tfderain on synthetic rain; see the README).
 DEFAULT_MODEL = "default"
 #: Density estimation downscales larger images of models without a fixed density input size.
-DEFAULT_DENSITY_MAX_PIXELS = models.DENSITY_MAX_PIXELS
+DEFAULT_DENSITY_MAX_PIXELS = processing.DENSITY_MAX_PIXELS
 
 
 def list_models() -> list[str]:
@@ -195,6 +195,9 @@ class DensityEstimator:
         if int(max_pixels) != max_pixels or max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)
+        self.processor = dataclasses.replace(
+            self.spec.processor, density_max_pixels=self.max_pixels
+        )
         branch = keras.Model(model.inputs, outputs["density"], name=f"{model.name}_density")
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
@@ -205,32 +208,18 @@ class DensityEstimator:
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """The ``(h, w, 3)`` float32 array the density branch gets for an RGB image."""
-        from tfderain._keras import tf
-
-        rgb = np.asarray(rgb, dtype=np.float32)
-        height, width = rgb.shape[:2]
-        size = self.spec.density_size
-        if size is not None:
-            target = (int(size), int(size))
-        elif height * width > self.max_pixels:
-            scale = math.sqrt(self.max_pixels / (height * width))
-            target = (max(1, int(height * scale)), max(1, int(width * scale)))
-        else:
-            target = (height, width)
-        if target != (height, width):
-            resized = tf.image.resize(rgb, target, method="bilinear", antialias=True)
-            rgb = np.clip(resized.numpy(), 0.0, 1.0)
-        multiple = int(self.spec.multiple)
-        pad_h, pad_w = -rgb.shape[0] % multiple, -rgb.shape[1] % multiple
-        if pad_h or pad_w:
-            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-        return rgb
+        rgb = np.asarray(rgb, dtype=np.float32)[None]
+        height, width = rgb.shape[1:3]
+        target = self.processor.density_target(height, width)
+        if tuple(target.numpy()) != (height, width):
+            return self.processor.density_input(rgb, target)[0].numpy()
+        return self.processor.pad(rgb)[0].numpy()
 
     def estimate(self, image: np.ndarray) -> Density:
         """The rain density of one image (the forms :func:`estimate_density` accepts)."""
         from tfderain._keras import tf
 
-        batch = self.prepare(_as_rgb(image))[None]
+        batch = self.prepare(io.from_array(image)[0].rgb)[None]
         raw = self._predict(tf.convert_to_tensor(batch)).numpy()[0]
         value, level = self.spec.density_decoder(raw)
         return Density(
@@ -239,30 +228,6 @@ class DensityEstimator:
             model=self.spec.name,
             raw=raw,
         )
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` float32 RGB in [0, 1] from the image forms :func:`derain` accepts."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        rgb = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        rgb = image.astype(np.float32) / 65535.0
-    elif np.issubdtype(image.dtype, np.floating):
-        rgb = image.astype(np.float32)
-    else:
-        raise ValueError(f"unsupported image dtype {image.dtype} (use uint8, uint16 or float)")
-    if image.ndim == 3 and image.shape[2] == 1:
-        rgb = rgb[:, :, 0]
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    elif rgb.ndim == 3 and rgb.shape[2] == 4:
-        rgb = rgb[:, :, :3]
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(
-            f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}"
-        )
-    return rgb
 
 
 def estimate_density(

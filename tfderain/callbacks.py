@@ -204,7 +204,7 @@ class Validation(keras.callbacks.Callback):
 
     Args:
         model: the model to score (the one being trained; its weights are read at each check).
-        spec: the model's registry entry (``multiple``, ``halo``, ``quantize``).
+        spec: the model's registry entry (``multiple``, ``halo``, ``output_rule``).
         data: the validation folder.
         every: ``"epoch"`` or a number of steps.
         run_dir: where ``validation.json`` and ``tb/validation`` live.

@@ -1,15 +1,17 @@
 """Benchmark evaluation: derain a paired test set and score it under a published protocol.
 
 The float output becomes an 8-bit image before scoring the way the model's own official test
-script saves it (registry field ``quantize``): PReNet's ``test_PReNet.py`` truncates
+script saves it (the registry's ``output_rule``, applied by the model's
+:class:`~tfderain.processing.Processor`): PReNet's ``test_PReNet.py`` truncates
 (``np.uint8(255 * x)``), MPRNet's and Restormer's scripts round (``img_as_ubyte``). The published
 tables score those saved images, under protocol A or B alike, so the default reproduces them;
-``quantize=`` overrides it.
+``output_rule=`` overrides it.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -69,27 +71,23 @@ def read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
     )
 
 
-#: Quantization modes and the protocol whose :func:`metrics.quantize_output` rule implements them.
-QUANTIZE = {"truncate": "A", "round": "B"}
-
-
 def score_pairs(
     derainer,
     pairs: Iterable[Pair],
     protocol: metrics.Protocol = "A",
     save_dir: str | os.PathLike | None = None,
-    quantize: str | None = None,
+    output_rule: str | None = None,
 ) -> Iterator[Score | tuple[str, str]]:
     """Yield a :class:`Score` per pair, or ``(name, cause)`` for a pair that failed.
 
     This is the one scoring loop of the library: ``tfderain evaluate`` and training's validation
     both go through it, so they agree on every pair. Side-by-side files are cut into their halves
-    (:func:`read_pair`); the output becomes 8 bits by the model's official rule (or
-    ``quantize``) before scoring.
+    (:func:`read_pair`); the output becomes 8 bits by the model's official output rule (its
+    :class:`~tfderain.processing.Processor`), or by ``output_rule`` when given, before scoring.
     """
-    mode = quantize or getattr(derainer.spec, "quantize", "round")
-    if mode not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {mode!r}")
+    processor = derainer.spec.processor
+    if output_rule is not None:
+        processor = dataclasses.replace(processor, output_rule=output_rule)
     for pair in pairs:
         try:
             rainy, clean_image = read_pair(pair)
@@ -100,7 +98,7 @@ def score_pairs(
                     pair.rainy,
                     f"size {rainy_u8.shape[:2]} differs from its clean image {clean.shape[:2]}",
                 )
-            restored = metrics.quantize_output(derainer.derain_array(rainy.rgb), QUANTIZE[mode])
+            restored = processor.to_uint8(derainer.derain_array(rainy.rgb)).numpy()
         except (io.ImageError, ValueError) as exc:
             yield pair.name, str(exc)
             continue
@@ -116,7 +114,7 @@ def iter_scores(
     data: str | os.PathLike,
     protocol: metrics.Protocol = "A",
     save_dir: str | os.PathLike | None = None,
-    quantize: str | None = None,
+    output_rule: str | None = None,
     layout: str | None = None,
     order: str | None = None,
 ) -> Iterator[Score | tuple[str, str]]:
@@ -125,7 +123,7 @@ def iter_scores(
     ``layout`` and ``order`` are passed to :func:`~tfderain.data.layouts.find_pairs`.
     """
     pairs = find_pairs(data, layout=layout, order=order)
-    yield from score_pairs(derainer, pairs, protocol, save_dir, quantize)
+    yield from score_pairs(derainer, pairs, protocol, save_dir, output_rule)
 
 
 def collect(items: Iterable[Score | tuple[str, str]], protocol: str) -> EvaluationResult:
@@ -145,7 +143,7 @@ def evaluate(
     protocol: metrics.Protocol = "A",
     save_dir: str | os.PathLike | None = None,
     progress: bool = False,
-    quantize: str | None = None,
+    output_rule: str | None = None,
     layout: str | None = None,
     order: str | None = None,
 ) -> EvaluationResult:
@@ -153,12 +151,12 @@ def evaluate(
 
     Side-by-side pairs (DID-MDN, Rain800) are cut into their rainy and clean halves.
 
-    ``quantize`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule;
+    ``output_rule`` (``"truncate"`` or ``"round"``) overrides the model's official 8-bit rule;
     ``layout`` and ``order`` override the detected layout and side-by-side order.
     """
     from tqdm import tqdm
 
-    items = iter_scores(derainer, data, protocol, save_dir, quantize, layout, order)
+    items = iter_scores(derainer, data, protocol, save_dir, output_rule, layout, order)
     return collect(tqdm(items, disable=not progress, desc="evaluating", unit="img"), protocol)
 
 

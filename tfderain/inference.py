@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from tfderain import io, models
 from tfderain._keras import keras, tf
+from tfderain.processing import reflect_pad
 
 #: Default tile side in pixels (before rounding down to the model's multiple).
 DEFAULT_TILE = 512
@@ -97,22 +98,12 @@ def derain_array(
 
     height, width = rgb.shape[:2]
     predict = _compiled(model)
-    padded = _pad_to_multiple(rgb, multiple)
+    padded = reflect_pad(rgb[None], multiple)[0].numpy()
     if height * width <= max_pixels:
         out = predict(padded[None])[0]
     else:
         out = _derain_tiled(predict, padded, multiple, halo, tile, batch_size)
     return np.clip(out[:height, :width], 0.0, 1.0)
-
-
-def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pad bottom and right up to a multiple (numpy reflects repeatedly if needed, and a
-    one-pixel axis is repeated, so this works for any size)."""
-    pad_h = -image.shape[0] % multiple
-    pad_w = -image.shape[1] % multiple
-    if not (pad_h or pad_w):
-        return image
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
 def _derain_tiled(
@@ -281,27 +272,8 @@ class Derainer:
 
     def derain_numpy(self, image: np.ndarray) -> np.ndarray:
         """Derain an image array of the forms :func:`derain_numpy` accepts."""
-        image = np.asarray(image)
-        if image.dtype == np.uint8:
-            rgb, to_dtype = image.astype(np.float32) / 255.0, io.to_uint8
-        elif image.dtype == np.uint16:
-            rgb, to_dtype = image.astype(np.float32) / 65535.0, io.to_uint16
-        elif np.issubdtype(image.dtype, np.floating):
-            rgb, to_dtype = image.astype(np.float32), (lambda x: x.astype(image.dtype))
-        else:
-            raise ValueError(f"unsupported image dtype {image.dtype} (use uint8, uint16 or float)")
-
-        shape = image.shape
-        if image.ndim == 2 or (image.ndim == 3 and shape[2] == 1):
-            gray = rgb.reshape(shape[:2])
-            out = self.derain_array(np.repeat(gray[:, :, None], 3, axis=2)).mean(axis=2)
-            return to_dtype(out.reshape(shape))
-        if image.ndim == 3 and shape[2] == 3:
-            return to_dtype(self.derain_array(rgb))
-        if image.ndim == 3 and shape[2] == 4:
-            out = self.derain_array(rgb[:, :, :3])
-            return to_dtype(np.concatenate([out, rgb[:, :, 3:]], axis=2))
-        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {shape}")
+        decoded, form = io.from_array(image)
+        return io.to_array(self.derain_image(decoded), form)
 
 
 def derain_numpy(

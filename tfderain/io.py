@@ -280,6 +280,67 @@ def to_uint16(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+# ---------------------------------------------------------------------------------- numpy images
+
+
+@dataclass(frozen=True)
+class ArrayForm:
+    """How an image was given as a numpy array, to give a result back in the same form."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def from_array(image: np.ndarray) -> tuple[Image, ArrayForm]:
+    """An :class:`Image` (float32 RGB in [0, 1], alpha apart) from a numpy image, and its form.
+
+    Accepted: uint8, uint16 or float (taken as [0, 1]) arrays shaped ``(H, W)`` or ``(H, W, 1)``
+    (gray: repeated into three channels), ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA.
+
+    Raises:
+        ValueError: another dtype or shape.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        values, depth = image.astype(np.float32) / 255.0, 8
+    elif image.dtype == np.uint16:
+        values, depth = image.astype(np.float32) / 65535.0, 16
+    elif np.issubdtype(image.dtype, np.floating):
+        values, depth = image.astype(np.float32), 8
+    else:
+        raise ValueError(f"unsupported image dtype {image.dtype} (use uint8, uint16 or float)")
+    shape = image.shape
+    if min(shape[:2], default=0) < 1 or not (
+        image.ndim == 2 or (image.ndim == 3 and shape[2] in (1, 3, 4))
+    ):
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {shape}")
+    alpha = None
+    if image.ndim == 2 or shape[2] == 1:
+        rgb = np.repeat(values.reshape(shape[:2])[:, :, None], 3, axis=2)
+    elif shape[2] == 4:
+        rgb, alpha = values[:, :, :3], values[:, :, 3]
+    else:
+        rgb = values
+    return Image(rgb=rgb, alpha=alpha, bit_depth=depth), ArrayForm(shape, image.dtype)
+
+
+def to_array(image: Image, form: ArrayForm) -> np.ndarray:
+    """``image`` in the form :func:`from_array` read (gray as the mean of the three channels,
+    alpha put back, the same dtype; floats clipped to [0, 1])."""
+    rgb = np.clip(image.rgb, 0.0, 1.0)
+    if len(form.shape) == 2 or form.shape[2] == 1:
+        values = rgb.mean(axis=2).reshape(form.shape)
+    elif form.shape[2] == 4:
+        values = np.concatenate([rgb, image.alpha[:, :, None]], axis=2)
+    else:
+        values = rgb
+    if form.dtype == np.uint8:
+        return to_uint8(values)
+    if form.dtype == np.uint16:
+        return to_uint16(values)
+    return values.astype(form.dtype)
+
+
 def write_image(
     path: str | os.PathLike,
     rgb: np.ndarray,

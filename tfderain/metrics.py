@@ -342,8 +342,7 @@ def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
         raise ValueError(f"quantize_output expects a float array in [0, 1]; got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError("quantize_output got NaN or infinite values")
-    dtype = np.result_type(x.dtype, np.float32)
-    scaled = np.clip(x.astype(dtype, copy=False), 0, 1) * dtype.type(255)
+    from tfderain.processing import PROTOCOL_RULES, round_output
+
     # A: truncation (np.uint8 of a non-negative float); B: np.rint, ties to even.
-    scaled = np.floor(scaled) if protocol == "A" else np.rint(scaled)
-    return scaled.astype(np.uint8)
+    return round_output(x, PROTOCOL_RULES[protocol]).numpy()

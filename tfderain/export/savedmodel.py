@@ -21,8 +21,9 @@ nothing from tfderain:
 Density-aware models (registry ``density_aware``) add a ``density`` output to every signature:
 one row per image holding the raw ``"density"`` output of the model (CODE-Net: the RDE ``[N]``;
 CRDNet: 3 cumulative scores ``[N, 3]``; DID-MDN: 4 logits ``[N, 4]``), computed on the image
-prepared exactly as :class:`tfderain.api.DensityEstimator` prepares it (resized to the model's
-``density_size``, or downscaled above ``DEFAULT_DENSITY_MAX_PIXELS``, then padded). The registry's
+prepared by the model's :class:`tfderain.processing.Processor` exactly as
+:class:`tfderain.api.DensityEstimator` prepares it (resized to the model's ``density_size``, or
+downscaled above ``DENSITY_MAX_PIXELS``, then padded). The registry's
 ``density_decoder`` (named in ``tfderain.json``) turns one row into the value and level that
 :func:`tfderain.estimate_density` reports: ``spec.density_decoder(row)``.
 
@@ -72,53 +73,9 @@ LAYOUTS = {
 }
 #: The ``density`` output of density-aware models, in every signature.
 DENSITY_LAYOUT = "float32 [N, ...] (string input: its shape + ...): the model's raw density output"
-#: Registry ``quantize`` rules and the :func:`tfderain.metrics.quantize_output` protocol of each.
-QUANTIZE_PROTOCOLS = {"truncate": "A", "round": "B"}
 
 
 # ------------------------------------------------------------------------------ graph pieces
-
-
-def reflect_pad_to_multiple(
-    images: tf.Tensor,
-    multiple: int,
-    height: tf.Tensor | None = None,
-    width: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """Reflect-pad ``[N, H, W, C]`` at the bottom and right up to a multiple of ``multiple``.
-
-    Equal to ``np.pad(..., mode="reflect")`` as :mod:`tfderain.inference` uses it, including pads
-    wider than the image (the reflection repeats) and one-pixel axes (the pixel repeats), which
-    ``tf.pad``'s ``REFLECT`` mode rejects. ``height`` and ``width`` default to the image's.
-    """
-    if multiple <= 1:
-        return images
-    shape = tf.shape(images)
-    rows = _reflect_indices(shape[1] if height is None else height, multiple)
-    cols = _reflect_indices(shape[2] if width is None else width, multiple)
-    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-
-
-def _reflect_indices(size: tf.Tensor, multiple: int) -> tf.Tensor:
-    """Source index of every position of an axis of ``size`` padded up to ``multiple``."""
-    padded = size + tf.math.floormod(-size, multiple)
-    period = tf.maximum(2 * (size - 1), 1)
-    index = tf.math.floormod(tf.range(padded), period)
-    return tf.where(index < size, index, period - index)
-
-
-def quantize_uint8(images: tf.Tensor, rule: str) -> tf.Tensor:
-    """Float images in [0, 1] → uint8 by a registry ``quantize`` rule, in TF ops.
-
-    The arithmetic of :func:`tfderain.metrics.quantize_output`: clip, multiply by 255 in float32,
-    then ``"truncate"`` floors (protocol A) and ``"round"`` rounds to nearest, ties to even
-    (``np.rint``, protocol B; ``tf.round`` rounds the same way).
-    """
-    if rule not in QUANTIZE_PROTOCOLS:
-        raise ValueError(f"unknown quantize rule {rule!r}; known: {', '.join(QUANTIZE_PROTOCOLS)}")
-    scaled = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0) * 255.0
-    scaled = tf.floor(scaled) if rule == "truncate" else tf.round(scaled)
-    return tf.cast(scaled, tf.uint8)
 
 
 def _check_images(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -164,11 +121,9 @@ class _ServingModule(tf.Module):
         super().__init__(name="tfderain")
         self._plain = _Plain(model)
         self.model_variables = list(model.variables)
-        self._multiple = int(spec.multiple)
-        self._rule = spec.quantize
+        self._processor = spec.processor
         outputs = model.output if isinstance(model.output, dict) else {}
         self._density = spec.density_aware and "density" in outputs
-        self._density_size = spec.density_size
         if self._density:
             self._plain.branch = keras.Model(model.inputs, outputs["density"])
         # One traced network shared by every signature (tracing dominates the export time).
@@ -180,10 +135,10 @@ class _ServingModule(tf.Module):
 
     def _run(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         images, height, width = _check_images(images)
-        padded = reflect_pad_to_multiple(images, self._multiple, height, width)
+        padded = self._processor.pad(images, height, width)
         out = self._plain.model(padded, training=False)
         out = out if isinstance(out, dict) else {"derained": out}
-        derained = tf.cast(out["derained"], tf.float32)[:, :height, :width, :]
+        derained = self._processor.crop(tf.cast(out["derained"], tf.float32), height, width)
         result = {"derained": tf.clip_by_value(derained, 0.0, 1.0)}
         if self._density:
             whole = tf.cast(out["density"], tf.float32)
@@ -192,20 +147,11 @@ class _ServingModule(tf.Module):
 
     def _density_of(self, images, height, width, whole: tf.Tensor) -> tf.Tensor:
         """The density output as :class:`tfderain.api.DensityEstimator` computes it."""
-        if self._density_size is not None:
-            target = tf.constant([int(self._density_size)] * 2, tf.int32)
-        else:
-            pixels = tf.cast(height * width, tf.float64)
-            limit = float(models.DENSITY_MAX_PIXELS)
-            scale = tf.sqrt(limit / pixels)
-            size = tf.cast(tf.stack([height, width]), tf.float64) * scale
-            shrunk = tf.maximum(tf.cast(tf.floor(size), tf.int32), 1)
-            target = tf.where(pixels > limit, shrunk, tf.stack([height, width]))
+        target = self._processor.density_target(height, width)
         same = tf.reduce_all(tf.equal(target, tf.stack([height, width])))
 
         def resized():
-            small = tf.image.resize(images, target, method="bilinear", antialias=True)
-            small = reflect_pad_to_multiple(tf.clip_by_value(small, 0.0, 1.0), self._multiple)
+            small = self._processor.density_input(images, target)
             return tf.cast(self._plain.branch(small, training=False), tf.float32)
 
         return tf.cond(same, lambda: whole, resized)
@@ -219,7 +165,7 @@ class _ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
     def serve_uint8(self, images):
         out = self._derain(tf.cast(images, tf.float32) / 255.0)
-        out["derained"] = quantize_uint8(out["derained"], self._rule)
+        out["derained"] = self._processor.to_uint8(out["derained"])
         return out
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
@@ -236,7 +182,7 @@ class _ServingModule(tf.Module):
         def one(data):
             rgb = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
             out = self._derain(tf.cast(rgb, tf.float32)[None] / 255.0)
-            png = tf.io.encode_png(quantize_uint8(out["derained"], self._rule)[0])
+            png = tf.io.encode_png(self._processor.to_uint8(out["derained"])[0])
             return (png, out["density"][0]) if self._density else png
 
         if self._density:
@@ -305,7 +251,7 @@ def export_savedmodel(
         "config": dict(found.config),
         "tfderain_version": __version__,
         "multiple": int(spec.multiple),
-        "quantize": spec.quantize,
+        "quantize": spec.output_rule,
         "signatures": {name: _describe(name, fn) for name, fn in signatures.items()},
     }
     if module._density:  # noqa: SLF001
@@ -358,7 +304,5 @@ __all__ = [
     "METADATA",
     "SIGNATURES",
     "export_savedmodel",
-    "quantize_uint8",
     "read_metadata",
-    "reflect_pad_to_multiple",
 ]

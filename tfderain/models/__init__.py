@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras
+from tfderain.processing import Processor
 
 StateDict = Mapping[str, np.ndarray]
 
@@ -29,9 +30,6 @@ _NOT_ARCHITECTURES = {"blocks"}
 
 #: Rain-density levels, indexed by the level a ``density_decoder`` returns.
 DENSITY_LEVELS = ("light", "medium", "heavy")
-#: Density estimation downscales larger images of models without a fixed density input size
-#: (``ModelSpec.density_size``) to at most this many pixels.
-DENSITY_MAX_PIXELS = 512 * 512
 
 
 class ConversionError(ValueError):
@@ -63,9 +61,10 @@ class ModelSpec:
         density_size: side of the square input the density estimate was trained for; density
             estimation resizes the whole image to it. ``None``: the image is used at its own
             size (padded to ``multiple``).
-        quantize: how the official test script turns the float output into 8 bits before
+        output_rule: how the official test script turns the float output into 8 bits before
             scoring: ``"round"`` (``img_as_ubyte``, MPRNet/Restormer style) or ``"truncate"``
-            (``np.uint8(255 * x)``, PReNet's ``test_PReNet.py``).
+            (``np.uint8(255 * x)``, PReNet's ``test_PReNet.py``); see
+            :func:`tfderain.processing.round_output`.
         ignore_keys: official state-dict keys (or prefixes ending in ``.``) that the converter
             skips on purpose (modules the official forward never uses, extra names of a shared
             tensor), or a function of the config returning them.
@@ -87,11 +86,22 @@ class ModelSpec:
     density_aware: bool = False
     density_decoder: Callable[[np.ndarray], tuple[float, int]] | None = None
     density_size: int | None = None
-    quantize: str = "round"
+    output_rule: str = "round"
     ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
     qat_recipe: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def processor(self) -> Processor:
+        """The model's processing around the network (:class:`tfderain.processing.Processor`):
+        padding, tile halo, output rule and density input."""
+        return Processor(
+            multiple=int(self.multiple),
+            halo=int(self.halo),
+            output_rule=self.output_rule,
+            density_size=self.density_size,
+        )
 
     def key_table(self, **config: Any) -> Mapping[str, str]:
         """The converter key table for a model built with ``config``."""

@@ -143,7 +143,7 @@ def _register(
         key_map=_key_map(lstm, recursive),
         infer_config=_infer_config,
         outputs=("derained", "stages"),
-        quantize="truncate",
+        output_rule="truncate",
         description=description,
         **spec,
     )
