@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,19 +65,46 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
     return convert(arch, path, **overrides)
 
 
+#: Models loaded by :func:`resolve_model`, most recently used last (a few, for loops that
+#: derain many images with the same weights).
+_RESOLVED: OrderedDict[tuple, Any] = OrderedDict()
+_RESOLVED_KEPT = 4
+
+
+def _load_once(path: str | os.PathLike, arch: str | None):
+    """:func:`load_model`, remembered for the same file (path, size and modification time), so
+    that ``derain(image)`` in a loop loads the weights and traces the network once."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_model(path, arch=arch)  # the loader names the problem
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, arch)
+    if key in _RESOLVED:
+        _RESOLVED.move_to_end(key)
+        return _RESOLVED[key]
+    model = load_model(path, arch=arch)
+    _RESOLVED[key] = model
+    while len(_RESOLVED) > _RESOLVED_KEPT:
+        _RESOLVED.popitem(last=False)
+    return model
+
+
 def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
     """A Keras model from the forms the CLI and :func:`derain` accept.
 
     ``model`` may be a ``keras.Model`` (used as is), ``None``/``"default"`` (the bundled default),
     or a registry name, in which case ``weights`` (``.keras`` or official ``.pth``) is required.
+    The same file is loaded once: later calls return the same model (do not train it; use
+    :func:`load_model` for a model of your own).
     """
     if model is not None and not isinstance(model, str):
         return model
     if weights is not None:
         arch = None if model in (None, DEFAULT_MODEL) else model
-        return load_model(weights, arch=arch)
+        return _load_once(weights, arch)
     if model in (None, DEFAULT_MODEL):
-        return load_model(default_model_path())
+        return _load_once(default_model_path(), None)
     models.spec(model)  # unknown names fail here with the list of known ones
     raise ValueError(
         f"model {model!r} needs weights: an official checkpoint (.pth) or a converted .keras file"
