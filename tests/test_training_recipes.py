@@ -13,6 +13,7 @@ import yaml
 from tiny_models import TINY_MODELS
 
 from tfderain import models, schedules, training
+from tfderain.training import trainer
 from tfderain._keras import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def lean_training(monkeypatch):
     """
     from tfderain import saving
 
-    monkeypatch.setattr(training, "SummaryLogger", _NoOp)
+    monkeypatch.setattr(trainer, "SummaryLogger", _NoOp)
     monkeypatch.setattr(keras.callbacks, "ModelCheckpoint", _NoOp)
     monkeypatch.setattr(keras.callbacks, "BackupAndRestore", _NoOp)
     monkeypatch.setattr(saving, "save_model", lambda model, path: Path(path))

@@ -339,11 +339,11 @@ def test_progressive_phases_switch_patch_and_batch_and_resume_inside_a_phase(cle
             " batch_size: 1}]",
         ],
     )["data"]
-    batches = list(training._dataset(data, seed=0).take(7))
+    batches = list(training.dataset(data, seed=0).take(7))
     shapes = [tuple(b["rainy"].shape) for b in batches]
     assert shapes == [(4, 16, 16, 3)] * 2 + [(2, 24, 24, 3)] * 3 + [(1, 32, 32, 3)] * 2
 
-    resumed = list(training._dataset(data, seed=0, start_step=3).take(4))
+    resumed = list(training.dataset(data, seed=0, start_step=3).take(4))
     for a, b in zip(batches[3:], resumed, strict=True):
         np.testing.assert_array_equal(a["rainy"], b["rainy"])
         np.testing.assert_array_equal(a["clean"], b["clean"])

@@ -146,7 +146,7 @@ def _signature(graph: keras.Model, names: list[str], shape: list) -> Any:
 
 
 def _photos() -> list[np.ndarray]:
-    from tfderain.training import skimage_photos
+    from tfderain.data.photos import skimage_photos
 
     return skimage_photos()
 
