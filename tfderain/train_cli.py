@@ -98,7 +98,7 @@ def recipes_epilog() -> str:
     """The ``--help`` text listing the packaged recipes."""
     return (
         f"packaged recipes: {', '.join(recipes())}. Every config key is documented in "
-        "tfderain/training.py (DEFAULTS). Starting the same command again resumes a run."
+        "tfderain/training/config.py (DEFAULTS). Starting the same command again resumes a run."
     )
 
 
