@@ -281,6 +281,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
     from tfderain import models
     from tfderain.export import export_tflite
     from tfderain.export import spec as spec_io
+    from tfderain.export.options import TFLiteOptions
     from tfderain.export.tflite import (
         TFLiteModel,
         float_operators,
@@ -301,19 +302,18 @@ def measure(run: Run, model, name, fmt, weights, reference):
     record = build_record(args, name, fmt, weights, settings, keep_float)
     if not (args.reuse and kept_file_matches(path, record)):
         record_path(path).unlink(missing_ok=True)  # a new file never carries an old record
-        export_tflite(
-            model,
-            path,
+        options = TFLiteOptions(
             quant=fmt,
             tile=None,
             qat_steps=settings.steps,
             qat_batch_size=settings.batch_size,
             qat_patch_size=settings.patch_size,
             qat_loss=args.qat_loss,
-            qat_keep_float=keep_float,
+            qat_keep_float=tuple(keep_float),
             samples=args.samples,
             seed=args.seed,
         )
+        export_tflite(model, path, options)
         spec_io.write_json_atomically(record_path(path), record)
     ops = operators(path)
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []

@@ -18,6 +18,7 @@ units; PSNR with peak 1):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -307,8 +308,8 @@ def test_cli_export_tflite_passes_the_seed_and_qat_sizes_to_the_exporter(
 
     given = {}
 
-    def fake_export(model, path, **options):
-        given.update(options)
+    def fake_export(model, path, options):
+        given.update(dataclasses.asdict(options))
         Path(path).write_bytes(b"tflite")
         return Path(path)
 

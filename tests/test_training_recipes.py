@@ -13,8 +13,8 @@ import yaml
 from tiny_models import TINY_MODELS
 
 from tfderain import models, schedules, training
-from tfderain.training import trainer
 from tfderain._keras import keras, tf
+from tfderain.training import trainer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "tfderain" / "configs"

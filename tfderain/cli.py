@@ -31,6 +31,7 @@ from tfderain.export.options import (
     QAT_LOSSES,
     QAT_TARGETS,
     QUANTIZATIONS,
+    TFLiteOptions,
 )
 
 #: One line on what the tool does, above the list of commands in ``tfderain --help``.
@@ -214,16 +215,9 @@ def cmd_export_tflite(args) -> int:
     from tfderain.export.tflite import qat_settings
 
     model = _resolve(args)
-    tile = None if args.dynamic else (args.tile, args.tile)
-    if args.quant == "qat":
-        sizes = {"steps": args.qat_steps, "batch_size": args.qat_batch_size}
-        fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size, tile=tile)
-        print(f"QAT fine-tune: {fine_tune}", flush=True)
-    path = export_tflite(
-        model,
-        args.output,
+    options = TFLiteOptions(
         quant=args.quant,
-        tile=tile,
+        tile=None if args.dynamic else (args.tile, args.tile),
         representative=args.representative,
         qat_data=args.qat_data,
         qat_steps=args.qat_steps,
@@ -231,10 +225,15 @@ def cmd_export_tflite(args) -> int:
         qat_patch_size=args.qat_patch_size,
         qat_target=args.qat_target,
         qat_loss=args.qat_loss,
-        qat_keep_float=[p for p in (args.qat_keep_float or "").split(",") if p],
+        qat_keep_float=tuple(p for p in (args.qat_keep_float or "").split(",") if p),
         uint8_io=args.uint8_io,
         seed=args.seed,
     )
+    if args.quant == "qat":
+        sizes = {"steps": args.qat_steps, "batch_size": args.qat_batch_size}
+        fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size, tile=options.tile)
+        print(f"QAT fine-tune: {fine_tune}", flush=True)
+    path = export_tflite(model, args.output, options)
     print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
     return 0
 

@@ -5,6 +5,8 @@ help): the quantization modes, the QAT fine-tune's targets, losses and sizes, ca
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 
 __all__ = [
     "DEFAULT_CALIBRATION_SAMPLES",
@@ -17,6 +19,7 @@ __all__ = [
     "QAT_TARGETS",
     "QUANTIZATIONS",
     "QATSettings",
+    "TFLiteOptions",
 ]
 
 #: The quantization modes of :func:`export_tflite`.
@@ -51,3 +54,48 @@ class QATSettings:
     def __str__(self) -> str:
         patches = f"{self.batch_size} patch{'es' if self.batch_size != 1 else ''}"
         return f"{self.steps} steps of {patches} of {self.patch_size}×{self.patch_size}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteOptions:
+    """Everything a TFLite export can be asked for, passed as one value through the exporter
+    (:func:`tfderain.export.export_tflite`), the command line and the export report.
+
+    Attributes:
+        quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``qat`` (:data:`QUANTIZATIONS`).
+        tile: ``(height, width)`` of a fixed-size model (multiples of the model's ``multiple``),
+            or ``None`` for a dynamic-size one (``[1, -1, -1, 3]``, resized by the app).
+        representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
+        qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
+        qat_steps: ``qat`` fine-tuning steps (batches of ``qat_batch_size`` patches).
+        qat_batch_size: patches per fine-tuning step. Memory grows with it: the backward pass
+            keeps every activation of the patches, which for a model of many full-resolution
+            iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
+        qat_patch_size: side of the fine-tuning patches (rounded down to the model's multiple;
+            a smaller fixed ``tile`` is fine-tuned whole). Memory and time per step grow with
+            its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
+            The ``qat_*`` sizes left ``None`` come from the model's recipe in the registry,
+            else the defaults of :class:`QATSettings`.
+        qat_loss: one of :data:`QAT_LOSSES`.
+        qat_target: ``"teacher"`` (the float model's output, so the int8 model learns to
+            reproduce it) or ``"clean"`` (the pairs' clean images).
+        qat_keep_float: ``qat`` layer name patterns left in float32 (mixed precision; see
+            :func:`tfderain.export.qat.annotate`), e.g. ``("conv", "stage*_out")``.
+        uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
+        samples: number of calibration images for ``int8``.
+        seed: seed of the calibration crops and fine-tuning stream.
+    """
+
+    quant: str = "none"
+    tile: tuple[int, int] | int | None = (256, 256)
+    representative: str | os.PathLike | None = None
+    qat_data: str | os.PathLike | None = None
+    qat_steps: int | None = None
+    qat_batch_size: int | None = None
+    qat_patch_size: int | None = None
+    qat_loss: str = "l1"
+    qat_target: str = "teacher"
+    qat_keep_float: Sequence[str] = ()
+    uint8_io: bool = False
+    samples: int = DEFAULT_CALIBRATION_SAMPLES
+    seed: int = 0

@@ -52,13 +52,13 @@ from tfderain.export import spec as spec_io
 from tfderain.export.calibration import keeping_ranges_valid
 from tfderain.export.errors import ExportError
 from tfderain.export.options import (
-    DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_QAT_BATCH_SIZE,
     DYNAMIC_CALIBRATION_SIZE,
     INTEGER_QUANTIZATIONS,
     QAT_TARGETS,
     QUANTIZATIONS,
     QATSettings,
+    TFLiteOptions,
 )
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions
 
@@ -243,7 +243,7 @@ def qat_pairs(
     return paired_dataset(folder, patch_size=size, batch_size=batch_size, seed=seed)
 
 
-# ------------------------------------------------------------------------------------ convert
+# -------------------------------------------------------------------------------- flatbuffer
 
 
 def _converter(function: Any, graph: keras.Model) -> tf.lite.TFLiteConverter:
@@ -281,31 +281,17 @@ def _check_args(quant: str, tile: Any, uint8_io: bool, multiple: int, name: str)
     return tile
 
 
-def convert(
-    model: keras.Model,
-    *,
-    quant: str = "none",
-    tile: tuple[int, int] | int | None = (256, 256),
-    representative: str | os.PathLike | None = None,
-    qat_data: str | os.PathLike | None = None,
-    qat_steps: int | None = None,
-    qat_batch_size: int | None = None,
-    qat_patch_size: int | None = None,
-    qat_loss: str = "l1",
-    qat_target: str = "teacher",
-    qat_keep_float: Sequence[str] = (),
-    uint8_io: bool = False,
-    samples: int = DEFAULT_CALIBRATION_SAMPLES,
-    seed: int = 0,
-) -> tuple[bytes, list[str]]:
+def to_flatbuffer(model: keras.Model, options: TFLiteOptions) -> tuple[bytes, list[str]]:
     """The ``.tflite`` bytes of ``model`` and its output names (see :func:`export_tflite`)."""
+    o = options
+    quant, seed = o.quant, o.seed
     arch, _, entry = _registry_entry(model)
-    tile = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
-    if qat_keep_float and quant != "qat":
+    tile = _check_args(quant, o.tile, o.uint8_io, int(entry.multiple), arch)
+    if o.qat_keep_float and quant != "qat":
         raise ExportError(f"layers kept in float32 need quant='qat', not {quant!r}")
     if seed < 0:
         raise ExportError(f"seed must be a non-negative integer, got {seed}")
-    sizes = {"steps": qat_steps, "batch_size": qat_batch_size, "patch_size": qat_patch_size}
+    sizes = {"steps": o.qat_steps, "batch_size": o.qat_batch_size, "patch_size": o.qat_patch_size}
     fine_tune = qat_settings(model, **sizes, tile=tile)
     graph, names = export_outputs(model)
     if tile is None:  # runtime output shapes would keep TRANSPOSE_CONV out of XNNPACK
@@ -316,15 +302,15 @@ def convert(
     if quant == "qat":
         from tfderain.export import qat
 
-        if qat_target not in QAT_TARGETS:
-            raise ExportError(f"unknown QAT target {qat_target!r}; choose one of {QAT_TARGETS}")
-        teacher = keras.Model(graph.inputs, graph.outputs[0]) if qat_target == "teacher" else None
-        graph = qat.quantize_model(graph, qat_keep_float)
+        if o.qat_target not in QAT_TARGETS:
+            raise ExportError(f"unknown QAT target {o.qat_target!r}; choose one of {QAT_TARGETS}")
+        teacher = keras.Model(graph.inputs, graph.outputs[0]) if o.qat_target == "teacher" else None
+        graph = qat.quantize_model(graph, o.qat_keep_float)
         qat.finetune(
             graph,
-            qat_pairs(qat_data, fine_tune.patch_size, seed, fine_tune.batch_size),
+            qat_pairs(o.qat_data, fine_tune.patch_size, seed, fine_tune.batch_size),
             steps=fine_tune.steps,
-            loss=qat_loss,
+            loss=o.qat_loss,
             teacher=teacher,
         )
     elif quant == "int8":
@@ -335,13 +321,14 @@ def convert(
     if quant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     elif quant == "int8":
-        images = with_black_and_white(representative_images(representative, calib, samples, seed))
+        images = representative_images(o.representative, calib, o.samples, seed)
+        images = with_black_and_white(images)
         converter.representative_dataset = lambda: ([image[None]] for image in images)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
-    if uint8_io:
+    if o.uint8_io:
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     guard = keeping_ranges_valid(graph) if quant == "int8" else contextlib.nullcontext()
@@ -357,20 +344,8 @@ def convert(
 def export_tflite(
     model: keras.Model,
     path: str | os.PathLike,
-    *,
-    quant: str = "none",
-    tile: tuple[int, int] | int | None = (256, 256),
-    representative: str | os.PathLike | None = None,
-    qat_data: str | os.PathLike | None = None,
-    qat_steps: int | None = None,
-    qat_batch_size: int | None = None,
-    qat_patch_size: int | None = None,
-    qat_loss: str = "l1",
-    qat_target: str = "teacher",
-    qat_keep_float: Sequence[str] = (),
-    uint8_io: bool = False,
-    samples: int = DEFAULT_CALIBRATION_SAMPLES,
-    seed: int = 0,
+    options: TFLiteOptions | None = None,
+    **fields: Any,
 ) -> Path:
     """Export ``model`` to a ``.tflite`` file and write its model spec beside it.
 
@@ -378,28 +353,9 @@ def export_tflite(
         model: a model built by the registry (or loaded/converted); its ``derained`` (and
             ``density``) outputs are exported.
         path: the ``.tflite`` file; the spec goes to ``<stem>.json`` in the same folder.
-        quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``qat`` (module docstring).
-        tile: ``(height, width)`` of a fixed-size model (multiples of the model's ``multiple``),
-            or ``None`` for a dynamic-size one (``[1, -1, -1, 3]``, resized by the app).
-        representative: ``int8`` calibration images: a folder, or ``None``/``"synthetic"``.
-        qat_data: ``qat`` fine-tuning pairs: a paired dataset folder, or ``None``/``"synthetic"``.
-        qat_steps: ``qat`` fine-tuning steps (batches of ``qat_batch_size`` patches).
-        qat_batch_size: patches per fine-tuning step. Memory grows with it: the backward pass
-            keeps every activation of the patches, which for a model of many full-resolution
-            iterations (mCODE-Net: 25) exceeds 21 GB at 4 patches of 128×128.
-        qat_patch_size: side of the fine-tuning patches (rounded down to the model's multiple;
-            a smaller fixed ``tile`` is fine-tuned whole). Memory and time per step grow with
-            its square: 1 patch of 256×256 costs about what 4 of 128×128 do.
-            The ``qat_*`` sizes left ``None`` come from :func:`qat_settings`: the model's
-            recipe in the registry, else 200 steps of 4 patches of 128×128.
-        qat_loss: ``"l1"``, ``"l2"`` or ``"negative_ssim"`` (:data:`tfderain.export.qat.LOSSES`).
-        qat_target: ``"teacher"`` (default: the float model's output, so the int8 model learns to
-            reproduce it) or ``"clean"`` (the pairs' clean images).
-        qat_keep_float: ``qat`` layer name patterns left in float32 (mixed precision; see
-            :func:`tfderain.export.qat.annotate`), e.g. ``("conv", "stage*_out")``.
-        uint8_io: uint8 input and outputs (``int8``/``qat`` only); else float32.
-        samples: number of calibration images for ``int8``.
-        seed: seed of the calibration crops and fine-tuning stream.
+        options: the export's :class:`~tfderain.export.options.TFLiteOptions` (quantization,
+            tile, calibration and QAT fine-tune); ``fields`` replace single ones, e.g.
+            ``export_tflite(model, path, quant="int8", tile=None)``.
 
     Returns:
         The path of the written ``.tflite`` file. Both files are written atomically.
@@ -407,24 +363,13 @@ def export_tflite(
     path = Path(path)
     if path.suffix != ".tflite":
         raise ExportError(f"{path}: TFLite files must end in .tflite")
+    try:
+        options = dataclasses.replace(options or TFLiteOptions(), **fields)
+    except TypeError as exc:
+        raise ExportError(f"export_tflite: {exc}") from None
     arch, config, entry = _registry_entry(model)
-    tile_hw = _check_args(quant, tile, uint8_io, int(entry.multiple), arch)
-    data, _ = convert(
-        model,
-        quant=quant,
-        tile=tile_hw,
-        representative=representative,
-        qat_data=qat_data,
-        qat_steps=qat_steps,
-        qat_batch_size=qat_batch_size,
-        qat_patch_size=qat_patch_size,
-        qat_loss=qat_loss,
-        qat_target=qat_target,
-        qat_keep_float=qat_keep_float,
-        uint8_io=uint8_io,
-        samples=samples,
-        seed=seed,
-    )
+    tile_hw = _check_args(options.quant, options.tile, options.uint8_io, int(entry.multiple), arch)
+    data, _ = to_flatbuffer(model, dataclasses.replace(options, tile=tile_hw))
     interpreter = _interpreter(data)
     runner = interpreter.get_signature_runner()
     in_names = {int(d["index"]): n for n, d in runner.get_input_details().items()}
@@ -434,7 +379,7 @@ def export_tflite(
         config=config,
         file=path.name,
         data=data,
-        quantization=quant,
+        quantization=options.quant,
         tile=tile_hw,
         multiple=entry.multiple,
         halo=entry.halo,
