@@ -8,7 +8,9 @@ the timed calls alternate between the two models, so that a change in machine lo
 alike. Printed: the median of each, their ratio, the CPU and its vector / matrix extensions.
 
 ``--rss-4k`` also derains a 3840×2160 image with the default architecture through the tiled path
-in a fresh process (``bench_tiling_memory.py``) and prints its peak RSS.
+in a fresh process (``bench_tiling_memory.py``) and prints its peak RSS. It runs first, before
+this process builds any model: on Linux a child's peak RSS (``ru_maxrss``) starts from its
+parent's RSS at the fork, so a parent that had just run PReNet on a megapixel would inflate it.
 
     python benchmarks/bench_default_model.py [--runs 3] [--size 1152x864] [--rss-4k]
 
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in (args.model, args.reference):
         models.spec(name)  # unknown names fail before anything is measured
 
+    if args.rss_4k:
+        tiled_4k(args.model)
     cpu, features = cpu_description()
     print(f"CPU: {cpu}; {os.cpu_count()} logical CPUs; {', '.join(features) or 'no AVX2'}")
     print(
@@ -121,8 +125,6 @@ def main(argv: list[str] | None = None) -> None:
     ratio = medians[args.model] / medians[args.reference]
     print(f"ratio {args.model} / {args.reference}: {ratio:.4f} (1/{1 / ratio:.1f})")
     print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.rss_4k:
-        tiled_4k(args.model)
 
 
 if __name__ == "__main__":

@@ -125,13 +125,19 @@ def test_an_invalid_config_is_a_one_line_error(bad, message):
         models.build("rainunet", **bad)
 
 
-def test_int8_tflite_is_flex_free_and_integer_throughout(tmp_path):
+@pytest.mark.parametrize(
+    "quant, options",
+    [("int8", {"samples": 2}), ("qat", {"samples": 2, "qat_steps": 0})],
+)
+def test_int8_tflite_is_flex_free_and_integer_throughout(tmp_path, quant, options):
+    # Post-training int8 and the QAT path (fake-quant nodes, calibration, no fine-tune steps)
+    # the app's default file goes through: every layer is one TFLite has int8 kernels for.
     from tfderain.export import export_tflite
     from tfderain.export.tflite import float_operators, is_flex_free, operators
 
     keras.utils.set_random_seed(2)
     model = models.build("rainunet", **TINY)
-    path = export_tflite(model, tmp_path / "tiny_int8.tflite", quant="int8", tile=16, samples=2)
+    path = export_tflite(model, tmp_path / f"tiny_{quant}.tflite", quant=quant, tile=16, **options)
     ops = operators(path)
     assert "CONV_2D" in ops
     assert is_flex_free(ops), ops
