@@ -119,6 +119,48 @@ def test_charbonnier_of_known_differences():
     assert float(losses.Charbonnier()(y_true, y_true)) == pytest.approx(1e-3, rel=1e-5)
 
 
+def test_charbonnier_ssim_of_identical_images_is_the_weighted_charbonnier_floor():
+    # SSIM of an image with itself is 1, the Charbonnier term of a zero difference is eps.
+    x = np.random.default_rng(3).random((2, 8, 8, 3)).astype(np.float32)
+    loss = losses.get("charbonnier_ssim")
+    assert loss.ssim_weight == 0.84  # Zhao et al.'s mix
+    assert float(loss(x, x)) == pytest.approx(0.16 * 1e-3, rel=1e-4)
+
+
+def test_charbonnier_ssim_of_a_single_pixel_has_a_closed_form():
+    # Charbonnier: sqrt((0.6 - 0.2)^2 + 0.3^2) = 0.5. SSIM: the zero-padded window of a 1x1 image
+    # (see the closed form of test_ssim_same_of_a_single_pixel...).
+    x, y, w = 0.2, 0.6, 0.25
+    g0 = _window_center_weight()
+    v = g0 * (1 - g0)
+    ssim = ((2 * g0**2 * x * y + C1) * (2 * v * x * y + C2)) / (
+        (g0**2 * (x * x + y * y) + C1) * (v * (x * x + y * y) + C2)
+    )
+    expected = (1 - w) * 0.5 + w * (1 - ssim)
+    loss = losses.CharbonnierSSIM(ssim_weight=w, eps=0.3)
+    got = loss(tf.fill((1, 1, 1, 1), x), tf.fill((1, 1, 1, 1), y))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_charbonnier_ssim_penalises_a_uniform_darkening_through_its_pixel_term():
+    # An image darkened by 10 %: every pixel is off by 0.1 x, so the Charbonnier term is
+    # ~0.1 mean(x) = 0.05 for a mean of 0.5. SSIM hardly moves: with m2 = 0.9 m1 and
+    # s2 = 0.9 s1 (m^2 >> C1, s^2 >> C2) its luminance and contrast terms are both
+    # 1.8 / 1.81 = 0.99448, so 1 - SSIM = 1 - 0.99448^2 = 0.0110, a fifth of the pixel term.
+    rng = np.random.default_rng(4)
+    clean = (0.25 + 0.5 * rng.random((1, 16, 16, 3))).astype(np.float32)
+    dark = 0.9 * clean
+    charbonnier = losses.CharbonnierSSIM(ssim_weight=0.0)(clean, dark)
+    assert float(charbonnier) == pytest.approx(0.1 * clean.mean(), rel=0.01)
+    structural = losses.CharbonnierSSIM(ssim_weight=1.0)(clean, dark)
+    assert float(structural) == pytest.approx(1 - (1.8 / 1.81) ** 2, abs=0.002)
+
+
+def test_charbonnier_ssim_weight_must_lie_in_the_unit_interval():
+    with pytest.raises(ValueError, match="ssim_weight must be in"):
+        losses.CharbonnierSSIM(ssim_weight=1.5)
+
+
 def test_mse_and_l1_of_a_2x2_image():
     y_true = np.zeros((1, 2, 2, 1), np.float32)
     y_pred = np.array([[0.1, 0.2], [0.3, 0.4]], np.float32).reshape(1, 2, 2, 1)
@@ -126,7 +168,7 @@ def test_mse_and_l1_of_a_2x2_image():
     assert float(losses.L1()(y_true, y_pred)) == pytest.approx(0.25, rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["negative_ssim", "charbonnier", "mse", "l1"])
+@pytest.mark.parametrize("name", ["negative_ssim", "charbonnier", "charbonnier_ssim", "mse", "l1"])
 def test_losses_compute_in_float32_from_half_precision_inputs(name):
     rng = np.random.default_rng(5)
     a = tf.constant(rng.random((2, 12, 12, 3)), tf.float16)
@@ -466,6 +508,7 @@ def test_paper_image_losses_compute_in_float32_and_are_differentiable(name):
         ("stage_mse", {"stage": 1}),
         ("didmdn", {"perceptual_weight": 1.0}),
         ("rain_mask_bce", {"threshold": 0.1}),
+        ("charbonnier_ssim", {"ssim_weight": 0.5, "eps": 1e-2}),
     ],
 )
 def test_paper_losses_round_trip_through_keras_serialization(name, kwargs):

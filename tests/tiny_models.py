@@ -32,6 +32,16 @@ TINY_MODELS: dict[str, tuple[dict[str, Any], int]] = {
         32,
     ),
     "spair": ({"width": 8, "blocks": 1, "loc_width": 4, "loc_blocks": 1}, 32),
+    "rainunet": (
+        {
+            "levels": 2,
+            "widths": [4, 8, 8],
+            "middle_blocks": 1,
+            "encoder_blocks": [1, 1],
+            "decoder_blocks": [1, 1],
+        },
+        32,
+    ),
     # No width options (the official networks are fixed). crdnet's classifier needs 512x512
     # inputs, so its recipe is smoke-tested on crdnet_anysize (same network and losses) at the
     # smallest size that one accepts, 128.

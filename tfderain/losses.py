@@ -14,6 +14,8 @@ name                        output     loss (paper, official training script)
 ``negative_ssim``           derained   ``-SSIM`` (PReNet, DTPNet); the SSIM of ``SSIM.py``
 ``charbonnier``             any image  ``mean(sqrt(d**2 + eps**2))``
 ``mse``, ``l1``             any image  mean squared / absolute error (``l1``: CODE-Net, Restormer)
+``charbonnier_ssim``        derained   ``(1 - w) Charbonnier + w (1 - SSIM)``, ``w = 0.84``
+                                       (RainUNet, tfderain's default model; Zhao et al.'s mix)
 ``edge``                    any image  Charbonnier of Laplacian-pyramid details (MPRNet's EdgeLoss)
 ``mprnet``                  stages     sum over stages of Charbonnier + 0.05 edge (MPRNet)
 ``pcnet``                   derained,  0.3 Charbonnier + 0.2 edge - 0.15 SSIM (PCNet); on ``rain``
@@ -79,6 +81,7 @@ __all__ = [
     "REMAEN_LAPLACIAN",
     "CRDNetLoss",
     "Charbonnier",
+    "CharbonnierSSIM",
     "CumulativeDensityMSE",
     "DIDMDNDensityCrossEntropy",
     "DIDMDNLoss",
@@ -230,6 +233,43 @@ class L1(keras.losses.Loss):
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return _pixel_mean(tf.abs(_as_images(y_pred) - _as_images(y_true)))
+
+
+@keras.utils.register_keras_serializable(package="tfderain")
+class CharbonnierSSIM(keras.losses.Loss):
+    """``(1 - w) Charbonnier + w (1 - SSIM)``: a pixel loss that holds brightness, plus structure.
+
+    The convex mix of a pixel-wise L1-type loss and ``1 - SSIM`` studied by H. Zhao, O. Gallo,
+    I. Frosio, J. Kautz, "Loss Functions for Image Restoration with Neural Networks", IEEE TCI
+    2017 (their best mix weighs the structural term 0.84, the default of ``ssim_weight``). Here
+    the pixel term is :class:`Charbonnier` (a smooth L1) and the structural term single-scale
+    :func:`ssim_same`. ``-SSIM`` alone (PReNet's loss) hardly sees the mean intensity: its
+    luminance term ``(2 mu1 mu2 + C1) / (mu1**2 + mu2**2 + C1)`` is still 0.9945 for an image
+    darkened uniformly by 10 %, while the Charbonnier term grows with every pixel's error.
+    ``ssim_weight`` 0 is :class:`Charbonnier`, 1 is ``1 - SSIM``.
+    """
+
+    def __init__(
+        self,
+        ssim_weight: float = 0.84,
+        eps: float = 1e-3,
+        name: str = "charbonnier_ssim",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= ssim_weight <= 1.0:
+            raise ValueError(f"ssim_weight must be in [0, 1], got {ssim_weight}")
+        self.ssim_weight = ssim_weight
+        self.eps = eps
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        pred, true = _as_images(y_pred), _as_images(y_true)
+        diff = pred - true
+        pixel = _pixel_mean(tf.sqrt(diff * diff + self.eps**2))
+        return (1.0 - self.ssim_weight) * pixel + self.ssim_weight * (1.0 - ssim_same(pred, true))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "ssim_weight": self.ssim_weight, "eps": self.eps}
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,6 +756,7 @@ class RainMaskBCE(keras.losses.Loss):
 LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {
     "negative_ssim": NegativeSSIM,
     "charbonnier": Charbonnier,
+    "charbonnier_ssim": CharbonnierSSIM,
     "mse": MSE,
     "l1": L1,
     "edge": EdgeLoss,
