@@ -108,10 +108,16 @@ def read_metadata(data: bytes, *, upright: bool = False) -> Metadata:
 
     xmp = _as_bytes(info.get("xmp") or tags.get(700))
     dpi = None
-    if fmt == "TIFF":  # Pillow reports a default resolution even when the file states none
+    # Pillow reports a default resolution where a JPEG or TIFF file states none: only a
+    # resolution the file gives in a physical unit counts (EXIF's own tags stay in the EXIF).
+    if fmt == "TIFF":
         if 282 in tags and 283 in tags and tags.get(296, 2) in (2, 3):
             scale = 2.54 if tags.get(296, 2) == 3 else 1.0
             dpi = (float(tags[282]) * scale, float(tags[283]) * scale)
+    elif fmt == "JPEG":
+        if info.get("jfif_unit") in (1, 2) and "jfif_density" in info:
+            scale = 2.54 if info["jfif_unit"] == 2 else 1.0
+            dpi = tuple(float(v) * scale for v in info["jfif_density"])
     elif "dpi" in info:
         dpi = tuple(float(v) for v in info["dpi"])
     if dpi is not None and not all(0 < v < 1e6 and math.isfinite(v) for v in dpi):
