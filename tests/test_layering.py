@@ -21,11 +21,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfderain"
 #: Layer of each module or subpackage (a subpackage's modules share its layer), lowest first.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_keras", "_version", "_quiet", "_lazy"),
-    ("io", "metrics", "losses", "schedules", "pth", "processing"),
+    ("io", "metadata", "metrics", "losses", "schedules", "pth", "processing"),
     ("models",),
     ("saving", "convert"),
     ("data",),
-    ("inference", "evaluation", "presets"),
+    ("inference", "video", "evaluation", "presets"),
     ("callbacks", "distribute", "training", "export", "beam"),
     ("api",),
     ("cli", "train_cli", "__main__"),

@@ -81,6 +81,20 @@ def strength(text: str) -> float:
     return value
 
 
+def jpeg_quality(text: str) -> int:
+    """argparse type of ``--jpeg-quality``: a whole number from 1 to 100."""
+    if not text.isdecimal() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 100, got {text!r}")
+    return int(text)
+
+
+def fourcc(text: str) -> str:
+    """argparse type of ``--video-codec``: four printable ASCII characters (``mp4v``)."""
+    if len(text) != 4 or not all(32 <= ord(c) < 127 for c in text):
+        raise argparse.ArgumentTypeError(f"expected a four-character codec (fourcc), got {text!r}")
+    return text
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -122,11 +136,21 @@ def cmd_derain(args) -> int:
         strength=args.strength,
     )
     report = inference.derain_files(
-        args.inputs, args.output, derainer, overwrite=args.overwrite, progress=not args.quiet
+        args.inputs,
+        args.output,
+        derainer,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        jpeg_quality=args.jpeg_quality,
+        video_codec=args.video_codec,
     )
+    for path, note in report.notes:
+        print(f"tfderain: note: {path}: {note}", file=sys.stderr)
     for path, cause in report.failed:
         print(f"tfderain: skipped {path}: {cause}", file=sys.stderr)
-    print(f"derained {len(report.written)} image(s), {len(report.failed)} failed", file=sys.stderr)
+    images = len(report.written) - report.videos
+    videos = f", {report.videos} video(s)" if report.videos else ""
+    print(f"derained {images} image(s){videos}, {len(report.failed)} failed", file=sys.stderr)
     return 1 if report.failed else 0
 
 
@@ -447,11 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "derain",
         parents=[common],
-        help="derain image files, folders or glob patterns",
+        help="derain image files, folders, glob patterns or videos",
         description="Derain images of any size: images above --max-pixels run in overlapping "
-        "tiles. Bad files are reported and skipped (exit status 1).",
+        "tiles. EXIF (orientation reset to 1), ICC profile, XMP, DPI and PNG text are kept where "
+        "the output format can hold them; a note names what was dropped. Videos (.mp4, .m4v, "
+        ".mov, .avi, .mkv, .webm) are derained frame by frame at the same size and frame rate, "
+        "without audio. Bad files are reported and skipped (exit status 1).",
     )
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or video files")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     _model_args(p)
     p.add_argument(
@@ -479,6 +506,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         help=f"tiles per network call (default {DEFAULT_BATCH_SIZE}; memory grows with it)",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=jpeg_quality,
+        default=95,
+        metavar="N",
+        help="quality of JPEG outputs, 1 to 100 (default 95)",
+    )
+    p.add_argument(
+        "--video-codec",
+        type=fourcc,
+        metavar="FOURCC",
+        help="codec of video outputs (default: mp4v for .mp4/.m4v/.mov/.mkv, MJPG for .avi, "
+        "VP80 for .webm; FFV1 is lossless in .avi/.mkv)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

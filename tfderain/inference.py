@@ -21,7 +21,9 @@ Models take float32 RGB in [0, 1] with a height and width that are multiples of 
   and one batch of network activations.
 
 Batches of files (:func:`derain_files`) go through :mod:`tfderain.io`, so every file problem is one
-line naming the file, bad files are skipped, and outputs are written atomically.
+line naming the file, bad files are skipped, and outputs are written atomically with the input's
+metadata (EXIF, ICC profile, XMP, DPI, PNG text) where the output format can hold it. Video files
+(:data:`tfderain.video.VIDEO_EXTENSIONS`) are derained frame by frame by :mod:`tfderain.video`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tfderain import io, models
+from tfderain import io, models, video
 from tfderain._keras import keras, tf
 from tfderain.processing import reflect_pad
 
@@ -265,9 +267,12 @@ class Derainer:
         return self.strength * out + (1.0 - self.strength) * np.asarray(rgb, np.float32)
 
     def derain_image(self, image: io.Image) -> io.Image:
-        """The derained image, with the same alpha channel and bit depth."""
+        """The derained image, with the same alpha channel, bit depth and metadata."""
         return io.Image(
-            rgb=self.derain_array(image.rgb), alpha=image.alpha, bit_depth=image.bit_depth
+            rgb=self.derain_array(image.rgb),
+            alpha=image.alpha,
+            bit_depth=image.bit_depth,
+            metadata=image.metadata,
         )
 
     def derain_numpy(self, image: np.ndarray) -> np.ndarray:
@@ -298,10 +303,15 @@ class BatchReport:
     Attributes:
         written: output files written, in input order.
         failed: ``(input, cause)`` for every input that was skipped; ``cause`` is one line.
+        notes: ``(output, note)`` for outputs written without part of their input: metadata
+            the format cannot hold, the audio of a video; ``note`` is one line.
+        videos: how many of ``written`` are videos.
     """
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    videos: int = 0
 
     @property
     def ok(self) -> bool:
@@ -317,8 +327,16 @@ def derain_files(
     suffix: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    jpeg_quality: int = 95,
+    video_codec: str | None = None,
 ) -> BatchReport:
-    """Derain image files (files, folders and glob patterns) and write the results.
+    """Derain image files (files, folders and glob patterns) and videos, and write the results.
+
+    Images keep their metadata where the output format can hold it (``report.notes`` names what
+    was dropped); JPEG outputs are written at ``jpeg_quality``. Video files (named one by one:
+    folders and patterns expand to images only) are derained frame by frame into a video of the
+    same size and frame rate with ``video_codec`` (default: by the output's extension, see
+    :mod:`tfderain.video`), without audio.
 
     Where results go:
         * ``output`` is a folder when it already is one, when it ends with a path separator, or
@@ -326,7 +344,7 @@ def derain_files(
           written, and each result keeps its input's file name, plus ``suffix`` before the extension
           (``rain.png`` → ``OUT/rain<suffix>.png``).
         * Otherwise (one input file, file-like ``output``) the result is written to exactly
-          ``output``, in the format of its extension.
+          ``output``, in the format of its extension (a video extension for a video input).
 
     Safety:
         * An input file is never overwritten (cause ``"would overwrite the input"``), neither are
@@ -337,8 +355,13 @@ def derain_files(
 
     Raises:
         ValueError: ``output`` cannot be used at all (a file where a folder is needed, or an
-            unsupported extension for a single output file).
+            unsupported extension for a single output file), ``jpeg_quality`` is not from 1 to
+            100 or ``video_codec`` is not a fourcc.
     """
+    if isinstance(jpeg_quality, bool) or jpeg_quality not in range(1, 101):
+        raise ValueError(f"jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}")
+    if video_codec is not None:
+        video.check_codec(video_codec)
     text = os.fspath(output)
     out = Path(text)
     files, problems = io.find_images(inputs)
@@ -348,7 +371,12 @@ def derain_files(
     to_folder = out.is_dir() or not single_file or text.endswith(seps)
     if to_folder and out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
-    if not to_folder and not io.is_image_path(out):
+    if not to_folder and video.is_video_path(inputs[0]) and not video.is_video_path(out):
+        raise ValueError(
+            f"{out}: unsupported output extension {out.suffix or '(none)'!r} for a video; "
+            f"use one of {', '.join(video.VIDEO_EXTENSIONS)}"
+        )
+    if not to_folder and not video.is_video_path(inputs[0]) and not io.is_image_path(out):
         raise ValueError(
             f"{out}: unsupported output extension {out.suffix or '(none)'!r}; "
             f"use one of {', '.join(io.IMAGE_EXTENSIONS)}"
@@ -364,15 +392,40 @@ def derain_files(
             report.failed.append((str(src), cause))
             continue
         planned[dest.resolve()] = src
+        is_video = video.is_video_path(src)
         try:
-            image = io.read_image(src)
-            result = derainer.derain_image(image)
-            io.write_image(dest, result.rgb, result.alpha, result.bit_depth)
+            if is_video:
+                video.derain_video(
+                    src, dest, derainer.derain_array, codec=video_codec, progress=progress
+                )
+                note = video.AUDIO_NOTE
+            else:
+                note = _write_derained(derainer, src, dest, jpeg_quality)
         except (ValueError, OSError, tf.errors.OpError) as exc:
             report.failed.append((str(src), io.error_cause(exc, src)))
             continue
         report.written.append(dest)
+        report.videos += is_video
+        if note:
+            report.notes.append((str(dest), note))
     return report
+
+
+def _write_derained(derainer: Derainer, src: Path, dest: Path, jpeg_quality: int) -> str | None:
+    """Derain the image file ``src`` into ``dest``; a note on metadata left out, if any."""
+    result = derainer.derain_image(io.read_image(src))
+    io.write_image(
+        dest,
+        result.rgb,
+        result.alpha,
+        result.bit_depth,
+        jpeg_quality=jpeg_quality,
+        metadata=result.metadata,
+    )
+    dropped = io.dropped_metadata(dest, result.metadata)
+    if not dropped:
+        return None
+    return f"{', '.join(dropped)} not kept ({dest.suffix.lower()} cannot hold it)"
 
 
 def _file_id(path: Path) -> tuple[int, int] | Path:

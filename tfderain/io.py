@@ -14,9 +14,14 @@ Reading (:func:`read_image`):
     * The EXIF orientation of JPEG files (and of PNG ``eXIf`` chunks) is applied, so the pixels
       come out the way viewers show them. Decoding itself ignores EXIF; this module reads the
       orientation tag and rotates/flips with numpy.
+    * Metadata (EXIF, ICC profile, XMP, DPI, PNG text) is kept in :attr:`Image.metadata`, read
+      by :mod:`tfderain.metadata` without decoding pixels; after the pixels were turned upright
+      its EXIF says orientation 1.
 
-Writing (:func:`write_image`) encodes by file extension and replaces the destination atomically:
-the bytes go to a temporary file in the destination folder, which is then renamed over the target.
+Writing (:func:`write_image`) encodes by file extension (JPEG at ``jpeg_quality``, 95 by
+default), adds the metadata it is given where the format can hold it (:func:`dropped_metadata`
+names the rest) and replaces the destination atomically: the bytes go to a temporary file in the
+destination folder, which is then renamed over the target.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tfderain.metadata import Metadata, dropped, embed, read_metadata
 
 #: File extensions treated as images when expanding folders and glob patterns.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -68,12 +75,15 @@ class Image:
         alpha: ``(H, W)`` float32 opacity in [0, 1], or ``None`` when the file has none.
         bit_depth: bits per sample of the file it came from (8 or 16); writing uses it again.
         path: the file it was read from, if any.
+        metadata: EXIF, ICC profile, XMP, DPI and PNG text of that file, describing ``rgb`` (its
+            EXIF orientation is 1 when the pixels were turned upright); empty for arrays.
     """
 
     rgb: np.ndarray
     alpha: np.ndarray | None = None
     bit_depth: int = 8
     path: Path | None = None
+    metadata: Metadata = field(default_factory=Metadata)
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -116,7 +126,8 @@ def read_image(path: str | os.PathLike) -> Image:
     if alpha is not None:
         alpha = alpha.astype(np.float32)
         alpha /= top
-    return Image(rgb=rgb, alpha=alpha, bit_depth=bit_depth, path=path)
+    metadata = read_metadata(data, upright=orientation != 1)
+    return Image(rgb=rgb, alpha=alpha, bit_depth=bit_depth, path=path, metadata=metadata)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -346,6 +357,9 @@ def write_image(
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
     bit_depth: int = 8,
+    *,
+    jpeg_quality: int = 95,
+    metadata: Metadata | None = None,
 ) -> Path:
     """Write float RGB in [0, 1] (and optional alpha) to ``path``, atomically.
 
@@ -353,9 +367,14 @@ def write_image(
     cannot hold them drop the alpha channel (JPEG, BMP) or write 8 bits instead of 16 (JPEG, BMP,
     WebP). Missing parent folders are created.
 
+    Args:
+        jpeg_quality: JPEG quality from 1 to 100 (other formats ignore it).
+        metadata: written into the file where the format can hold it (see
+            :mod:`tfderain.metadata`); :func:`dropped_metadata` names what it cannot.
+
     Raises:
-        ValueError: the extension is not a supported image format, or the arrays have the wrong
-            shape.
+        ValueError: the extension is not a supported image format, the arrays have the wrong
+            shape, or ``jpeg_quality`` is not an integer from 1 to 100.
         ImageError: encoding or writing the file failed (message ``"<path>: <cause>"``).
     """
     path = Path(path)
@@ -367,6 +386,10 @@ def write_image(
         )
     if bit_depth not in (8, 16):
         raise ValueError(f"{path}: bit_depth must be 8 or 16, got {bit_depth}")
+    if isinstance(jpeg_quality, bool) or jpeg_quality not in range(1, 101):
+        raise ValueError(
+            f"{path}: jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}"
+        )
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"{path}: expected an (H, W, 3) RGB array, got shape {rgb.shape}")
@@ -378,7 +401,7 @@ def write_image(
     if alpha is not None and ext in _ALPHA_FORMATS:
         planes.append(np.asarray(alpha))
     pixels = quantize(np.stack(planes, axis=2))
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
 
     with quiet_opencv():
         try:
@@ -387,8 +410,17 @@ def write_image(
             raise ImageError(path, f"cannot encode as {ext}: {exc}") from None
     if not ok:
         raise ImageError(path, f"cannot encode as {ext}")
-    _write_atomically(path, encoded.tobytes())
+    data = embed(ext, encoded.tobytes(), metadata, alpha=len(planes) == 4)
+    _write_atomically(path, data)
     return path
+
+
+def dropped_metadata(path: str | os.PathLike, metadata: Metadata | None) -> list[str]:
+    """Kinds of ``metadata`` (``"EXIF"``, ``"ICC profile"``, ``"XMP"``, ``"DPI"``,
+    ``"PNG text"``) that :func:`write_image` cannot write into a file like ``path`` (by its
+    extension): EXIF in TIFF, DPI in WebP, text outside PNG, everything in BMP, EXIF or XMP
+    larger than a JPEG segment (64 KB)."""
+    return dropped(Path(path).suffix, metadata) if metadata else []
 
 
 def error_cause(exc: BaseException, path: str | os.PathLike | None = None) -> str:
@@ -571,6 +603,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Image",
     "ImageError",
+    "Metadata",
+    "dropped_metadata",
     "exif_orientation",
     "find_images",
     "is_image_path",
