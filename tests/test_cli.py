@@ -192,6 +192,17 @@ def test_evaluate_pairs_repeated_models_and_weights_in_the_order_given():
     assert args.data == ["D1", "D2"] and args.protocol is None
 
 
+def test_table_names_weights_by_as_much_of_their_path_as_tells_them_apart():
+    official = ["w/Rain100H/PReNet6/net_latest.pth", "w/Rain100L/PReNet6/net_latest.pth"]
+    assert cli._short_paths([*official, None, "x.keras"]) == [  # noqa: SLF001
+        "Rain100H/PReNet6/net_latest.pth",
+        "Rain100L/PReNet6/net_latest.pth",
+        None,
+        "x.keras",
+    ]
+    assert cli._short_paths(["/t/a.keras", "/u/b.keras"]) == ["a.keras", "b.keras"]  # noqa: SLF001
+
+
 def test_evaluate_without_protocol_uses_the_models_own(
     small_restormer, shared_dir, tmp_path, capsys
 ):

@@ -200,6 +200,19 @@ def cmd_evaluate(args) -> int:
     return 1 if result.failed or not result.scores else 0
 
 
+def _short_paths(paths: Sequence[str | None]) -> list[str | None]:
+    """Each path's last components, as few as tell the distinct paths apart
+    (``Rain100H/PReNet6/net_latest.pth`` and ``Rain100L/PReNet6/net_latest.pth``)."""
+    from pathlib import PurePath
+
+    parts = [PurePath(p).parts if p else None for p in paths]
+    distinct = {q for q in parts if q}
+    depth = 1
+    while len({q[-depth:] for q in distinct}) < len(distinct) and depth < max(map(len, distinct)):
+        depth += 1
+    return [str(PurePath(*q[-depth:])) if q else None for q in parts]
+
+
 def _labels(names: Sequence[str]) -> list[str]:
     """``names`` with repeats told apart by a ``#k`` suffix."""
     seen: dict[str, int] = {}
@@ -225,7 +238,8 @@ def _evaluate_table(args, entries: list[dict]) -> int:
         for label, d in zip(data_labels, args.data, strict=True)
     ]
     runs, problems, seen = [], 0, {}
-    for entry in entries:
+    shown = _short_paths([e["weights"] for e in entries])
+    for entry, weights_label in zip(entries, shown, strict=True):
         weights = entry["weights"]
         try:
             derainer = _load(argparse.Namespace(**entry))
@@ -234,7 +248,7 @@ def _evaluate_table(args, entries: list[dict]) -> int:
             problems += 1
             continue
         arch = derainer.spec.name if derainer.spec.name != "unregistered" else entry["model"]
-        name = f"{arch} ({Path(weights).name})" if weights else str(arch or api.DEFAULT_MODEL)
+        name = f"{arch} ({weights_label})" if weights else str(arch or api.DEFAULT_MODEL)
         seen[name] = seen.get(name, 0) + 1
         label = name if seen[name] == 1 else f"{name}#{seen[name]}"
         protocol = args.protocol or derainer.spec.protocol
