@@ -9,6 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from tiny_models import TINY_MODELS
 
 from tfderain import cli, models
 from tfderain.saving import save_model
@@ -137,6 +138,152 @@ def test_evaluate_detects_prenet_layout(small_model, shared_dir, tmp_path, capsy
     shutil.copytree(shared_dir / "data/Rain100L-3", data)
     assert cli.main(["evaluate", "-w", str(small_model), "--data", str(data), "-q"]) == 0
     assert "protocol A: 3 images" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def small_restormer(tmp_path_factory):
+    config, _ = TINY_MODELS["restormer"]
+    path = tmp_path_factory.mktemp("model") / "restormer_small.keras"
+    return save_model(models.build("restormer", **config), path)
+
+
+def _crops(shared_dir, folder, names=("1.png", "2.png")):
+    """A Rain13K-layout dataset of 64x96 crops of Rain100H pairs."""
+    for sub in ("input", "target"):
+        (folder / sub).mkdir(parents=True)
+        for name in names:
+            img = cv2.imread(str(shared_dir / "data/Rain100H-20" / sub / name))
+            cv2.imwrite(str(folder / sub / name), img[:64, :96])
+    return folder
+
+
+def test_registry_names_each_models_official_protocol():
+    """PReNet's statistic/*.m (A) for the PReNet family; evaluate_PSNR_SSIM.m (B) shipped by
+    MPRNet and Restormer; A for the others, whose repositories ship no script of their own."""
+    official_b = {"mprnet", "restormer"}
+    for name in models.names():
+        assert models.spec(name).protocol == ("B" if name in official_b else "A"), name
+    with pytest.raises(ValueError, match="protocol"):
+        models.ModelSpec(name="x", builder=None, protocol="Y")
+
+
+def test_evaluate_pairs_repeated_models_and_weights_in_the_order_given():
+    parser = cli.build_parser()
+
+    def entries(*argv):
+        args = parser.parse_args(["evaluate", *argv, "--data", "D"])
+        return [(e["model"], e["weights"]) for e in args.entries]
+
+    assert entries("--model", "prenet", "--weights", "a.pth", "-m", "mprnet", "-w", "b.pth") == [
+        ("prenet", "a.pth"),
+        ("mprnet", "b.pth"),
+    ]
+    assert entries("-w", "a.keras", "-w", "b.keras") == [(None, "a.keras"), (None, "b.keras")]
+    assert entries("-w", "a.pth", "-m", "prenet", "-w", "b.keras") == [
+        ("prenet", "a.pth"),
+        (None, "b.keras"),
+    ]
+    assert entries("-m", "prenet", "-m", "mprnet", "-w", "b.pth") == [
+        ("prenet", None),
+        ("mprnet", "b.pth"),
+    ]
+    assert entries() == []
+    args = parser.parse_args(["evaluate", "--data", "D1", "--data", "D2"])
+    assert args.data == ["D1", "D2"] and args.protocol is None
+
+
+def test_table_names_weights_by_as_much_of_their_path_as_tells_them_apart():
+    official = ["w/Rain100H/PReNet6/net_latest.pth", "w/Rain100L/PReNet6/net_latest.pth"]
+    assert cli._short_paths([*official, None, "x.keras"]) == [  # noqa: SLF001
+        "Rain100H/PReNet6/net_latest.pth",
+        "Rain100L/PReNet6/net_latest.pth",
+        None,
+        "x.keras",
+    ]
+    assert cli._short_paths(["/t/a.keras", "/u/b.keras"]) == ["a.keras", "b.keras"]  # noqa: SLF001
+
+
+def test_evaluate_without_protocol_uses_the_models_own(
+    small_restormer, shared_dir, tmp_path, capsys
+):
+    data = _crops(shared_dir, tmp_path / "data")
+    assert cli.main(["evaluate", "-w", str(small_restormer), "--data", str(data), "-q"]) == 0
+    assert "protocol B: 2 images" in capsys.readouterr().out
+
+
+def test_evaluate_several_models_on_several_datasets_prints_one_table(
+    small_model, small_restormer, shared_dir, tmp_path, capsys
+):
+    d1 = _crops(shared_dir, tmp_path / "D1")
+    d2 = _crops(shared_dir, tmp_path / "D2", names=("3.png", "4.png"))
+    table = tmp_path / "table.csv"
+    argv = ["evaluate", "-m", "prn_r", "-w", str(small_model)]
+    argv += ["-m", "restormer", "-w", str(small_restormer)]
+    argv += ["--data", str(d1), "--data", str(d2), "--csv", str(table), "-q"]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| model | protocol | D1 (2) | D2 (2) |"
+    assert lines[1] == "|---|---|---|---|"
+    assert lines[2].startswith("| prn_r (prn_r_small.keras) | A | ")
+    assert lines[3].startswith("| restormer (restormer_small.keras) | B | ")
+    assert all(row.count(" / ") == 2 for row in lines[2:4])
+    assert "each model's official protocol" in lines[-1]
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 2 * 2 * (2 + 1)
+    keys = [(r["model"].split()[0], r["data"], r["protocol"], r["image"]) for r in rows]
+    assert keys[:6] == [
+        ("prn_r", "D1", "A", "1"),
+        ("prn_r", "D1", "A", "2"),
+        ("prn_r", "D1", "A", "(mean)"),
+        ("prn_r", "D2", "A", "3"),
+        ("prn_r", "D2", "A", "4"),
+        ("prn_r", "D2", "A", "(mean)"),
+    ]
+    assert {k[2] for k in keys[6:]} == {"B"}
+    psnrs = [float(r["psnr"]) for r in rows[:2]]
+    assert float(rows[2]["psnr"]) == pytest.approx(sum(psnrs) / 2, abs=1e-5)
+    # The table's cell is the CSV's mean, rounded.
+    assert f"{float(rows[2]['psnr']):.2f} / {float(rows[2]['ssim']):.4f}" in lines[2]
+
+    # --protocol forces one protocol on every model; a bad weights file is skipped.
+    argv = ["evaluate", "-w", str(small_model), "-w", str(tmp_path / "missing.keras")]
+    argv += ["--data", str(d1), "--data", str(d2), "--protocol", "rgb", "-q"]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 + 1 + 2 and lines[2].startswith("| prn_r (prn_r_small.keras) | rgb |")
+    assert "protocol rgb for every model" in lines[-1]
+    assert captured.err.count("\n") == 1 and "missing.keras" in captured.err
+
+
+def test_score_reports_each_bad_prediction_and_scores_the_rest(shared_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    for sub in ("input", "target"):
+        (data / sub).mkdir(parents=True)
+        for name in ("1", "2", "3"):
+            shutil.copy(shared_dir / "data/Rain100H-20" / sub / f"{name}.png", data / sub)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    official = shared_dir / "golden/metrics/prenet_rain100h_out"
+    shutil.copy(official / "1.png", pred / "1.png")
+    cv2.imwrite(str(pred / "2.bmp"), cv2.imread(str(official / "2.png")))
+    table = tmp_path / "scores.csv"
+    argv = ["score", "--pred", str(pred), "--data", str(data), "--protocol", "B"]
+    code = cli.main([*argv, "--csv", str(table), "-q"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.count("\n") == 1 and "3.*" in captured.err
+    assert "protocol B: 2 images, PSNR" in captured.out
+    rows = list(csv.DictReader(table.open()))
+    with open(official.parent / "rain100h_1-20_prenet.csv") as handle:
+        reference = {r["image"]: r for r in csv.DictReader(handle)}
+    assert [r["image"] for r in rows] == ["1", "2"]
+    for row in rows:
+        expected = reference[row["image"]]
+        assert float(row["psnr"]) == pytest.approx(float(expected["output_psnr_B"]), abs=1e-5)
+        assert float(row["ssim"]) == pytest.approx(float(expected["output_ssim_B"]), abs=1e-5)
+    assert cli.main(["score", "--pred", str(tmp_path / "none"), "--data", str(data), "-q"]) == 2
+    assert "none" in capsys.readouterr().err
 
 
 def test_models_lists_the_zoo(capsys):

@@ -116,3 +116,126 @@ def test_side_by_side_files_score_like_their_separate_halves(official_prenet, su
         assert not joined.failed
         assert [s.psnr for s in joined.scores] == [s.psnr for s in separate.scores]
         assert [s.ssim for s in joined.scores] == [s.ssim for s in separate.scores]
+
+
+# ------------------------------------------------------------------------ saved predictions
+
+
+@pytest.fixture
+def official_outputs(shared_dir, tmp_path):
+    """The saved official PReNet outputs of IMAGES, the second one as a (lossless) .bmp."""
+    import cv2
+
+    folder = tmp_path / "pred"
+    folder.mkdir()
+    for i, name in enumerate(IMAGES):
+        image = cv2.imread(str(shared_dir / f"golden/metrics/prenet_rain100h_out/{name}.png"))
+        cv2.imwrite(str(folder / (f"{name}.bmp" if i else f"{name}.png")), image)
+    return folder
+
+
+@pytest.mark.parametrize("protocol", ["A", "B"])
+def test_score_of_saved_official_outputs_reproduces_the_golden_metrics(
+    official_outputs, reference, subset, protocol
+):
+    result = evaluation.score_predictions(official_outputs, subset, protocol)
+    assert not result.failed
+    assert [s.name for s in result.scores] == list(IMAGES)
+    for score in result.scores:
+        row = reference[score.name]
+        # The very images the golden metrics were computed on: only float64 rounding differs.
+        assert score.psnr == pytest.approx(float(row[f"output_psnr_{protocol}"]), abs=1e-5)
+        assert score.ssim == pytest.approx(float(row[f"output_ssim_{protocol}"]), abs=1e-5)
+        if protocol == "A":
+            assert score.input_psnr == pytest.approx(float(row["input_psnr_A"]), abs=1e-5)
+            assert score.input_ssim == pytest.approx(float(row["input_ssim_A"]), abs=1e-5)
+
+
+def test_missing_ambiguous_and_mis_sized_predictions_are_reported_and_the_rest_scored(
+    official_outputs, subset, shared_dir
+):
+    import cv2
+
+    for name in ("2", "3", "4"):
+        for folder in ("input", "target"):
+            src = shared_dir / "data/Rain100H-20" / folder / f"{name}.png"
+            shutil.copy(src, subset / folder / f"{name}.png")
+    # 1: fine (.png), 7: fine (.bmp), 2: missing, 3: two candidates, 4: cropped.
+    out3 = cv2.imread(str(shared_dir / "golden/metrics/prenet_rain100h_out/3.png"))
+    cv2.imwrite(str(official_outputs / "3.png"), out3)
+    cv2.imwrite(str(official_outputs / "3.jpg"), out3)
+    out4 = cv2.imread(str(shared_dir / "golden/metrics/prenet_rain100h_out/4.png"))
+    cv2.imwrite(str(official_outputs / "4.png"), out4[:-2])
+    (official_outputs / "notes.txt").write_text("not an image")
+
+    result = evaluation.score_predictions(official_outputs, subset, "A")
+    assert sorted(s.name for s in result.scores) == ["1", "7"]
+    failed = dict(result.failed)
+    assert sorted(failed) == ["2", "3", "4"]
+    assert "2.*" in failed["2"] and "no prediction" in failed["2"]
+    assert "3.jpg" in failed["3"] and "3.png" in failed["3"]
+    assert "4.png" in failed["4"] and "differs" in failed["4"]
+    assert all("\n" not in cause for cause in failed.values())
+
+
+def test_score_finds_predictions_in_the_folders_evaluate_saves(official_prenet, subset, tmp_path):
+    """The outputs `evaluate` saves score exactly as `evaluate` scored them."""
+    saved = tmp_path / "saved"
+    direct = evaluation.evaluate(official_prenet, subset, "B", save_dir=saved)
+    again = evaluation.score_predictions(saved, subset, "B")
+    assert [(s.name, s.psnr, s.ssim) for s in again.scores] == [
+        (s.name, s.psnr, s.ssim) for s in direct.scores
+    ]
+
+
+def test_score_of_a_missing_prediction_folder_is_an_error(subset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        evaluation.score_predictions(tmp_path / "nothing", subset, "A")
+    with pytest.raises(ValueError, match="protocol"):
+        evaluation.score_predictions(tmp_path, subset, "C")
+
+
+# ---------------------------------------------------------------------- many models, one table
+
+
+def _result(protocol, psnrs, failed=()):
+    scores = [evaluation.Score(str(i), p, p / 40, p / 2, p / 80) for i, p in enumerate(psnrs)]
+    return evaluation.EvaluationResult(protocol, scores, list(failed))
+
+
+def test_table_has_a_row_per_model_and_a_column_per_dataset():
+    runs = [
+        evaluation.Run("prenet (a.keras)", "D1", _result("A", [30.0, 32.0])),
+        evaluation.Run("prenet (a.keras)", "D2", _result("A", [20.0], [("x", "bad")])),
+        evaluation.Run("mprnet (b.pth)", "D1", _result("B", [28.0, 29.0])),
+    ]
+    lines = evaluation.format_table(runs).splitlines()
+    assert lines[0] == "| model | protocol | D1 (2) | D2 (2) |"
+    assert lines[1] == "|---|---|---|---|"
+    assert lines[2] == "| prenet (a.keras) | A | 31.00 / 0.7750 | 20.00 / 0.5000 (1 failed) |"
+    assert lines[3] == "| mprnet (b.pth) | B | 28.50 / 0.7125 | - |"
+    assert "each model's official protocol" in lines[5]
+    assert "A = PReNet" in lines[5] and "B = MPRNet/Restormer" in lines[5]
+    forced = evaluation.format_table(runs[:1], forced="A").splitlines()
+    assert "protocol A for every model" in forced[-1]
+
+
+def test_runs_csv_has_a_row_per_model_dataset_and_image_plus_the_means(tmp_path):
+    runs = [
+        evaluation.Run("m1", "D1", _result("A", [30.0, 32.0])),
+        evaluation.Run("m2", "D1", _result("rgb", [28.0])),
+    ]
+    path = evaluation.write_runs_csv(runs, tmp_path / "table.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["model"], r["data"], r["protocol"], r["image"]) for r in rows] == [
+        ("m1", "D1", "A", "0"),
+        ("m1", "D1", "A", "1"),
+        ("m1", "D1", "A", evaluation.MEAN_ROW),
+        ("m2", "D1", "rgb", "0"),
+        ("m2", "D1", "rgb", evaluation.MEAN_ROW),
+    ]
+    mean = rows[2]
+    assert float(mean["psnr"]) == pytest.approx(31.0)
+    assert float(mean["ssim"]) == pytest.approx((30 / 40 + 32 / 40) / 2)
+    assert float(mean["input_psnr"]) == pytest.approx(15.5)
+    assert float(mean["input_ssim"]) == pytest.approx((30 / 80 + 32 / 80) / 2)

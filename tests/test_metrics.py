@@ -303,3 +303,83 @@ def test_quantize_output_keeps_shape_and_rejects_bad_input() -> None:
         quantize_output(np.array([0.5, np.nan]), "B")
     with pytest.raises(ValueError, match="protocol"):
         quantize_output(x, "C")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol rgb
+# --------------------------------------------------------------------------------------------
+
+
+def _skimage_rgb(output: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """The rgb protocol as scikit-image computes it (an independent implementation).
+
+    skimage filters with 'same' size (``scipy.ndimage.gaussian_filter``, truncate 3.5, so an
+    11-tap window for sigma 1.5) and then averages the SSIM map without its 5-pixel border, i.e.
+    exactly over the positions of the 'valid' map.
+    """
+    metrics = pytest.importorskip("skimage.metrics")
+    p = metrics.peak_signal_noise_ratio(target, output, data_range=255)
+    s = metrics.structural_similarity(
+        target,
+        output,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=2,
+    )
+    return p, s
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_rgb_protocol_matches_scikit_image_on_official_outputs(shared_dir: Path, n: int) -> None:
+    output = _read_rgb(str(shared_dir / f"golden/metrics/prenet_rain100h_out/{n}.png"))
+    clean = _read_rgb(str(shared_dir / f"data/Rain100H-20/target/{n}.png"))
+    got = evaluate_pair(output, clean, "rgb")
+    expected = _skimage_rgb(output, clean)
+    assert got[0] == pytest.approx(expected[0], abs=1e-9)
+    assert got[1] == pytest.approx(expected[1], abs=1e-9)
+
+
+def test_rgb_protocol_matches_scikit_image_on_random_images() -> None:
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    noise = rng.integers(-40, 41, target.shape)
+    output = np.clip(target.astype(int) + noise, 0, 255).astype(np.uint8)
+    expected = _skimage_rgb(output, target)
+    assert psnr(output, target, "rgb") == pytest.approx(expected[0], abs=1e-9)
+    assert ssim(output, target, "rgb") == pytest.approx(expected[1], abs=1e-9)
+
+
+def test_rgb_psnr_takes_the_mse_over_all_three_channels() -> None:
+    # Only the red channel differs, by 6: MSE over the three channels = 36 / 3 = 12.
+    target = _uniform((100, 100, 100))
+    output = _uniform((106, 100, 100))
+    assert psnr(output, target, "rgb") == pytest.approx(10 * math.log10(255**2 / 12), abs=1e-12)
+
+
+def test_rgb_ssim_is_the_mean_of_the_channel_ssims() -> None:
+    # Uniform channels: each channel's SSIM reduces to the luminance term
+    # (2 a b + C1) / (a^2 + b^2 + C1); the green and blue channels are equal (SSIM 1).
+    target = _uniform((100, 50, 200))
+    output = _uniform((120, 50, 200))
+    c1 = (0.01 * 255) ** 2
+    red = (2 * 120 * 100 + c1) / (120**2 + 100**2 + c1)
+    assert ssim(output, target, "rgb") == pytest.approx((red + 1 + 1) / 3, abs=1e-12)
+    assert psnr(target, target.copy(), "rgb") == math.inf
+    assert ssim(target, target.copy(), "rgb") == pytest.approx(1.0, abs=1e-12)
+
+
+def test_rgb_protocol_has_no_luma_and_rounds_outputs_to_nearest() -> None:
+    with pytest.raises(ValueError, match="rgb"):
+        rgb_to_y(_uniform((1, 2, 3)), "rgb")
+    x = np.array(_CRAFTED, dtype=np.float32)
+    np.testing.assert_array_equal(quantize_output(x, "rgb"), quantize_output(x, "B"))
+
+
+def test_protocol_output_rules_are_the_processors() -> None:
+    from tfderain.metrics import _OUTPUT_RULES
+    from tfderain.processing import PROTOCOL_RULES
+
+    for protocol, rule in PROTOCOL_RULES.items():
+        assert _OUTPUT_RULES[protocol] == rule

@@ -1,5 +1,5 @@
-"""The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``convert``, ``train``,
-``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``.
+"""The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``score``, ``convert``,
+``train``, ``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
@@ -33,6 +33,7 @@ from tfderain.export.options import (
     QUANTIZATIONS,
     TFLiteOptions,
 )
+from tfderain.metrics import PROTOCOLS
 
 #: One line on what the tool does, above the list of commands in ``tfderain --help``.
 DESCRIPTION = (
@@ -177,14 +178,40 @@ def cmd_density(args) -> int:
     return 1 if failed else 0
 
 
+class _ModelEntry(argparse.Action):
+    """``--model``/``--weights`` of ``evaluate``, paired in the order given: each joins the latest
+    model unless that one already has an option of its kind, else it starts the next model."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        entries = [dict(e) for e in getattr(namespace, "entries", None) or ()]
+        if entries and entries[-1][self.dest] is None:
+            entries[-1][self.dest] = values
+        else:
+            entries.append({"model": None, "weights": None, self.dest: values})
+        namespace.entries = entries
+        setattr(namespace, self.dest, values)
+
+
+def _summary(protocol: str, result) -> str:
+    return (
+        f"protocol {protocol}: {len(result.scores)} images, "
+        f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}"
+    )
+
+
 def cmd_evaluate(args) -> int:
+    entries = args.entries or [{"model": None, "weights": None}]
+    if len(entries) > 1 or len(args.data) > 1:
+        return _evaluate_table(args, entries)
     from tfderain import evaluation
 
+    args.model, args.weights = entries[0]["model"], entries[0]["weights"]
     derainer = _load(args)
+    protocol = args.protocol or derainer.spec.protocol
     result = evaluation.evaluate(
         derainer,
-        args.data,
-        args.protocol,
+        args.data[0],
+        protocol,
         save_dir=args.save_outputs,
         progress=not args.quiet,
         layout=args.layout,
@@ -194,10 +221,98 @@ def cmd_evaluate(args) -> int:
         print(f"tfderain: skipped {name}: {cause}", file=sys.stderr)
     if args.csv:
         evaluation.write_csv(result, args.csv)
-    print(
-        f"protocol {args.protocol}: {len(result.scores)} images, "
-        f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}"
+    print(_summary(protocol, result))
+    return 1 if result.failed or not result.scores else 0
+
+
+def _short_paths(paths: Sequence[str | None]) -> list[str | None]:
+    """Each path's last components, as few as tell the distinct paths apart
+    (``Rain100H/PReNet6/net_latest.pth`` and ``Rain100L/PReNet6/net_latest.pth``)."""
+    from pathlib import PurePath
+
+    parts = [PurePath(p).parts if p else None for p in paths]
+    distinct = {q for q in parts if q}
+    depth = 1
+    while len({q[-depth:] for q in distinct}) < len(distinct) and depth < max(map(len, distinct)):
+        depth += 1
+    return [str(PurePath(*q[-depth:])) if q else None for q in parts]
+
+
+def _labels(names: Sequence[str]) -> list[str]:
+    """``names`` with repeats told apart by a ``#k`` suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
+def _evaluate_table(args, entries: list[dict]) -> int:
+    """Every model on every dataset: a markdown table on stdout, optionally one CSV."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tfderain import api, evaluation
+    from tfderain.data.layouts import find_pairs
+
+    data_labels = _labels([Path(d).name or str(d) for d in args.data])
+    datasets = [
+        (label, find_pairs(d, layout=args.layout, order=args.order))
+        for label, d in zip(data_labels, args.data, strict=True)
+    ]
+    runs, problems, seen = [], 0, {}
+    shown = _short_paths([e["weights"] for e in entries])
+    for entry, weights_label in zip(entries, shown, strict=True):
+        weights = entry["weights"]
+        try:
+            derainer = _load(argparse.Namespace(**entry))
+        except (ValueError, OSError) as exc:
+            print(f"tfderain: skipped model {weights or entry['model']}: {exc}", file=sys.stderr)
+            problems += 1
+            continue
+        arch = derainer.spec.name if derainer.spec.name != "unregistered" else entry["model"]
+        name = f"{arch} ({weights_label})" if weights else str(arch or api.DEFAULT_MODEL)
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name}#{seen[name]}"
+        protocol = args.protocol or derainer.spec.protocol
+        for data_label, pairs in datasets:
+            save_dir = None
+            if args.save_outputs:
+                folder = label.replace(" (", "-").replace(")", "").replace("#", "-")
+                save_dir = Path(args.save_outputs) / folder / data_label
+            items = evaluation.score_pairs(derainer, pairs, protocol, save_dir)
+            progress = tqdm(items, disable=args.quiet, desc=f"{label} on {data_label}", unit="img")
+            result = evaluation.collect(progress, protocol)
+            for pair, cause in result.failed:
+                print(f"tfderain: skipped {pair} ({label}): {cause}", file=sys.stderr)
+            problems += len(result.failed) + int(not result.scores)
+            runs.append(evaluation.Run(label, data_label, result))
+        del derainer  # one model in memory at a time
+    if runs:
+        print(evaluation.format_table(runs, forced=args.protocol))
+    if args.csv and runs:
+        evaluation.write_runs_csv(runs, args.csv)
+    return 1 if problems or not runs else 0
+
+
+def cmd_score(args) -> int:
+    from tfderain import evaluation
+
+    result = evaluation.score_predictions(
+        args.pred,
+        args.data,
+        args.protocol,
+        layout=args.layout,
+        order=args.order,
+        progress=not args.quiet,
     )
+    for name, cause in result.failed:
+        print(f"tfderain: skipped {name}: {cause}", file=sys.stderr)
+    if args.csv:
+        evaluation.write_csv(result, args.csv)
+    print(_summary(args.protocol, result))
     return 1 if result.failed or not result.scores else 0
 
 
@@ -536,17 +651,50 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(run=cmd_density)
 
-    p = sub.add_parser("evaluate", parents=[common], help="PSNR/SSIM on a paired test set")
-    _model_args(p)
-    p.add_argument("--data", required=True, help="dataset folder (layout auto-detected)")
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="PSNR/SSIM of models on paired test sets",
+        description="Derain paired test sets and score the outputs. Repeat --model/--weights and "
+        "--data to evaluate several models on several datasets: --model and --weights pair up "
+        "in the order given (each joins the latest model unless that one already has an option "
+        "of its kind, else it starts the next model; a .keras file needs no --model). One model "
+        "on one dataset prints a summary line and writes a per-image CSV; more print a markdown "
+        "table (a row per model, a column per dataset) and write one CSV row per model, dataset "
+        "and image plus a '(mean)' row per model and dataset.",
+    )
+    p.set_defaults(entries=())
+    p.add_argument(
+        "--model",
+        "-m",
+        action=_ModelEntry,
+        help="registered architecture (tfderain models); not needed with a .keras file, which "
+        "names its own (default: the bundled default model); repeatable",
+    )
+    p.add_argument(
+        "--weights",
+        "-w",
+        action=_ModelEntry,
+        help="a converted .keras file or an official .pth; repeatable",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="dataset folder (layout auto-detected); repeatable",
+    )
     p.add_argument(
         "--protocol",
-        choices=("A", "B"),
-        default="A",
-        help="A: PReNet's MATLAB statistics; B: MPRNet/Restormer evaluate_PSNR_SSIM.m",
+        choices=PROTOCOLS,
+        help="A: PReNet's MATLAB statistics; B: MPRNet/Restormer evaluate_PSNR_SSIM.m; rgb: "
+        "PSNR/SSIM on the RGB channels (default: each model's official protocol)",
     )
     p.add_argument("--csv", help="write per-image metrics to this CSV file")
-    p.add_argument("--save-outputs", help="also save the 8-bit outputs to this folder")
+    p.add_argument(
+        "--save-outputs",
+        help="also save the 8-bit outputs to this folder (several models or datasets: "
+        "in MODEL-WEIGHTS/DATASET subfolders)",
+    )
     p.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
     p.add_argument(
         "--order",
@@ -555,6 +703,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser(
+        "score",
+        parents=[common],
+        help="PSNR/SSIM of saved outputs (any method) on a paired test set",
+        description="Score the images in --pred against the pairs of --data. A pair's "
+        "prediction is PRED/<name>.<ext>, <name> being the stem of its rainy file, with any "
+        "image extension. Missing, unreadable or mis-sized predictions are reported one line "
+        "each and skipped (exit status 1).",
+    )
+    p.add_argument("--pred", required=True, help="folder of predicted (derained) 8-bit images")
+    p.add_argument("--data", required=True, help="dataset folder (layout auto-detected)")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="A",
+        help="A (default): PReNet's MATLAB statistics; B: MPRNet/Restormer "
+        "evaluate_PSNR_SSIM.m; rgb: PSNR/SSIM on the RGB channels",
+    )
+    p.add_argument("--csv", help="write per-image metrics to this CSV file")
+    p.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
+    p.add_argument(
+        "--order",
+        choices=SPLIT_ORDERS,
+        help="side-by-side files: which half is rainy (default: by dataset name)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_score)
 
     p = sub.add_parser(
         "convert", parents=[common], help="official PyTorch checkpoint → self-describing .keras"

@@ -1,8 +1,9 @@
-"""PSNR and SSIM on the luma (Y) channel under the two published deraining protocols.
+"""PSNR and SSIM under the two published deraining protocols (Y channel) and on RGB.
 
 Deraining papers report PSNR/SSIM on the Y channel of 8-bit RGB images, but the two evaluation
 scripts in common use differ in small details that move the numbers by a few hundredths of a dB.
-This module reproduces both, in float64 numpy, so results can be compared with published tables.
+This module reproduces both, in float64 numpy, so results can be compared with published tables,
+and adds a third protocol, ``"rgb"``, for comparisons on all three colour channels.
 
 Protocol ``"A"`` -- PReNet (Ren et al., "Progressive Image Deraining Networks: A Better and Simpler
 Baseline", CVPR 2019), MATLAB scripts in ``statistic/`` of csdwren/PReNet
@@ -22,6 +23,21 @@ CVPR 2022, swz30/Restormer), ``evaluate_PSNR_SSIM.m``:
 * PSNR ``20 * log10(255 / RMSE)`` on the integer Y values.
 * SSIM (Wang's 2003 ``SSIM_index``) on ``double(Y8)``, **no downsampling**, averaged.
 
+Protocol ``"rgb"`` -- PSNR and SSIM over the three RGB channels of the 8-bit images (no colour
+conversion, no rounding step: the 8-bit values themselves, as float64):
+
+* PSNR ``10 * log10(255^2 / MSE)``, peak 255, the MSE taken over all ``H x W x 3`` values at
+  once (not a mean of per-channel PSNRs).
+* SSIM: the SSIM map below computed on each channel separately (values 0..255), each map
+  averaged, then the mean of the three channel means; **no downsampling**. This is what
+  ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=255, channel_axis=2)`` computes: skimage filters with
+  'same' size and then drops the 5-pixel border where the window overlaps the edge, which leaves
+  exactly the 'valid' map used here.
+
+The output rule of ``"rgb"`` (:func:`quantize_output`) is rounding to nearest, ties to even (as
+``skimage.img_as_ubyte``): no official script defines one.
+
 Common SSIM map (Wang et al., "Image Quality Assessment: From Error Visibility to Structural
 Similarity", IEEE TIP 2004): 11x11 Gaussian window (sigma 1.5, normalised to sum 1), 'valid'
 2-D correlation (output ``(H-10) x (W-10)``), ``L = 255``, ``K1 = 0.01``, ``K2 = 0.03``.
@@ -40,7 +56,9 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
+    "PROTOCOLS",
     "Protocol",
+    "check_protocol",
     "evaluate_pair",
     "psnr",
     "quantize_output",
@@ -48,8 +66,11 @@ __all__ = [
     "ssim",
 ]
 
-Protocol = Literal["A", "B"]
-_PROTOCOLS = ("A", "B")
+Protocol = Literal["A", "B", "rgb"]
+#: Protocol names accepted by every metric function.
+PROTOCOLS = ("A", "B", "rgb")
+#: The output rule (:func:`tfderain.processing.round_output`) of each protocol's scripts.
+_OUTPUT_RULES = {"A": "truncate", "B": "round", "rgb": "round"}
 
 # ITU-R BT.601 luma coefficients as used by MATLAB ``rgb2ycbcr`` (for 0..255 input and output).
 _Y_COEFFS = (65.481, 128.553, 24.966)
@@ -68,9 +89,11 @@ _SSIM_C2 = (0.03 * _SSIM_L) ** 2  # 58.5225
 # --------------------------------------------------------------------------------------------
 
 
-def _check_protocol(protocol: str) -> None:
-    if protocol not in _PROTOCOLS:
-        raise ValueError(f"protocol must be 'A' or 'B', got {protocol!r}")
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else a ``ValueError`` listing them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    return protocol
 
 
 def _check_image(img: np.ndarray, name: str) -> np.ndarray:
@@ -192,7 +215,7 @@ def _box_downsample(img: np.ndarray, f: int) -> np.ndarray:
 
 
 def rgb_to_y(img_uint8: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Luma channel of an 8-bit RGB image, as each protocol computes it.
+    """Luma channel of an 8-bit RGB image, as protocols ``"A"`` and ``"B"`` compute it.
 
     ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` (MATLAB ``rgb2ycbcr``, BT.601), with R, G,
     B in 0..255, evaluated in float64 in the order MATLAB's ``rgb2ycbcr`` uses
@@ -204,12 +227,14 @@ def rgb_to_y(img_uint8: np.ndarray, protocol: Protocol) -> np.ndarray:
             value above divided by 255, unrounded, float64 in [16/255, 235/255].
             ``"B"`` (MPRNet/Restormer ``evaluate_PSNR_SSIM.m``): ``rgb2ycbcr`` on the ``uint8``
             image, i.e. the value above rounded half away from zero and saturated to 0..255,
-            returned as float64 holding those integers.
+            returned as float64 holding those integers. (``"rgb"`` has no luma channel.)
 
     Returns:
         HxW float64 array.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
+    if protocol == "rgb":
+        raise ValueError("protocol 'rgb' scores the RGB channels; it has no luma channel")
     img = _check_image(img_uint8, "img_uint8").astype(np.float64)
     # Same float64 evaluation order as MATLAB: coefficients pre-divided by 255, weighted sum in
     # R, G, B order, offset added last. The order matters for protocol B, where a handful of
@@ -227,64 +252,77 @@ def rgb_to_y(img_uint8: np.ndarray, protocol: Protocol) -> np.ndarray:
     return np.clip(_round_half_away(y), 0.0, 255.0)
 
 
-def _psnr_from_y(y_out: np.ndarray, y_gt: np.ndarray, protocol: Protocol) -> float:
-    diff = y_out - y_gt
-    mse = float(np.mean(diff * diff))
+def _planes(img: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """HxWxC float64: the Y channel (C = 1) for ``"A"``/``"B"``, the RGB values for ``"rgb"``."""
+    if protocol == "rgb":
+        return img.astype(np.float64)
+    return rgb_to_y(img, protocol)[..., None]
+
+
+def _psnr_from_planes(out: np.ndarray, gt: np.ndarray, protocol: Protocol) -> float:
+    diff = out - gt
+    mse = float(np.mean(diff * diff))  # over every pixel (and, for "rgb", every channel)
     if mse == 0.0:
         return math.inf
     if protocol == "A":
         return 10.0 * math.log10(1.0 / mse)
-    return 20.0 * math.log10(255.0 / math.sqrt(mse))
+    if protocol == "B":
+        return 20.0 * math.log10(255.0 / math.sqrt(mse))
+    return 10.0 * math.log10(255.0 * 255.0 / mse)
 
 
-def _ssim_from_y(y_out: np.ndarray, y_gt: np.ndarray, protocol: Protocol) -> float:
+def _ssim_from_planes(out: np.ndarray, gt: np.ndarray, protocol: Protocol) -> float:
     if protocol == "A":
-        a, b = 255.0 * y_out, 255.0 * y_gt
+        a, b = 255.0 * out[..., 0], 255.0 * gt[..., 0]
         f = _downsample_factor(*a.shape)
         if f > 1:
             a, b = _box_downsample(a, f), _box_downsample(b, f)
         return _ssim_mean(a, b)
-    return _ssim_mean(y_out, y_gt)
+    channels = [_ssim_mean(out[..., c], gt[..., c]) for c in range(out.shape[-1])]
+    return float(np.mean(channels))
 
 
 def psnr(output: np.ndarray, target: np.ndarray, protocol: Protocol = "A") -> float:
-    """PSNR (dB) of ``output`` against ``target`` on the Y channel.
+    """PSNR (dB) of ``output`` against ``target``.
 
     Protocol ``"A"`` (PReNet ``statistic/psnr.m``): ``10 log10(1 / MSE)`` on the unrounded Y in
     [0, 1]. Protocol ``"B"`` (MPRNet/Restormer ``evaluate_PSNR_SSIM.m``):
-    ``20 log10(255 / RMSE)`` on the 8-bit rounded Y. See :func:`rgb_to_y`.
+    ``20 log10(255 / RMSE)`` on the 8-bit rounded Y. See :func:`rgb_to_y`. Protocol ``"rgb"``:
+    ``10 log10(255^2 / MSE)`` with the MSE over all three RGB channels.
 
     Args:
         output: HxWx3 ``uint8`` RGB image (e.g. a derained result).
         target: HxWx3 ``uint8`` RGB ground truth, same shape.
-        protocol: ``"A"`` or ``"B"``.
+        protocol: ``"A"``, ``"B"`` or ``"rgb"``.
 
     Returns:
-        PSNR in dB; ``math.inf`` when the two Y channels are identical (MSE = 0), as the MATLAB
+        PSNR in dB; ``math.inf`` when the compared values are identical (MSE = 0), as the MATLAB
         scripts give (division by zero).
 
     Raises:
         ValueError: if an image is not ``uint8`` HxWx3, the shapes differ, or the protocol is
             unknown.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     output, target = _check_pair(output, target)
-    return _psnr_from_y(rgb_to_y(output, protocol), rgb_to_y(target, protocol), protocol)
+    return _psnr_from_planes(_planes(output, protocol), _planes(target, protocol), protocol)
 
 
 def ssim(output: np.ndarray, target: np.ndarray, protocol: Protocol = "A") -> float:
-    """Mean SSIM of ``output`` against ``target`` on the Y channel (range 0..255).
+    """Mean SSIM of ``output`` against ``target`` (values in the range 0..255).
 
-    Both protocols use the 11x11 Gaussian window (sigma 1.5), ``K = (0.01, 0.03)``, ``L = 255``
+    Every protocol uses the 11x11 Gaussian window (sigma 1.5), ``K = (0.01, 0.03)``, ``L = 255``
     and 'valid' filtering. Protocol ``"A"`` (PReNet ``statistic/ssim.m``, Wang 2009) works on
     ``255 * Y`` unrounded and first downsamples by ``f = max(1, round(min(H, W) / 256))`` (box
     filter + subsampling) when ``f > 1``. Protocol ``"B"`` (``SSIM_index`` in MPRNet/Restormer
     ``evaluate_PSNR_SSIM.m``, Wang 2003) works on the 8-bit rounded Y, without downsampling.
+    Protocol ``"rgb"`` averages the SSIM of the R, G and B channels (8-bit values), without
+    downsampling.
 
     Args:
         output: HxWx3 ``uint8`` RGB image.
         target: HxWx3 ``uint8`` RGB ground truth, same shape.
-        protocol: ``"A"`` or ``"B"``.
+        protocol: ``"A"``, ``"B"`` or ``"rgb"``.
 
     Returns:
         Mean of the SSIM map; 1.0 for identical images.
@@ -293,22 +331,22 @@ def ssim(output: np.ndarray, target: np.ndarray, protocol: Protocol = "A") -> fl
         ValueError: if an image is not ``uint8`` HxWx3, the shapes differ, the image is smaller
             than the 11x11 window (after downsampling), or the protocol is unknown.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     output, target = _check_pair(output, target)
-    return _ssim_from_y(rgb_to_y(output, protocol), rgb_to_y(target, protocol), protocol)
+    return _ssim_from_planes(_planes(output, protocol), _planes(target, protocol), protocol)
 
 
 def evaluate_pair(
     output: np.ndarray, target: np.ndarray, protocol: Protocol = "A"
 ) -> tuple[float, float]:
-    """``(psnr, ssim)`` of one image pair under ``protocol``, computing the Y channels once.
+    """``(psnr, ssim)`` of one image pair under ``protocol``, converting each image once.
 
     See :func:`psnr` and :func:`ssim` for the protocols and the accepted inputs.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     output, target = _check_pair(output, target)
-    y_out, y_gt = rgb_to_y(output, protocol), rgb_to_y(target, protocol)
-    return _psnr_from_y(y_out, y_gt, protocol), _ssim_from_y(y_out, y_gt, protocol)
+    out, gt = _planes(output, protocol), _planes(target, protocol)
+    return _psnr_from_planes(out, gt, protocol), _ssim_from_planes(out, gt, protocol)
 
 
 def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
@@ -319,6 +357,7 @@ def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
     * ``"B"`` -- MPRNet/Restormer test scripts: clamp to [0, 1], then ``skimage.img_as_ubyte``,
       which multiplies by 255 and rounds with ``np.rint``, i.e. to nearest with **ties to even**
       (0.5/255 -> 0, 1.5/255 -> 2); torch's ``(x * 255).round()`` rounds the same way.
+    * ``"rgb"`` -- no official script: rounds like ``"B"``.
 
     The product ``255 * x`` is computed in the input's float precision (float16 is promoted to
     float32), as in the official scripts where the network output is float32, so values whose
@@ -327,7 +366,7 @@ def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
     Args:
         x: float array (any shape, e.g. HxWx3 or NxHxWx3) with values nominally in [0, 1];
             values outside are clamped.
-        protocol: ``"A"`` or ``"B"``.
+        protocol: ``"A"``, ``"B"`` or ``"rgb"``.
 
     Returns:
         ``uint8`` array of the same shape.
@@ -336,13 +375,13 @@ def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
         ValueError: if ``x`` is not a floating-point array, contains NaN/inf, or the protocol is
             unknown.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"quantize_output expects a float array in [0, 1]; got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError("quantize_output got NaN or infinite values")
-    from tfderain.processing import PROTOCOL_RULES, round_output
+    from tfderain.processing import round_output
 
-    # A: truncation (np.uint8 of a non-negative float); B: np.rint, ties to even.
-    return round_output(x, PROTOCOL_RULES[protocol]).numpy()
+    # A: truncation (np.uint8 of a non-negative float); B and rgb: np.rint, ties to even.
+    return round_output(x, _OUTPUT_RULES[protocol]).numpy()

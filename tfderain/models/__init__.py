@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras
+from tfderain.metrics import PROTOCOLS
 from tfderain.processing import Processor
 
 StateDict = Mapping[str, np.ndarray]
@@ -65,6 +66,10 @@ class ModelSpec:
             scoring: ``"round"`` (``img_as_ubyte``, MPRNet/Restormer style) or ``"truncate"``
             (``np.uint8(255 * x)``, PReNet's ``test_PReNet.py``); see
             :func:`tfderain.processing.round_output`.
+        protocol: the evaluation protocol of the architecture's official scores
+            (:mod:`tfderain.metrics`): ``"A"`` (PReNet's ``statistic/*.m``, the default) or
+            ``"B"`` (``evaluate_PSNR_SSIM.m`` shipped by MPRNet and Restormer); what
+            ``tfderain evaluate`` uses unless ``--protocol`` is given.
         ignore_keys: official state-dict keys (or prefixes ending in ``.``) that the converter
             skips on purpose (modules the official forward never uses, extra names of a shared
             tensor), or a function of the config returning them.
@@ -87,10 +92,18 @@ class ModelSpec:
     density_decoder: Callable[[np.ndarray], tuple[float, int]] | None = None
     density_size: int | None = None
     output_rule: str = "round"
+    protocol: str = "A"
     ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
     qat_recipe: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"model {self.name!r}: protocol must be one of {', '.join(PROTOCOLS)}; "
+                f"got {self.protocol!r}"
+            )
 
     @property
     def processor(self) -> Processor:

@@ -413,6 +413,7 @@ class _MPRNetBuilder:
     infer_config=_infer_config,
     outputs=("derained", "stages"),
     ignore_keys=_shared_act_copies,
+    protocol="B",  # the official evaluate_PSNR_SSIM.m
     description="MPRNet (CVPR 2021): multi-patch, multi-stage U-Nets with SAM and ORSNet",
 )
 def mprnet(

@@ -105,6 +105,7 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     key_map=_key_map,
     infer_config=_infer_config,
     outputs=("derained",),
+    protocol="B",  # the official evaluate_PSNR_SSIM.m
     description="Restormer (CVPR 2022): MDTA/GDFN transformer U-Net",
 )
 def restormer(
