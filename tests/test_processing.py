@@ -41,13 +41,12 @@ def test_float64_outputs_are_scaled_in_float64():
     assert round_output(x, "round").numpy()[0] == 2  # ties to even
 
 
-def test_processor_pads_crops_and_names_its_protocol():
+def test_processor_pads_and_crops():
     processor = Processor(multiple=4, output_rule="truncate")
     image = tf.random.uniform([1, 5, 7, 3], seed=1)
     padded = processor.pad(image)
     assert padded.shape == (1, 8, 8, 3)
     np.testing.assert_array_equal(processor.crop(padded, 5, 7).numpy(), image.numpy())
-    assert processor.protocol == "A" and Processor().protocol == "B"
     with pytest.raises(ValueError, match="unknown output rule"):
         Processor(output_rule="floor")
 

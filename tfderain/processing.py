@@ -128,11 +128,6 @@ class Processor:
         """Float output → 8 bits by this model's output rule (:func:`round_output`)."""
         return round_output(images, self.output_rule)
 
-    @property
-    def protocol(self) -> str:
-        """The evaluation protocol whose official scripts use this model's output rule."""
-        return OUTPUT_RULES[self.output_rule]
-
     def density_target(self, height, width) -> tf.Tensor:
         """``[2]`` int32: the size the density branch sees an image of ``height × width`` at."""
         if self.density_size is not None:

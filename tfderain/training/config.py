@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tfderain import distribute
+from tfderain import distribute, metrics
 
 __all__ = ["DEFAULTS", "PRECISIONS", "apply_overrides", "every", "load_config", "validate"]
 
@@ -150,8 +150,8 @@ def validate(config: dict[str, Any]) -> None:
     for key in ("scalars_every", "images_every", "backup_every"):
         every(config["logging"][key], f"logging.{key}")
     every(config["validation"]["every"], "validation.every")
-    if config["validation"]["protocol"] not in ("A", "B"):
-        raise ValueError("validation.protocol must be A or B")
+    if config["validation"]["protocol"] not in metrics.PROTOCOLS:
+        raise ValueError(f"validation.protocol must be one of {', '.join(metrics.PROTOCOLS)}")
     if config["distribute"]["strategy"] not in distribute.STRATEGIES:
         raise ValueError(f"distribute.strategy must be one of {', '.join(distribute.STRATEGIES)}")
     for phase in config["data"]["progressive"] or ():
