@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import cv2
 import numpy as np
 import pytest
@@ -32,5 +34,16 @@ def test_derain_and_evaluate_with_any_model(name, tiny_dataset, tmp_path, capsys
     args = ["--model", name, "--weights", str(weights)]
     assert cli.main(["derain", str(rainy), "-o", str(out), "-q", *args]) == 0
     assert cv2.imread(str(out)).shape == (50, 70, 3)  # padded to the model's multiple and back
-    assert cli.main(["evaluate", "--data", str(tiny_dataset), "-q", *args]) == 0
-    assert "protocol A: 1 images" in capsys.readouterr().out
+    saved, table = tmp_path / "saved", tmp_path / "scores.csv"
+    evaluate = ["evaluate", "--data", str(tiny_dataset), "--protocol", "rgb", "-q"]
+    assert cli.main([*evaluate, "--save-outputs", str(saved), "--csv", str(table), *args]) == 0
+    assert "protocol rgb: 1 images" in capsys.readouterr().out
+    # The reported PSNR is that of the saved 8-bit output against the clean image, computed here
+    # from its definition (peak 255, MSE over the three channels), and the output is the model's.
+    (row,) = list(csv.DictReader(table.open()))
+    output = cv2.imread(str(saved / "1.png")).astype(np.float64)
+    clean = cv2.imread(str(tiny_dataset / "target" / "1.png")).astype(np.float64)
+    expected = 10 * np.log10(255.0**2 / np.mean((output - clean) ** 2))
+    assert float(row["psnr"]) == pytest.approx(expected, abs=1e-4)
+    derained = cv2.imread(str(out)).astype(np.float64)
+    assert np.abs(derained - output).max() <= 1  # the same network output, 8-bit by its rule

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import pytest
 from conftest import load_script
@@ -56,11 +57,19 @@ def test_a_report_from_before_the_cpu_column_is_read_with_an_empty_cpu(report, t
     assert all(row[c] == v for c, v in cells.items())
 
 
-def test_cpu_summary_names_a_model_and_only_the_flags_that_matter(report):
-    model, _, flags = report.cpu_summary().rpartition(" (")
-    assert model and flags.endswith(")")
-    flags = flags[:-1].split()
-    assert flags == ["no", "SIMD", "flags"] or set(flags) <= set(report.CPU_FLAGS)
+def test_cpu_summary_names_the_model_and_the_int8_relevant_flags(report, tmp_path, monkeypatch):
+    """On a fake /proc/cpuinfo: the model name, then the SIMD flags that decide int8 speed (AVX2,
+    AVX-512, VNNI, AMX, Arm dot product and i8mm) in that order, and no other flag."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU 9000\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_vnni amx_tile amx_int8\n"
+    )
+    real_path = report.Path
+    monkeypatch.setattr(report, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert report.cpu_summary() == "Example CPU 9000 (avx2 avx512f avx512_vnni amx_int8)"
+    cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: fpu sse2\n")
+    assert report.cpu_summary() == "Old CPU (no SIMD flags)"
 
 
 def test_latency_shape_is_rounded_up_to_the_models_multiple(report):
@@ -87,7 +96,7 @@ def test_target_lines_judge_every_qat_row_against_both_targets(report):
     assert "pcnet qat: not measured" in lines
 
 
-def test_latencies_are_timed_in_turns_after_a_warm_up_each():
+def test_latencies_are_timed_in_turns_after_a_warm_up_each(monkeypatch):
     from tfderain.export.tflite import latencies_side_by_side
 
     calls: list[str] = []
@@ -104,9 +113,19 @@ def test_latencies_are_timed_in_turns_after_a_warm_up_each():
         def invoke(self):
             calls.append(self.name)
 
+    # A fake clock: A's invokes take 1, 5 and 2 s, B's 4, 4 and 9 s (each ``invoke`` advances it).
+    spent = {"A": iter([1.0, 5.0, 2.0]), "B": iter([4.0, 4.0, 9.0])}
+    clock = [0.0]
+
+    def invoke_and_tick(self):
+        calls.append(self.name)
+        clock[0] += next(spent[self.name])
+
+    Runner.invoke = invoke_and_tick
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     medians = latencies_side_by_side([Runner("A"), Runner("B")], (8, 12), repeats=3)
     assert calls == ["warm-up A", "warm-up B", "A", "B", "A", "B", "A", "B"]
-    assert len(medians) == 2 and all(m >= 0 for m in medians)
+    assert medians == [2.0, 4.0]
 
 
 @pytest.mark.parametrize("flag", ["--keep-float", "--weights"])
