@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tfderain import models
+from tfderain import models, presets
 
 #: The bundled default model (trained by tfderain on synthetic rain; see the README).
 DEFAULT_MODEL = "default"
@@ -41,14 +41,22 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
     """Load a model file.
 
     Args:
-        path: a tfderain ``.keras`` file (self-describing), or an official PyTorch checkpoint
-            (``.pth``/``.pt``/``.pth.tar``), which then needs ``arch``.
+        path: a tfderain ``.keras`` file (self-describing), an official PyTorch checkpoint
+            (``.pth``/``.pt``/``.pth.tar``), which then needs ``arch``, or a preset name
+            (``"prenet:rain100h"``, see :mod:`tfderain.presets`; downloaded on first use).
         arch: registry name; required for official checkpoints, checked against ``.keras`` files.
         overrides: config values that the checkpoint's shapes cannot tell (e.g. ``stages``);
             official checkpoints only.
     """
     from tfderain import saving
 
+    if presets.is_preset_name(path):
+        preset = presets.get(path)
+        if arch is not None and arch != preset.arch:
+            raise ValueError(f"preset {path}: holds a {preset.arch!r} model, not {arch!r}")
+        if overrides:
+            raise ValueError(f"preset {path}: config overrides apply to official checkpoints only")
+        return presets.load(path)
     path = Path(path)
     if path.suffix == ".keras":
         if overrides:
@@ -68,7 +76,8 @@ def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
     """A Keras model from the forms the CLI and :func:`derain` accept.
 
     ``model`` may be a ``keras.Model`` (used as is), ``None``/``"default"`` (the bundled default),
-    or a registry name, in which case ``weights`` (``.keras`` or official ``.pth``) is required.
+    a preset name (``"prenet:rain100h"``) or a registry name, in which case ``weights``
+    (``.keras``, official ``.pth`` or a preset name) is required.
     """
     if model is not None and not isinstance(model, str):
         return model
@@ -77,6 +86,8 @@ def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
         return load_model(weights, arch=arch)
     if model in (None, DEFAULT_MODEL):
         return load_model(default_model_path())
+    if presets.is_preset_name(model):
+        return load_model(model)
     models.spec(model)  # unknown names fail here with the list of known ones
     raise ValueError(
         f"model {model!r} needs weights: an official checkpoint (.pth) or a converted .keras file"

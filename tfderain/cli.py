@@ -1,5 +1,5 @@
 """The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``convert``, ``train``,
-``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``.
+``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``, ``presets``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
@@ -42,7 +42,9 @@ def _model_args(parser: argparse.ArgumentParser, required: bool = False) -> None
         required=required,
         help="registered architecture (default: the bundled default model)",
     )
-    parser.add_argument("--weights", "-w", help="a converted .keras file or an official .pth")
+    parser.add_argument(
+        "--weights", "-w", help="a converted .keras file, an official .pth or a preset name"
+    )
 
 
 def _load(args):
@@ -140,6 +142,25 @@ def cmd_models(args) -> int:
     for name in models.names():
         spec = models.spec(name)
         print(f"{name:12s} {spec.description}  outputs: {', '.join(spec.outputs)}")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    import json
+
+    from tfderain import presets
+
+    names = args.names or None
+    if args.clear:
+        print(f"removed {presets.clear(names):,} bytes from {presets.home()}")
+        return 0
+    if args.verify:
+        report = presets.verify(names)
+        for name, status in report.items():
+            print(f"{name}: {status}")
+        return 1 if any(s.startswith("corrupt") for s in report.values()) else 0
+    rows = [r for r in presets.describe() if names is None or r["name"] in names]
+    print(json.dumps(rows, indent=1) if args.json else presets.format_table(rows))
     return 0
 
 
@@ -419,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered architectures")
     p.set_defaults(run=cmd_models)
+    p = sub.add_parser("presets", help="named official weights: list, verify, clear the cache")
+    p.add_argument("names", nargs="*", help="only these presets")
+    p.add_argument("--json", action="store_true", help="every recorded fact, as JSON")
+    p.add_argument("--verify", action="store_true", help="re-hash the cached downloads")
+    p.add_argument("--clear", action="store_true", help="remove cached downloads and models")
+    p.set_defaults(run=cmd_presets)
     _add_data_parser(sub)
     _add_export_parser(sub)
     return parser
@@ -429,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tfderain.convert import ConversionError, PthFormatError
     from tfderain.io import ImageError
+    from tfderain.presets import PresetError
     from tfderain.saving import ModelFileError
 
     try:
@@ -438,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PthFormatError,
         ImageError,
         ModelFileError,
+        PresetError,
         ValueError,
         FileNotFoundError,
     ) as exc:

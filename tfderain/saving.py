@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable or not a tfderain model."""
 
 
-def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save ``model`` (built by the registry) as a self-describing ``.keras`` file, atomically."""
+def save_model(
+    model: keras.Model, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Save ``model`` (built by the registry) as a self-describing ``.keras`` file, atomically.
+
+    ``extra`` adds JSON-serialisable keys to the stored metadata (e.g. where the weights came
+    from); :func:`read_metadata` returns them beside ``arch`` and ``config``.
+    """
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model files must end in .keras")
@@ -35,6 +42,10 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     if arch is None:
         raise ValueError("only models built by tfderain.build_model/convert can be saved")
     meta = {"arch": arch, "config": model._tfderain_config, "tfderain_version": __version__}  # noqa: SLF001
+    clash = sorted(set(meta) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra metadata may not replace {', '.join(clash)}")
+    meta.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
@@ -51,7 +62,7 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The architecture name and config stored in a tfderain ``.keras`` file."""
+    """The architecture name, config and any extra keys stored in a tfderain ``.keras`` file."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")

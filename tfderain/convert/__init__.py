@@ -20,6 +20,11 @@ from tfderain._keras import keras
 from tfderain.convert.mapping import ConversionError, apply_state_dict
 from tfderain.convert.pth import PthFormatError, load_state_dict
 
+#: Version of the conversion rules (key tables, layout transposes). Raise it whenever a change
+#: makes a converted model differ from what an earlier version produced: converted models cached
+#: by :mod:`tfderain.presets` are keyed by it, so they are converted again.
+CONVERTER_VERSION = 1
+
 
 def config_from_state_dict(arch: str, state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Builder kwargs of ``arch`` recovered from the checkpoint's tensor shapes."""
@@ -60,6 +65,7 @@ def convert(arch: str, path: str | os.PathLike, **overrides: Any) -> keras.Model
 
 
 __all__ = [
+    "CONVERTER_VERSION",
     "ConversionError",
     "PthFormatError",
     "apply_state_dict",
