@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--presets", nargs="+", help="only these (merged into the output file)")
     parser.add_argument("-o", "--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--skip-arch",
+        action="append",
+        default=[],
+        metavar="ARCH",
+        help="record the presets of ARCH as not scored (mcodenet: about 40 s per image on CPU)",
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="tfderain-score-"))
@@ -130,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         scores, skipped = previous.get("presets", {}), previous.get("skipped", {})
     for name in wanted:
         preset = presets.get(name)
+        if preset.arch in args.skip_arch:
+            skipped[preset.name] = "not scored in this run (--skip-arch): slow on CPU"
+            print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)
+            continue
         if preset.arch not in known_archs:
             skipped[preset.name] = f"architecture {preset.arch!r} is not registered"
             print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)

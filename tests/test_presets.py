@@ -390,3 +390,58 @@ def test_prenet_real_presets_reproduce_the_official_real_rain_outputs(
     for weights, key in (("real2", "output"), ("real1", "output_prenet1")):
         out = presets.load(f"prenet_real:{weights}")(io["input"], training=False)
         np.testing.assert_allclose(out["derained"].numpy(), io[key], rtol=0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------- recorded scores
+
+RECORDED = presets.scores().get("presets", {})
+#: mCODE-Net runs 25 unrolled full-resolution iterations: about 40 s per 320×480 image on CPU.
+SLOW_ARCHS = {"mcodenet"}
+
+
+class DerainOnce:
+    """Derains an image once for both protocols."""
+
+    def __init__(self, derainer):
+        self.spec, self._derainer, self._last = derainer.spec, derainer, None
+
+    def derain_array(self, rgb):
+        if self._last is None or not np.array_equal(self._last[0], rgb):
+            self._last = (rgb.copy(), self._derainer.derain_array(rgb))
+        return self._last[1]
+
+
+@pytest.fixture(scope="module")
+def first_pair(shared_dir, tmp_path_factory) -> Path:
+    """Rain100H-20's pair 1 alone, in its own layout."""
+    folder = tmp_path_factory.mktemp("rain100h-1")
+    for side in ("input", "target"):
+        (folder / side).mkdir()
+        os.symlink(shared_dir / "data" / "Rain100H-20" / side / "1.png", folder / side / "1.png")
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_recorded_scores_are_reproduced_on_one_image(
+    name, shared_dir, mirror, first_pair, home, monkeypatch
+):
+    from tfderain import evaluation, inference, models
+
+    preset = presets.get(name)
+    if (
+        preset.url is not None
+        and mirror_tools.shared_weight(preset, shared_dir / "weights") is None
+    ):
+        pytest.skip(f"{name}: its file is not in ../shared/weights")
+    if preset.arch not in models.names():
+        pytest.skip(f"architecture {preset.arch} is not registered in this tree")
+    if preset.arch in SLOW_ARCHS and os.environ.get("TFDERAIN_SLOW_TESTS") != "1":
+        pytest.skip(f"{preset.arch} takes about 40 s per image; set TFDERAIN_SLOW_TESTS=1")
+    monkeypatch.setenv("TFDERAIN_MIRROR", str(mirror))
+    derainer = DerainOnce(inference.Derainer(presets.load(name, progress=False)))
+    for protocol in ("A", "B"):
+        recorded = RECORDED[name]["Rain100H-20"][protocol]
+        index = recorded["images"].index("1")
+        (score,) = evaluation.evaluate(derainer, first_pair, protocol).scores
+        assert abs(score.psnr - recorded["psnr"][index]) <= 1e-4, protocol
+        assert abs(score.ssim - recorded["ssim"][index]) <= 1e-5, protocol

@@ -159,7 +159,8 @@ def cmd_presets(args) -> int:
         for name, status in report.items():
             print(f"{name}: {status}")
         return 1 if any(s.startswith("corrupt") for s in report.values()) else 0
-    rows = [r for r in presets.describe() if names is None or r["name"] in names]
+    wanted = None if names is None else {presets.get(n).name for n in names}
+    rows = [r for r in presets.describe() if wanted is None or r["name"] in wanted]
     print(json.dumps(rows, indent=1) if args.json else presets.format_table(rows))
     return 0
 

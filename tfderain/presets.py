@@ -624,7 +624,7 @@ def describe() -> list[dict[str, Any]]:
             "arch": preset.arch,
             "url": preset.url,
             "sha256": preset.sha256,
-            "size": preset.size,
+            "size": preset.size if preset.packaged is None else model_path(preset).stat().st_size,
             "config": dict(preset.config),
             "trained_on": preset.trained_on,
             "paper": preset.paper,
