@@ -46,8 +46,10 @@ import contextlib
 import difflib
 import errno
 import hashlib
+import http.client
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -306,9 +308,12 @@ def get(name: str) -> Preset:
     raise PresetError(f"unknown preset {name!r}; {hint}")
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*:[a-z0-9][a-z0-9_.-]*", re.IGNORECASE)
+
+
 def is_preset_name(text: Any) -> bool:
-    """``text`` reads as a preset name rather than a file: it has a ``:`` and is not a path."""
-    return isinstance(text, str) and ":" in text and not os.path.exists(text)
+    """``text`` reads as a preset name (``ARCH:WEIGHTS``) rather than a file or a URL."""
+    return isinstance(text, str) and bool(_NAME.fullmatch(text)) and not os.path.exists(text)
 
 
 def home() -> Path:
@@ -359,8 +364,14 @@ def _hash_matches(digest: str, expected: str) -> bool:
 def _lock(name: str) -> Iterator[None]:
     """Exclusive lock of one preset's cache entries, across processes."""
     folder = home() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.lock", "a+b") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{name}.lock", "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise PresetError(
+            f"{folder}: cannot write the preset cache ({exc.strerror or exc})"
+        ) from None
+    with handle:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
@@ -434,9 +445,15 @@ def _download_locked(preset: Preset, dest: Path, progress: bool) -> Path:
             return dest
         dest.unlink()
     url = source_url(preset)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     stream, length = _open_source(preset, url, dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        stream.close()
+        raise PresetError(
+            f"{dest.parent}: cannot write the cache ({exc.strerror or exc})"
+        ) from None
     digest = hashlib.sha256()
     received = 0
     try:
@@ -472,6 +489,9 @@ def _download_locked(preset: Preset, dest: Path, progress: bool) -> Path:
         if exc.errno == errno.ENOSPC:
             raise PresetError(f"{dest}: disk full while downloading {url}") from None
         raise PresetError(f"{url}: download failed ({exc.strerror or exc})") from None
+    except http.client.HTTPException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise PresetError(f"{url}: transfer broken off ({type(exc).__name__}); run again") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
