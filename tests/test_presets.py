@@ -136,6 +136,8 @@ def test_preset_name_hash_and_license_travel_into_the_cached_model(server, share
     assert meta["preset"] == SMALL
     assert meta["source_sha256"] == sha256(shared_dir / "weights" / SMALL_FILE)
     assert "no license stated" in meta["license"]
+    source = presets.load(SMALL)._tfderain_source  # noqa: SLF001
+    assert source["preset"] == SMALL and source["source_sha256"] == meta["source_sha256"]
 
 
 def test_second_use_does_not_touch_the_network(server, home, monkeypatch):

@@ -554,15 +554,26 @@ def _convert(preset: Preset, source: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise PresetError(f"{target}: disk full while saving the converted model") from None
-        raise
+        raise PresetError(f"{target}: cannot save the converted model ({exc})") from None
 
 
 def load(name: str, progress: bool = True):
-    """The Keras model of preset ``name`` (see :func:`resolve`)."""
-    from tfderain.saving import load_model
+    """The Keras model of preset ``name`` (see :func:`resolve`).
 
-    model = load_model(resolve(name, progress=progress))
-    model._tfderain_preset = get(name).name  # noqa: SLF001
+    Its ``_tfderain_source`` attribute records the preset name, the source file's sha256 and
+    the license note.
+    """
+    from tfderain.saving import load_model, read_metadata
+
+    preset = get(name)
+    path = resolve(name, progress=progress)
+    model = load_model(path)
+    meta = read_metadata(path)
+    model._tfderain_source = {  # noqa: SLF001 - where the weights came from
+        "preset": preset.name,
+        "source_sha256": meta.get("source_sha256"),
+        "license": preset.license,
+    }
     return model
 
 
