@@ -2,7 +2,7 @@
 
 Run by hand (it derains 23 images per preset; about a minute per PReNet preset on 2 CPU cores):
 
-    nice -n 10 python benchmarks/score_presets.py [--presets prn_r:rain100h ...]
+    nice -n 10 python benchmarks/score_presets.py [--presets NAME ...] [--skip-arch mcodenet]
 
 The weights go through the real :func:`tfderain.presets.resolve` path: ``$TFDERAIN_MIRROR`` is
 pointed at a mirror-layout folder of symlinks to ../shared/weights and ``$TFDERAIN_HOME`` at an
@@ -130,29 +130,33 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [presets.DEFAULT, *served] if args.presets is None else args.presets
     known_archs = set(models.names())
 
-    scores = {}
-    skipped = {}
-    if args.presets is not None and args.output.is_file():
-        previous = json.loads(args.output.read_text())
-        scores, skipped = previous.get("presets", {}), previous.get("skipped", {})
-    for name in wanted:
-        preset = presets.get(name)
-        if preset.arch in args.skip_arch:
-            skipped[preset.name] = "not scored in this run (--skip-arch): slow on CPU"
-            print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)
-            continue
-        if preset.arch not in known_archs:
-            skipped[preset.name] = f"architecture {preset.arch!r} is not registered"
-            print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)
-            continue
-        start = time.perf_counter()
-        scores[preset.name] = score_preset(name, args.shared / "data")
-        skipped.pop(preset.name, None)
-        print(f"{preset.name}: {time.perf_counter() - start:.0f} s", flush=True)
-        write(args.output, scores, skipped)  # after each preset: a long run keeps its progress
+    try:
+        scores = {}
+        skipped = {}
+        if args.presets is not None and args.output.is_file():
+            previous = json.loads(args.output.read_text())
+            scores, skipped = previous.get("presets", {}), previous.get("skipped", {})
+        for name in wanted:
+            preset = presets.get(name)
+            if preset.arch in args.skip_arch:
+                skipped[preset.name] = "not scored in this run (--skip-arch): slow on CPU"
+                print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)
+                write(args.output, scores, skipped)
+                continue
+            if preset.arch not in known_archs:
+                skipped[preset.name] = f"architecture {preset.arch!r} is not registered"
+                print(f"{preset.name}: skipped ({skipped[preset.name]})", flush=True)
+                write(args.output, scores, skipped)
+                continue
+            start = time.perf_counter()
+            scores[preset.name] = score_preset(name, args.shared / "data")
+            skipped.pop(preset.name, None)
+            print(f"{preset.name}: {time.perf_counter() - start:.0f} s", flush=True)
+            write(args.output, scores, skipped)  # after each preset: a long run keeps its progress
 
-    write(args.output, scores, skipped)
-    shutil.rmtree(work, ignore_errors=True)
+        write(args.output, scores, skipped)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.output}", flush=True)
     return 0
 
