@@ -113,9 +113,11 @@ def closed_port() -> int:
 
 
 def test_first_use_downloads_converts_and_reproduces_the_official_outputs(
-    server, home, shared_dir, golden
+    server, home, shared_dir, golden, capsys
 ):
     path = presets.resolve(SMALL)
+    progress = capsys.readouterr().err  # stderr is not a terminal here: the bar still shows
+    assert f"{SMALL}: 100%" in progress and "converting" in progress
     assert path.is_file() and path.suffix == ".keras" and home in path.parents
     assert len(server.requests) == 1
     download = presets.download_path(presets.get(SMALL))
