@@ -29,15 +29,16 @@ Official weights that are **not available as presets** (no stable URL: Google Dr
 OneDrive folders, or no release at all); convert them yourself with ``tfderain convert``:
 
 * MPRNet deraining (swz30/MPRNet): Google Drive only.
-* PCNet (kuijiang0802/PCNet): no weights file in the repository or its releases.
-* DTPNet (JackAILab/DTPNet): no released weights.
+* PCNet (kuijiang0802/PCNet): no stable URL found; its README names no weights download.
+* DTPNet (JackAILab/DTPNet): no released weights found.
 * DID-MDN (hezhangsprinter/DID-MDN): derain network and density classifier on Google Drive.
 * CRDNet (peylnog/CRDNet): Baidu Netdisk only.
 * ReMAEN (nnUyi/ReMAEN): a TensorFlow 1 checkpoint (Rain100L), not a PyTorch file.
 * SPAIR: no official code or weights (tfderain implements it from the paper).
 * CODE-Net single-scale ``CODENET-*.pth`` (Achhhe/CODE-Net): no hash recorded here yet.
-* Restormer on Google Drive (the README's link): the same weights are presets through the
-  GitHub release and the OpenMMLab zoo.
+* Restormer deraining on Google Drive (the README's link); its GitHub release v1.0 file and
+  the OpenMMLab copy are presets (``restormer:rain13k``, ``restormer:rain13k-openmmlab``),
+  not verified here.
 """
 
 from __future__ import annotations
