@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tfderain import io, models, processing
+from tfderain import io, models, presets, processing
 
 #: The bundled default model (trained by tfderain on synthetic rain; see the README).
 DEFAULT_MODEL = "default"
@@ -42,14 +42,19 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
     """Load a model file.
 
     Args:
-        path: a tfderain ``.keras`` file (self-describing), or an official PyTorch checkpoint
-            (``.pth``/``.pt``/``.pth.tar``), which then needs ``arch``.
+        path: a tfderain ``.keras`` file (self-describing), an official PyTorch checkpoint
+            (``.pth``/``.pt``/``.pth.tar``), which then needs ``arch``, or a preset name
+            (``"prenet:rain100h"``, see :mod:`tfderain.presets`; downloaded on first use).
         arch: registry name; required for official checkpoints, checked against ``.keras`` files.
         overrides: config values that the checkpoint's shapes cannot tell (e.g. ``stages``);
             official checkpoints only.
     """
     from tfderain import saving
 
+    if presets.is_preset_name(path):
+        if overrides:
+            raise ValueError(f"preset {path}: config overrides apply to official checkpoints only")
+        return saving.load_model(_preset_file(path, arch))
     path = Path(path)
     if path.suffix == ".keras":
         if overrides:
@@ -65,6 +70,15 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
     return convert(arch, path, **overrides)
 
 
+def _preset_file(name: str, arch: str | None) -> Path:
+    """The cached ``.keras`` file of preset ``name`` (downloaded and converted on first use),
+    after checking that it holds ``arch`` when one is asked for."""
+    preset = presets.get(name)
+    if arch is not None and arch != preset.arch:
+        raise ValueError(f"preset {name}: holds a {preset.arch!r} model, not {arch!r}")
+    return presets.resolve(name)
+
+
 #: Models loaded by :func:`resolve_model`, most recently used last (a few, for loops that
 #: derain many images with the same weights).
 _RESOLVED: OrderedDict[tuple, Any] = OrderedDict()
@@ -74,6 +88,8 @@ _RESOLVED_KEPT = 4
 def _load_once(path: str | os.PathLike, arch: str | None):
     """:func:`load_model`, remembered for the same file (path, size and modification time), so
     that ``derain(image)`` in a loop loads the weights and traces the network once."""
+    if presets.is_preset_name(path):
+        path, arch = _preset_file(path, arch), None
     path = Path(path)
     try:
         stat = path.stat()
@@ -94,9 +110,10 @@ def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
     """A Keras model from the forms the CLI and :func:`derain` accept.
 
     ``model`` may be a ``keras.Model`` (used as is), ``None``/``"default"`` (the bundled default),
-    or a registry name, in which case ``weights`` (``.keras`` or official ``.pth``) is required.
-    The same file is loaded once: later calls return the same model (do not train it; use
-    :func:`load_model` for a model of your own).
+    a preset name (``"prenet:rain100h"``) or a registry name, in which case ``weights``
+    (``.keras``, official ``.pth`` or a preset name) is required. The same file is loaded once:
+    later calls return the same model (do not train it; use :func:`load_model` for a model of
+    your own).
     """
     if model is not None and not isinstance(model, str):
         return model
@@ -105,6 +122,8 @@ def resolve_model(model: Any = None, weights: str | os.PathLike | None = None):
         return _load_once(weights, arch)
     if model in (None, DEFAULT_MODEL):
         return _load_once(default_model_path(), None)
+    if presets.is_preset_name(model):
+        return _load_once(model, None)
     models.spec(model)  # unknown names fail here with the list of known ones
     raise ValueError(
         f"model {model!r} needs weights: an official checkpoint (.pth) or a converted .keras file"

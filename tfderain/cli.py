@@ -1,5 +1,6 @@
 """The ``tfderain`` command line: ``derain``, ``density``, ``evaluate``, ``score``, ``convert``,
-``train``, ``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``.
+``train``, ``data`` (``pack``, ``info``), ``export`` (``savedmodel``, ``tflite``), ``models``,
+``presets``.
 
 Errors caused by the user's input (missing files, bad checkpoints, unknown models) are printed as
 one line naming the file and the cause, never as a traceback. Exit codes: 0 success, 1 some inputs
@@ -103,7 +104,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="registered architecture (tfderain models); not needed with a .keras file, which "
         "names its own (default: the bundled default model)",
     )
-    parser.add_argument("--weights", "-w", help="a converted .keras file or an official .pth")
+    parser.add_argument(
+        "--weights", "-w", help="a converted .keras file, an official .pth or a preset name"
+    )
 
 
 def _resolve(args):
@@ -336,6 +339,26 @@ def cmd_models(args) -> int:
     for name in models.names():
         spec = models.spec(name)
         print(f"{name:12s} {spec.description}  outputs: {', '.join(spec.outputs)}")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    import json
+
+    from tfderain import presets
+
+    names = args.names or None
+    if args.clear:
+        print(f"removed {presets.clear(names):,} bytes from {presets.home()}")
+        return 0
+    if args.verify:
+        report = presets.verify(names)
+        for name, status in report.items():
+            print(f"{name}: {status}")
+        return 1 if any(s.startswith("corrupt") for s in report.values()) else 0
+    wanted = None if names is None else {presets.get(n).name for n in names}
+    rows = [r for r in presets.describe() if wanted is None or r["name"] in wanted]
+    print(json.dumps(rows, indent=1) if args.json else presets.format_table(rows))
     return 0
 
 
@@ -760,6 +783,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", parents=[common], help="list registered architectures")
     p.set_defaults(run=cmd_models)
+    p = sub.add_parser(
+        "presets",
+        parents=[common],
+        help="named trained weights: list, verify, clear the cache",
+        description="Named trained models (ARCH:WEIGHTS): the upstream file, its sha256 and "
+        "license, and the scores measured here. Use a name with --model or --weights.",
+    )
+    p.add_argument("names", nargs="*", help="only these presets")
+    p.add_argument("--json", action="store_true", help="every recorded fact, as JSON")
+    p.add_argument("--verify", action="store_true", help="re-hash the cached downloads")
+    p.add_argument("--clear", action="store_true", help="remove cached downloads and models")
+    p.set_defaults(run=cmd_presets)
     _add_data_parser(sub, common)
     _add_export_parser(sub, common)
     return parser
@@ -778,6 +813,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run the parsed command; a user's error is one line on stderr and exit status 2."""
     from tfderain.convert import ConversionError, PthFormatError
     from tfderain.io import ImageError
+    from tfderain.presets import PresetError
     from tfderain.saving import ModelFileError
 
     try:
@@ -787,6 +823,7 @@ def _run(args: argparse.Namespace) -> int:
         PthFormatError,
         ImageError,
         ModelFileError,
+        PresetError,
         ValueError,
         FileNotFoundError,
     ) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,27 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable or not a tfderain model."""
 
 
-def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save ``model`` (built by the registry) as a self-describing ``.keras`` file, atomically."""
+def save_model(
+    model: keras.Model, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Save ``model`` (built by the registry) as a self-describing ``.keras`` file, atomically.
+
+    Where the weights came from (the model's :attr:`tfderain.models.Identity.source`, e.g. a
+    preset's name, source sha256 and license note) is stored as ``source`` and given back to the
+    model :func:`load_model` returns. ``extra`` adds other JSON-serialisable keys;
+    :func:`read_metadata` returns them beside ``arch`` and ``config``.
+    """
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model files must end in .keras")
     found = models.require_identity(model, "saving a .keras file")
     meta = {"arch": found.arch, "config": dict(found.config), "tfderain_version": __version__}
+    if found.source:
+        meta["source"] = dict(found.source)
+    clash = sorted(set(meta) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra metadata may not replace {', '.join(clash)}")
+    meta.update(extra or {})
     with atomic_file(path) as tmp:
         model.save(os.fspath(tmp), save_format="keras_v3")
         with zipfile.ZipFile(tmp, "a") as archive:
@@ -41,7 +56,7 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The architecture name and config stored in a tfderain ``.keras`` file."""
+    """The architecture name, config and any extra keys stored in a tfderain ``.keras`` file."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -62,4 +77,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         model.load_weights(os.fspath(path))
     except (ValueError, OSError) as exc:
         raise ModelFileError(f"{path}: weights do not fit {meta['arch']!r} ({exc})") from None
+    if meta.get("source"):
+        models.with_source(model, **meta["source"])
     return model

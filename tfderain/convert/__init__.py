@@ -21,6 +21,11 @@ from tfderain.convert.mapping import apply_state_dict
 from tfderain.models import ConversionError
 from tfderain.pth import PthFormatError, load_state_dict
 
+#: Version of the conversion rules (key tables, layout transposes). Raise it whenever a change
+#: makes a converted model differ from what an earlier version produced: converted models cached
+#: by :mod:`tfderain.presets` are keyed by it, so they are converted again.
+CONVERTER_VERSION = 1
+
 
 def config_from_state_dict(arch: str, state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Builder kwargs of ``arch`` recovered from the checkpoint's tensor shapes."""
@@ -61,6 +66,7 @@ def convert(arch: str, path: str | os.PathLike, **overrides: Any) -> keras.Model
 
 
 __all__ = [
+    "CONVERTER_VERSION",
     "ConversionError",
     "PthFormatError",
     "apply_state_dict",
