@@ -148,7 +148,7 @@ def test_second_use_does_not_touch_the_network(server, home, monkeypatch):
     server.stop()
     monkeypatch.setenv("TFDERAIN_MIRROR", f"http://127.0.0.1:{closed_port()}")
     assert presets.resolve(SMALL) == first
-    assert presets.load(SMALL)._tfderain_arch == "prn_r"  # noqa: SLF001
+    assert models.identity(presets.load(SMALL)).arch == "prn_r"
 
 
 def test_converter_version_change_converts_again_from_the_cached_download(server, monkeypatch):
@@ -348,8 +348,8 @@ def test_verify_removes_a_corrupted_download_and_clear_empties_the_cache(server,
 def test_api_load_model_and_resolve_model_accept_a_preset_name(server):
     from tfderain import api
 
-    assert api.resolve_model(SMALL)._tfderain_arch == "prn_r"  # noqa: SLF001
-    assert api.resolve_model("prn_r", weights=SMALL)._tfderain_arch == "prn_r"  # noqa: SLF001
+    assert models.identity(api.resolve_model(SMALL)).arch == "prn_r"
+    assert models.identity(api.resolve_model("prn_r", weights=SMALL)).arch == "prn_r"
     with pytest.raises(ValueError, match="not 'prenet'"):
         api.load_model(SMALL, arch="prenet")
 

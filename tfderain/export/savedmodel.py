@@ -249,6 +249,7 @@ def export_savedmodel(
     meta = {
         "arch": found.arch,
         "config": dict(found.config),
+        **({"source": dict(found.source)} if found.source else {}),
         "tfderain_version": __version__,
         "multiple": int(spec.multiple),
         "quantize": spec.output_rule,

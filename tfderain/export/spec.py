@@ -110,8 +110,13 @@ def build_spec(
     halo: int,
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The spec dict of an exported model (``data``: the bytes of the ``.tflite`` file)."""
+    """The spec dict of an exported model (``data``: the bytes of the ``.tflite`` file).
+
+    ``source`` says where the weights came from (a preset's name, source sha256 and license
+    note: :attr:`tfderain.models.Identity.source`); written only when known.
+    """
     from tfderain._version import __version__
 
     return {
@@ -130,6 +135,7 @@ def build_spec(
         "value_range": [0.0, 1.0],
         "inputs": inputs,
         "outputs": outputs,
+        **({"source": _jsonable(dict(source))} if source else {}),
     }
 
 

@@ -385,6 +385,7 @@ def export_tflite(
         halo=entry.halo,
         inputs=spec_io.tensor_entries(interpreter.get_input_details(), in_names),
         outputs=spec_io.tensor_entries(interpreter.get_output_details(), out_names),
+        source=getattr(models.identity(model), "source", None),
     )
     spec_io.write_bytes_atomically(path, data)
     spec_io.write_json_atomically(spec_io.spec_path(path), spec)
