@@ -236,3 +236,13 @@ def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
     weights = [math.exp(v) for v in logits[:3]]
     expected = (weights[0] * 1.0 + weights[1] * 0.5 + weights[2] * 0.0) / sum(weights)
     assert result.value == pytest.approx(expected, abs=ATOL)
+
+
+def test_cli_without_a_model_names_the_presets_that_estimate_density(tmp_path, capsys):
+    """The bundled default derains only: ``tfderain density photo.jpg`` says which named trained
+    models can estimate density, rather than blaming a model the user never chose."""
+    code = cli.main(["density", str(tmp_path / "any.png")])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "density needs a density-aware model (--model)" in err
+    assert "mcodenet:rain1200" in err and "prenet" not in err

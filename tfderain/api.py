@@ -184,16 +184,26 @@ def density_spec(model: Any) -> models.ModelSpec:
     Raises:
         ValueError: ``"model X does not estimate rain density"`` for any other model.
     """
+    if presets.is_preset_name(model):
+        model = presets.get(model).arch
     spec = models.spec(model) if isinstance(model, str) else model
     if not isinstance(spec, models.ModelSpec):
         spec = model_spec(model)
     if spec.density_decoder is None:
-        aware = [n for n in models.names() if models.spec(n).density_decoder is not None]
-        raise ValueError(
-            f"model {spec.name!r} does not estimate rain density; "
-            f"density-aware models: {', '.join(aware)}"
-        )
+        raise ValueError(f"model {spec.name!r} does not estimate rain density; {density_models()}")
     return spec
+
+
+def density_models() -> str:
+    """One line naming the architectures and presets that estimate rain density."""
+    aware = [n for n in models.names() if models.spec(n).density_decoder is not None]
+    named = [n for n in presets.names() if presets.get(n).arch in aware]
+    return (
+        f"density-aware models: {', '.join(aware)}; trained ones by name: {', '.join(named)} "
+        f"(e.g. --model {named[0]})"
+        if named
+        else f"density-aware models: {', '.join(aware)}"
+    )
 
 
 class DensityEstimator:

@@ -162,6 +162,8 @@ def cmd_density(args) -> int:
     from tfderain import api, io
     from tfderain._keras import tf
 
+    if args.model is None and args.weights is None:
+        raise ValueError(f"density needs a density-aware model (--model); {api.density_models()}")
     if args.model not in (None, api.DEFAULT_MODEL):
         api.density_spec(args.model)  # a non-density model fails before weights are loaded
     estimator = api.DensityEstimator(_resolve(args))
