@@ -3,7 +3,8 @@
 Public API::
 
     build_model(name, **config)   # a registered architecture as a functional keras.Model
-    load_model(path)              # a saved .keras model (or an official .pth with arch=...)
+    load_model(path)              # a saved .keras model, a preset name or an official .pth
+    save_model(model, path)       # a self-describing .keras file
     derain(image, model=...)      # restore a numpy image of any size
     estimate_density(image, model=...)  # rain density (value in [0, 1], level) of an image
     list_models()                 # registered architecture names
@@ -25,6 +26,7 @@ _LAZY = {
     "estimate_density": "tfderain.api",
     "list_models": "tfderain.api",
     "load_model": "tfderain.api",
+    "save_model": "tfderain.saving",
 }
 
 __all__ = ["Density", "__version__", *sorted(k for k in _LAZY if k != "Density")]
