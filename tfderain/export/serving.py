@@ -24,17 +24,24 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    model_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from tfderain._keras import tf
+
+try:  # the serving extra: pip install "tfderain[serving]"
+    import grpc
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+except ImportError as exc:  # one line instead of a traceback from deep inside an import
+    raise ImportError(
+        "tfderain.export.serving needs gRPC and TF Serving's API: "
+        f'pip install "tfderain[serving]" ({exc})'
+    ) from None
 
 #: Model name used when none is given (TF Serving's docker image defaults to ``model``).
 DEFAULT_MODEL_NAME = "tfderain"
