@@ -191,3 +191,18 @@ def test_model_metadata_lists_the_signatures(served):
         with pytest.raises(grpc.RpcError) as err:
             stub.GetModelMetadata(request, timeout=30)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_without_the_serving_extra_the_import_names_it():
+    """gRPC missing (as without ``tfderain[serving]``): one ImportError naming the extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['grpc'] = None\n"
+        "try:\n    import tfderain.export.serving\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "tfderain[serving]"' in done.stdout
