@@ -33,9 +33,21 @@ def test_quickstart_derains_the_sample_with_the_bundled_model(tmp_path):
     rainy = cv2.imread(str(sample))
     derained = cv2.imread(str(tmp_path / "derained.png"))
     assert derained.shape == rainy.shape
-    # The bundled model changes the image (removes streaks) but keeps the scene.
-    difference = np.abs(derained.astype(float) - rainy.astype(float)).mean()
-    assert 1.0 < difference < 40.0
+    # Rain streaks are thin and bright: they live in the high spatial frequencies. Deraining must
+    # remove much of that energy (measured as the luma minus its Gaussian blur, sigma 2 px) ...
+    assert _high_frequency_energy(derained) < 0.8 * _high_frequency_energy(rainy)
+    # ... and keep the scene: the coarse picture (blur sigma 8 px) stays correlated with the input.
+    coarse = [cv2.GaussianBlur(_luma(i), (0, 0), 8).ravel() for i in (rainy, derained)]
+    assert np.corrcoef(*coarse)[0, 1] > 0.9
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64).mean(axis=2)
+
+
+def _high_frequency_energy(image: np.ndarray) -> float:
+    luma = _luma(image)
+    return float(np.mean((luma - cv2.GaussianBlur(luma, (0, 0), 2)) ** 2))
 
 
 def test_bundled_default_model_is_small_and_self_describing():
