@@ -53,10 +53,13 @@ def test_one_prelu_is_shared_network_wide():
 
 def test_truncated_checkpoint_config_is_inferred_and_converts(golden):
     _, _, folder = golden("pcnet")
-    model = convert_state_dict("pcnet", _one_crb_state_dict(folder))
+    state = _one_crb_state_dict(folder)
+    model = convert_state_dict("pcnet", state)
     assert dict(models.identity(model).config)["num_crb"] == 1
     assert dict(models.identity(model).config)["num_rcab"] == 3
-    assert model.get_layer("act").get_weights()[0].item() == pytest.approx(0.305266052)
+    # The shared `act`: official PCNet hands one PReLU to each CRB's act1 (and every RCAB body).
+    slope = state["model.crm.body.0.act1.weight"].item()
+    assert model.get_layer("act").get_weights()[0].item() == pytest.approx(slope)
 
 
 def test_missing_or_inconsistent_keys_are_reported(golden):
