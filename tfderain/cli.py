@@ -589,6 +589,17 @@ def _verbose_parent() -> argparse.ArgumentParser:
     return common
 
 
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    """How a paired test set is read (``evaluate`` and ``score``), and a quiet switch."""
+    parser.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
+    parser.add_argument(
+        "--order",
+        choices=SPLIT_ORDERS,
+        help="side-by-side files: which half is rainy (default: by dataset name)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tfderain`` argument parser (building it does not import TensorFlow)."""
     from tfderain._version import __version__
@@ -720,13 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also save the 8-bit outputs to this folder (several models or datasets: "
         "in MODEL-WEIGHTS/DATASET subfolders)",
     )
-    p.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
-    p.add_argument(
-        "--order",
-        choices=SPLIT_ORDERS,
-        help="side-by-side files: which half is rainy (default: by dataset name)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _dataset_args(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser(
@@ -748,13 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate_PSNR_SSIM.m; rgb: PSNR/SSIM on the RGB channels",
     )
     p.add_argument("--csv", help="write per-image metrics to this CSV file")
-    p.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
-    p.add_argument(
-        "--order",
-        choices=SPLIT_ORDERS,
-        help="side-by-side files: which half is rainy (default: by dataset name)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _dataset_args(p)
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser(
