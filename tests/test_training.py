@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -165,3 +166,38 @@ def test_mixed_bfloat16_trains_with_finite_loss_and_saves_float32(tmp_path):
     assert {w.dtype for w in model.weights} == {tf.float32}
     out = model(np.full((1, 32, 32, 3), 0.5, np.float32))
     assert out["derained"].dtype == tf.float32
+
+
+def test_fine_tuning_starts_from_the_weights_of_a_keras_file(tmp_path):
+    """``--model FILE.keras`` (``model.init``): the run starts from that file's weights and takes
+    its config; with a learning rate of 0 the trained model is exactly the starting one."""
+    from tfderain import train_cli
+    from tfderain.data import pipeline
+
+    start = models.build("prn_r", stages=2, channels=8)
+    init = saving.save_model(start, tmp_path / "start.keras")
+    parser = train_cli.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--config", str(CONFIG), "--model", str(init)])
+    overrides = train_cli.overrides_from_args(args)
+    assert overrides == ['model.name="prn_r"', f"model.init={json.dumps(str(init))}"]
+    config = training.load_config(
+        CONFIG,
+        [
+            *TINY,
+            *overrides,
+            "epochs=1",
+            "optimizer.learning_rate=0.0",
+            "schedule.gamma=1.0",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
+    fixed = pipeline.synthetic_dataset(_smooth_images(2), patch_size=32, batch_size=2, seed=1)
+    result = training.train(config, dataset=fixed.take(1).cache().repeat())
+    tuned = saving.load_model(result.model_path)
+    for a, b in zip(start.get_weights(), tuned.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    other = saving.save_model(models.build("prn", stages=2, channels=8), tmp_path / "prn.keras")
+    wrong = training.load_config(CONFIG, [*TINY, f"model.init={other}", "epochs=1"])
+    with pytest.raises(ValueError, match="holds a 'prn' model, not 'prn_r'"):
+        training.train(wrong, dataset=fixed)

@@ -77,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key (dotted, value parsed as YAML); repeatable",
     )
+    parser.add_argument(
+        "--model",
+        help="the architecture to train (same as --set model.name=), or a preset name or .keras "
+        "file to fine-tune from (its weights start the run: --set model.init=)",
+    )
     parser.add_argument("--output-dir", help="run folder (same as --set output_dir=...)")
     parser.add_argument("--precision", choices=PRECISIONS, help="Keras mixed-precision policy")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step")
@@ -105,6 +110,8 @@ def recipes_epilog() -> str:
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     """The ``--set`` overrides, followed by those the dedicated options stand for."""
     overrides = list(args.overrides)
+    if args.model is not None:
+        overrides += _model_overrides(args.model)
     if args.output_dir is not None:
         overrides.append(f"output_dir={json.dumps(str(args.output_dir))}")
     for key in ("precision", "jit", "deterministic"):
@@ -114,6 +121,19 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     if args.strategy is not None:
         overrides.append(f"distribute.strategy={args.strategy}")
     return overrides
+
+
+def _model_overrides(model: str) -> list[str]:
+    """``--model``: an architecture name, or weights to fine-tune from (a preset or .keras)."""
+    from tfderain import presets, saving
+
+    if presets.is_preset_name(model):
+        arch = presets.get(model).arch
+    elif model.endswith(".keras"):
+        arch = saving.read_metadata(model)["arch"]
+    else:
+        return [f"model.name={json.dumps(model)}"]
+    return [f"model.name={json.dumps(arch)}", f"model.init={json.dumps(model)}"]
 
 
 def run_from_args(args: argparse.Namespace) -> Any:

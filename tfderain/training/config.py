@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "model": {
         "name": "prenet",  # registry name (tfderain models)
         "config": {},  # builder kwargs; empty = the paper config
+        # fine-tuning: a tfderain .keras file or a preset name (e.g. prenet:rain100h) whose weights
+        # start the run; its architecture must be model.name, its config is the model's
+        "init": None,
     },
     "data": {
         # "synthetic" (rain rendered on clean photos), or a folder of rainy/clean pairs

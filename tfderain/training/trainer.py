@@ -131,6 +131,7 @@ def train(
 
     config = copy.deepcopy(dict(config))
     validate(config)
+    init = _initial_weights(config["model"])
     name = config["model"]["name"]
     run_dir = Path(config["output_dir"] or Path("runs") / name)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +164,8 @@ def train(
     try:
         with strategy.scope():
             model = models.build(name, **config["model"]["config"])
+            if init is not None:  # fine-tuning; a resumed run then restores its own backup
+                model.load_weights(os.fspath(init))
             outputs = models.spec(name).outputs
             loss_table = wiring.loss_table(config, outputs)
             weights = {k: float(config["loss_weights"].get(k, 1.0)) for k in loss_table}
@@ -229,6 +232,28 @@ def train(
         {k: [float(v) for v in vs] for k, vs in history.history.items()},
         int(sessions[-1]["initial_epoch"]),
     )
+
+
+def _initial_weights(model: dict[str, Any]) -> Path | None:
+    """The ``.keras`` file of ``model.init`` (a preset is downloaded and converted on first use),
+    after checking its architecture and taking its config into ``model.config``."""
+    from tfderain import presets, saving
+
+    init = model.get("init")
+    if init is None:
+        return None
+    path = presets.resolve(init) if presets.is_preset_name(init) else Path(init)
+    meta = saving.read_metadata(path)
+    if meta["arch"] != model["name"]:
+        raise ValueError(
+            f"model.init {init}: holds a {meta['arch']!r} model, not {model['name']!r} "
+            f"(set model.name={meta['arch']})"
+        )
+    clash = sorted(k for k, v in model["config"].items() if meta["config"].get(k, v) != v)
+    if clash:
+        raise ValueError(f"model.init {init}: its weights fix {', '.join(clash)} differently")
+    model["config"] = dict(meta["config"])
+    return path
 
 
 def _callbacks(
