@@ -138,10 +138,12 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from tfderain.density import DENSITY_LEVELS
+
 __all__ = ["BLENDS", "LEVELS", "STYLES", "VEILS", "add_rain", "density_level", "rain_streaks"]
 
-#: DID-MDN rain-density classes, indexed by :func:`density_level`.
-LEVELS = ("light", "medium", "heavy")
+#: DID-MDN rain-density classes, indexed by :func:`density_level` (the registry's levels).
+LEVELS = DENSITY_LEVELS
 
 Blend = Literal["add", "screen", "over"]
 Style = Literal["mixed", "rain100l", "rain100h", "rain1400", "heavy"]

@@ -57,7 +57,7 @@ METADATA = "tfderain.json"
 SIGNATURES = ("serving_default", "derain_uint8", "derain_image_bytes")
 #: What each signature's tensors hold (written to ``tfderain.json``; the graph takes any rank
 #: and checks it, so the SavedModel's own signature shapes are unknown).
-LAYOUTS = {
+SIGNATURE_LAYOUTS = {
     "serving_default": {
         "images": "float32 [N, H, W, 3] RGB in [0, 1]",
         "derained": "float32 [N, H, W, 3] in [0, 1]",
@@ -285,7 +285,7 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
 def _describe(name: str, fn: Any) -> dict[str, Any]:
     """Inputs and outputs of a concrete signature function as ``{name: {dtype, shape}}``."""
 
-    layout = {**LAYOUTS[name], "density": DENSITY_LAYOUT}
+    layout = {**SIGNATURE_LAYOUTS[name], "density": DENSITY_LAYOUT}
 
     def entry(key: str, spec: tf.TensorSpec) -> dict[str, Any]:
         return {"dtype": spec.dtype.name, "layout": layout[key]}

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tfderain import density
 from tfderain._keras import keras
 from tfderain.metrics import PROTOCOLS
 from tfderain.processing import Processor
@@ -30,7 +31,7 @@ StateDict = Mapping[str, np.ndarray]
 _NOT_ARCHITECTURES = {"blocks"}
 
 #: Rain-density levels, indexed by the level a ``density_decoder`` returns.
-DENSITY_LEVELS = ("light", "medium", "heavy")
+DENSITY_LEVELS = density.DENSITY_LEVELS
 
 
 class ConversionError(ValueError):

@@ -107,7 +107,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import DENSITY_LEVELS, register
 from tfderain.pth import load_state_dict
 
 layers = keras.layers
@@ -117,8 +117,6 @@ serializable = keras.saving.register_keras_serializable(package="tfderain")
 _BN_EPS = 1e-5
 #: The classifier's input side in the paper configuration.
 PAPER_SIZE = 512
-#: Names of the density levels, from light (level 1) to heavy (level 3).
-DENSITY_LEVELS = ("light", "medium", "heavy")
 #: The cumulative (cost-sensitive) label encoding used to train the classifier.
 DENSITY_LABELS = {"light": (0, 0, 1), "medium": (0, 1, 1), "heavy": (1, 1, 1)}
 #: Keras layer whose output is the W-Net (low-frequency background) output, 4 channels.

@@ -109,7 +109,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import DENSITY_LEVELS, register
 from tfderain.models.blocks import module_name
 from tfderain.pth import load_state_dict
 
@@ -123,7 +123,7 @@ LEAK = 0.2
 #: Input side of the classifier (its Linear layer expects 24 × 73 × 73 features).
 CLASSIFIER_SIZE = 512
 #: The classifier's classes 0, 1, 2 (its fourth logit is never a training target).
-DENSITY_CLASSES = ("heavy", "medium", "light")
+DENSITY_CLASSES = tuple(reversed(DENSITY_LEVELS))  # the official label order, heaviest first
 #: ``test.py`` passes ``argmax + 1`` to the deraining network.
 OFFICIAL_LABEL_OFFSET = 1
 #: Default fixed label of ``didmdn_derain`` (medium rain under the official test convention).
