@@ -1,0 +1,34 @@
+"""Batch deraining and scoring on Apache Beam (``pip install "tfderain[beam]"``).
+
+* :class:`DerainImages`: image files, folders and glob patterns on any Beam filesystem in,
+  derained files and a JSONL manifest out; bad images become manifest rows and counters.
+* :class:`EvaluatePairs`: a paired test set in, the per-image PSNR/SSIM of ``tfderain evaluate``
+  and their means out.
+* :class:`DerainModelHandler`, :class:`ScoreModelHandler`: RunInference model handlers running
+  a tfderain model (loaded once per worker process) through :class:`tfderain.inference.Derainer`.
+* :func:`model_ref`: the command line's ``--model``/``--weights`` resolved into what the workers
+  load.
+
+``python -m tfderain.beam derain|evaluate …`` runs them from the command line; ``docs/beam.md``
+shows how to run on Dataflow, Flink and Spark.
+"""
+
+from __future__ import annotations
+
+from tfderain.beam.model import (
+    DerainModelHandler,
+    ModelRef,
+    ScoreModelHandler,
+    model_ref,
+)
+from tfderain.beam.transforms import DerainImages, EvaluatePairs, pair_jobs
+
+__all__ = [
+    "DerainImages",
+    "DerainModelHandler",
+    "EvaluatePairs",
+    "ModelRef",
+    "ScoreModelHandler",
+    "model_ref",
+    "pair_jobs",
+]
