@@ -149,6 +149,10 @@ def _run(args, beam_args: list[str]) -> int:
     from tfderain.beam import model as beam_model
     from tfderain.beam import transforms
 
+    if not args.verbose and not any(
+        a.startswith("--default_sdk_harness_log_level") for a in beam_args
+    ):
+        beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
     options = PipelineOptions(beam_args)
     ref = beam_model.model_ref(args.model, args.weights, staging=_staging(args, options))
     if args.command == "derain":
