@@ -96,7 +96,7 @@ def beam_rates(files: list[Path], weights: Path, workers: int, runs: int) -> tup
             start = time.perf_counter()
             pipeline.run().wait_until_finish()
             walls.append(len(files) / (time.perf_counter() - start))
-            rows = [json.loads(line) for line in open(Path(out) / "manifest.jsonl")]
+            rows = [json.loads(x) for x in (Path(out) / "manifest.jsonl").read_text().splitlines()]
             if any(r["status"] != "written" for r in rows):
                 raise SystemExit(f"not every image was written: {rows}")
             inner.append(len(files) * workers / sum(r["seconds"] for r in rows))
