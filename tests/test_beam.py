@@ -280,9 +280,9 @@ def test_scores_equal_tfderain_evaluate(work, first_run):
 def test_csv_of_pairs_scores_like_the_folder(work, tmp_path, capsys):
     """A CSV of rainy,clean paths (what remote datasets use), through the command line."""
     listing = tmp_path / "pairs.csv"
+    relative = os.path.relpath(work["data"], tmp_path)  # resolved against the CSV's folder
     lines = ["name,rainy,clean"] + [
-        f"{k},{work['data'] / 'input' / f'{k}.png'},{work['data'] / 'target' / f'{k}.png'}"
-        for k in range(3)
+        f"{k},{relative}/input/{k}.png,{work['data'] / 'target' / f'{k}.png'}" for k in range(3)
     ]
     listing.write_text("\n".join(lines) + "\n")
     out = tmp_path / "scores"
@@ -299,14 +299,17 @@ def test_csv_of_pairs_scores_like_the_folder(work, tmp_path, capsys):
 
 def test_command_line_derain_reports_failures(work, tmp_path, capsys):
     out = tmp_path / "out"
-    args = [str(work["images"] / "good0.png"), str(work["images"] / "text.png")]
+    args = [str(work["images"] / n) for n in ("good0.png", "text.png", "absent.png")]
     status = beam_cli.run(
         ["derain", *args, "-o", str(out), "--weights", str(work["model"]), "--suffix", "_d",
          "--direct_running_mode=in_memory"]
     )  # fmt: skip
     assert status == 1
     assert (out / "good0_d.png").is_file()
-    assert "derained 1 image(s), 0 kept from an earlier run, 1 failed" in capsys.readouterr().err
+    assert "derained 1 image(s), 0 kept from an earlier run, 2 failed" in capsys.readouterr().err
+    rows = {Path(r["input"]).name: r for r in _manifest(out / transforms.MANIFEST)}
+    assert rows["absent.png"]["cause"] == "no such file or directory"
+    assert rows["text.png"]["output"] == str(out / "text_d.png")
 
 
 # --------------------------------------------------------------------------------- the model

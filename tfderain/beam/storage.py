@@ -51,6 +51,18 @@ def basename(path: str) -> str:
     return FileSystems.split(path)[1]
 
 
+def split(path: str) -> tuple[str, str]:
+    """``(folder, name)`` of a path or URI."""
+    return FileSystems.split(path)
+
+
+def relative_to(folder: str, path: str) -> str:
+    """``path`` itself when it is a URI or an absolute path, else ``folder/path``."""
+    if not is_local(path) or os.path.isabs(os.path.expanduser(path)):
+        return normalize(path)
+    return normalize(join(folder, path))
+
+
 def join(folder: str, name: str) -> str:
     """``folder/name`` on the filesystem of ``folder``."""
     return FileSystems.join(folder, name)
@@ -169,6 +181,8 @@ __all__ = [
     "match",
     "normalize",
     "read_bytes",
+    "relative_to",
+    "split",
     "write_bytes",
     "write_lines",
 ]

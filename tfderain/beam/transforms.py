@@ -263,8 +263,8 @@ class DerainImages(beam.PTransform):
 def pair_jobs(data: str, *, layout: str | None = None, order: str | None = None) -> list[PairJob]:
     """The pairs of a dataset, in order: a local folder in any layout
     (:func:`tfderain.data.layouts.find_pairs`), or a CSV file (any Beam filesystem) with the
-    columns ``rainy`` and ``clean`` (paths or URIs) and optionally ``name`` (default: the rainy
-    file's stem).
+    columns ``rainy`` and ``clean`` (URIs, or paths relative to the CSV's folder) and optionally
+    ``name`` (default: the rainy file's stem).
 
     Raises:
         ValueError: the CSV has no ``rainy``/``clean`` columns or no rows, or the folder holds no
@@ -284,11 +284,12 @@ def pair_jobs(data: str, *, layout: str | None = None, order: str | None = None)
     missing = {"rainy", "clean"} - set(reader.fieldnames or ())
     if missing:
         raise ValueError(f"{data}: needs the columns rainy and clean (missing {sorted(missing)})")
+    folder = storage.split(storage.normalize(data))[0]
     jobs = []
     for k, row in enumerate(reader):
-        rainy, clean = row["rainy"].strip(), row["clean"].strip()
+        rainy, clean = (storage.relative_to(folder, row[key].strip()) for key in ("rainy", "clean"))
         name = (row.get("name") or "").strip() or os.path.splitext(storage.basename(rainy))[0]
-        jobs.append(PairJob(k, name, storage.normalize(rainy), storage.normalize(clean)))
+        jobs.append(PairJob(k, name, rainy, clean))
     if not jobs:
         raise ValueError(f"{data}: no pairs")
     return jobs
