@@ -338,6 +338,14 @@ def test_default_model_and_bad_model_options():
         model_ref(weights="x.pth")
 
 
+def test_official_checkpoint_is_converted_when_the_pipeline_is_built(shared_dir, tmp_path):
+    checkpoint = shared_dir / "weights/PReNet/logs/Rain100L/PRN6_r/net_latest.pth"
+    ref = model_ref("prn_r", weights=str(checkpoint))
+    local = tmp_path / "model.keras"
+    ref.fetch(str(local))
+    assert saving.read_metadata(local)["arch"] == "prn_r"
+
+
 def test_preset_is_resolved_when_the_pipeline_is_built(work, monkeypatch):
     presets = pytest.importorskip("tfderain.presets")
     asked = []

@@ -135,9 +135,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     from tfderain import _quiet
 
     with _quiet.tensorflow_logs(verbose=args.verbose):
+        from tfderain.beam import model
+
+        presets = model._presets()
+        errors = (ValueError, OSError) + ((presets.PresetError,) if presets else ())
         try:
             return _run(args, beam_args)
-        except (ValueError, OSError) as exc:
+        except errors as exc:
             print(f"tfderain: error: {exc}", file=sys.stderr)
             return 2
 

@@ -130,7 +130,6 @@ def model_ref(
     weights: str | None = None,
     *,
     staging: str | None = None,
-    workdir: str | os.PathLike | None = None,
 ) -> ModelRef:
     """Resolve the command line's ``--model``/``--weights`` into what workers load.
 
@@ -141,7 +140,6 @@ def model_ref(
             (local; needs ``model``), or a preset name.
         staging: a folder URI readable by the workers; local model files are copied there as
             ``tfderain-model-<sha256[:16]>.keras`` (kept if already there).
-        workdir: where an official checkpoint is converted (default: a new temporary folder).
 
     Raises:
         ValueError: the combination names no model (the message says why).
@@ -176,9 +174,9 @@ def model_ref(
         )
     from tfderain.convert import convert
 
-    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tfderain-"))
-    path = saving.save_model(convert(arch, weights), folder / f"{Path(weights).stem}.keras")
-    return _ship(weights, path, staging)
+    with tempfile.TemporaryDirectory(prefix="tfderain-") as folder:
+        path = Path(folder) / f"{Path(weights).stem}.keras"
+        return _ship(weights, saving.save_model(convert(arch, weights), path), staging)
 
 
 def _check_arch(path: Path, arch: str | None, name: str) -> None:
