@@ -74,7 +74,8 @@ def work(tmp_path_factory):
     saving.save_model(model, root / "tiny.keras")
     rng = np.random.default_rng(0)
     images = root / "in"
-    io.write_image(images / "good0.png", rng.random((64, 96, 3), np.float32))
+    tags = io.Metadata(dpi=(300.0, 300.0), text=(("Title", "rainy street"),))
+    io.write_image(images / "good0.png", rng.random((64, 96, 3), np.float32), metadata=tags)
     io.write_image(images / "good1.jpg", rng.random((48, 80, 3), np.float32))
     rgba = rng.random((64, 96, 3), np.float32)
     io.write_image(images / "rgba16.png", rgba, alpha=rgba[:, :, 0], bit_depth=16)
@@ -143,11 +144,14 @@ def test_outputs_equal_derainer_within_one_level(work, first_run, derainer):
         assert np.abs(written.rgb - expected.rgb).max() <= 1 / 255 + 1e-6, name
 
 
-def test_alpha_and_bit_depth_are_kept(work, first_run):
+def test_alpha_bit_depth_and_metadata_are_kept(work, first_run):
     source = io.read_image(work["images"] / "rgba16.png")
     written = io.read_image(first_run["out"] / "rgba16.png")
     assert written.bit_depth == 16
     np.testing.assert_array_equal(written.alpha, source.alpha)
+    tagged = io.read_image(work["images"] / "good0.png").metadata
+    assert tagged.dpi is not None and tagged.text == (("Title", "rainy street"),)
+    assert io.read_image(first_run["out"] / "good0.png").metadata == tagged
 
 
 def test_manifest_lists_every_input_exactly_once(work, first_run):

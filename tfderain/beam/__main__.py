@@ -38,6 +38,12 @@ def _strength(text: str) -> float:
     return value
 
 
+def _jpeg_quality(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {text!r}")
+    return int(text)
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -86,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_BATCH_SIZE,
         help=f"tiles per network call (default {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=_jpeg_quality,
+        default=95,
+        metavar="N",
+        help="quality of JPEG outputs, 1 to 100 (default 95)",
     )
     p.add_argument("--suffix", default="", help="added to each output's file stem")
     p.add_argument(
@@ -175,6 +188,7 @@ def _run(args, beam_args: list[str]) -> int:
             suffix=args.suffix,
             overwrite=args.overwrite,
             manifest=args.manifest,
+            jpeg_quality=args.jpeg_quality,
         )
     else:
         handler = beam_model.ScoreModelHandler(

@@ -3,8 +3,10 @@
 
 **DerainImages** takes the inputs ``tfderain derain`` takes — files, folders and glob patterns —
 on any Beam filesystem, and writes each result to ``OUTPUT/<name><suffix><ext>`` (the input's
-file name and format; alpha and 16-bit samples kept, EXIF orientation applied, as the command
-line does). Safety, as in ``tfderain derain``:
+file name and format; alpha and 16-bit samples kept, EXIF orientation applied, and EXIF, ICC
+profile, XMP, DPI and PNG text carried where the format can hold them, as the command line
+does; a row's ``note`` names what was not kept). Videos are not derained here: an input video is
+a ``failed`` row. Safety, as in ``tfderain derain``:
 
 * an input is never overwritten: a destination that is also an input is refused, and when
   several inputs would write the same destination the first (by path) is written and the others
@@ -22,10 +24,10 @@ retries a bundle after its results were written, the retry reports them as skipp
 
 The **manifest** (default ``OUTPUT/manifest.jsonl``) has one JSON object per input file and per
 input that matched nothing: ``input``, ``output``, ``status`` (``written``, ``skipped``,
-``failed``), ``cause``, ``width``, ``height``, ``bit_depth``, ``seconds`` (reading, deraining
-and writing that image), and ``density``/``density_level`` for density-aware models. Beam's
-text sink writes it at the end of the run (temporary shards, then a rename), replacing the
-manifest of an earlier run; rows are in no particular order.
+``failed``), ``cause``, ``note``, ``width``, ``height``, ``bit_depth``, ``seconds`` (reading,
+deraining and writing that image), and ``density``/``density_level`` for density-aware
+models. Beam's text sink writes it at the end of the run (temporary shards, then a rename),
+replacing the manifest of an earlier run; rows are in no particular order.
 
 **EvaluatePairs** scores with :func:`tfderain.evaluation.score_pairs`, so its per-image numbers
 are those of ``tfderain evaluate``; the means are taken over the pairs in the dataset's order.
@@ -70,6 +72,7 @@ ROW_KEYS = (
     "output",
     "status",
     "cause",
+    "note",
     "width",
     "height",
     "bit_depth",
@@ -156,21 +159,36 @@ class _Read(beam.DoFn):
 
 
 class _Write(beam.DoFn):
-    """A derained :class:`ImageJob` → its file written, and its manifest row."""
+    """A derained :class:`ImageJob` → its file written (with the input's metadata where the
+    format holds it), and its manifest row."""
+
+    def __init__(self, jpeg_quality: int):
+        self.jpeg_quality = jpeg_quality
 
     def process(self, result: PredictionResult) -> Iterator[dict]:
         job: ImageJob = result.example
         start = time.perf_counter()
         height, width = job.image.rgb.shape[:2]
         size = {"width": width, "height": height, "bit_depth": job.image.bit_depth}
-        cause = job.cause
+        cause, note = job.cause, None
         if cause is None:
+            out = job.result
             try:
-                out = job.result
-                data = io.encode_image(job.dest, out.rgb, out.alpha, out.bit_depth)
+                data = io.encode_image(
+                    job.dest,
+                    out.rgb,
+                    out.alpha,
+                    out.bit_depth,
+                    jpeg_quality=self.jpeg_quality,
+                    metadata=out.metadata,
+                )
                 storage.write_bytes(job.dest, data)
             except (ValueError, OSError) as exc:
                 cause = _cause(exc)
+            dropped = io.dropped_metadata(job.dest, out.metadata)
+            if dropped:
+                ext = os.path.splitext(job.dest)[1].lower()
+                note = f"{', '.join(dropped)} not kept ({ext} cannot hold it)"
         seconds = round(job.seconds + time.perf_counter() - start, 4)
         if cause is not None:
             Metrics.counter(NAMESPACE, "images_failed").inc()
@@ -178,7 +196,7 @@ class _Write(beam.DoFn):
             return
         Metrics.counter(NAMESPACE, "images_written").inc()
         density = dict(zip(("density", "density_level"), job.density or (None, None), strict=True))
-        yield _row(job.src, job.dest, "written", seconds=seconds, **size, **density)
+        yield _row(job.src, job.dest, "written", note=note, seconds=seconds, **size, **density)
 
 
 # -------------------------------------------------------------------------------- DerainImages
@@ -198,6 +216,7 @@ class DerainImages(beam.PTransform):
         suffix: added to each output's file stem (``rain.png`` → ``rain<suffix>.png``).
         overwrite: derain and replace existing outputs instead of keeping them.
         manifest: path of the JSONL manifest (default ``OUTPUT/manifest.jsonl``).
+        jpeg_quality: quality of JPEG outputs, 1 to 100.
     """
 
     def __init__(
@@ -209,8 +228,12 @@ class DerainImages(beam.PTransform):
         suffix: str = "",
         overwrite: bool = False,
         manifest: str | None = None,
+        jpeg_quality: int = 95,
     ):
         super().__init__()
+        if isinstance(jpeg_quality, bool) or jpeg_quality not in range(1, 101):
+            raise ValueError(f"jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}")
+        self.jpeg_quality = jpeg_quality
         if isinstance(inputs, str):
             inputs = [inputs]
         if not inputs:
@@ -246,7 +269,9 @@ class DerainImages(beam.PTransform):
             "row", main="job"
         )
         written = (
-            read.job | "Derain" >> RunInference(self.handler) | "Write" >> beam.ParDo(_Write())
+            read.job
+            | "Derain" >> RunInference(self.handler)
+            | "Write" >> beam.ParDo(_Write(self.jpeg_quality))
         )
         rows = (matched.row, assigned.row, read.row, written) | "Rows" >> beam.Flatten()
         _ = (
