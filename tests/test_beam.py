@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +374,15 @@ def test_density_matches_the_density_estimator():
     value, level = beam_model.LoadedModel(model).density(image)
     expected = api.DensityEstimator(model).estimate(image)
     assert abs(value - expected.value) <= 1e-6 and level == expected.level
+
+
+def test_help_loads_neither_tensorflow_nor_beam():
+    code = (
+        "import sys; from tfderain.beam import __main__ as m; m.build_parser().format_help(); "
+        "print('tensorflow' in sys.modules, 'apache_beam' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert done.stdout.split() == ["False", "False"], done.stderr

@@ -15,20 +15,19 @@ shows how to run on Dataflow, Flink and Spark.
 
 from __future__ import annotations
 
-from tfderain.beam.model import (
-    DerainModelHandler,
-    ModelRef,
-    ScoreModelHandler,
-    model_ref,
-)
-from tfderain.beam.transforms import DerainImages, EvaluatePairs, pair_jobs
+from tfderain._lazy import lazy_exports
 
-__all__ = [
-    "DerainImages",
-    "DerainModelHandler",
-    "EvaluatePairs",
-    "ModelRef",
-    "ScoreModelHandler",
-    "model_ref",
-    "pair_jobs",
-]
+#: Public names and the module that defines each one (imported on first use, so that
+#: ``python -m tfderain.beam --help`` does not load TensorFlow or Beam).
+_LAZY = {
+    "DerainImages": "tfderain.beam.transforms",
+    "DerainModelHandler": "tfderain.beam.model",
+    "EvaluatePairs": "tfderain.beam.transforms",
+    "ModelRef": "tfderain.beam.model",
+    "ScoreModelHandler": "tfderain.beam.model",
+    "model_ref": "tfderain.beam.model",
+    "pair_jobs": "tfderain.beam.transforms",
+}
+
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
