@@ -2,7 +2,7 @@
 
 **Where the model comes from** (:func:`model_ref`, at pipeline construction): what the command
 line's ``--model``/``--weights`` name becomes a :class:`ModelRef`, the one thing shipped to
-the workers, checked there by its sha256:
+the workers (with the file's sha256, checked there, wherever the file was read here):
 
 * a ``.keras`` file on any Beam filesystem (``gs://…/prenet.keras``, a local path) is read by
   each worker through :class:`~apache_beam.io.filesystems.FileSystems`;
@@ -11,8 +11,8 @@ the workers, checked there by its sha256:
   official ``.pth`` checkpoint (converted here) become a local ``.keras`` file, which is copied
   to ``staging`` (a folder URI the workers can read, e.g. the pipeline's ``--temp_location``)
   when one is given, and otherwise travels inside the pipeline itself (its bytes are part of the
-  handler: right for small models and local runners; a Dataflow job graph is limited to about
-  10 MB, so stage larger models).
+  handler: right for small models and local runners; a Dataflow job graph is limited to 10 MB,
+  so stage larger models).
 
 **Running it** (:class:`DerainModelHandler`, :class:`ScoreModelHandler`): each worker process
 stages the file to a local temporary file, loads it once and shares it between its threads
