@@ -97,7 +97,21 @@ def read_image(path: str | os.PathLike) -> Image:
             has a sample type other than 8/16-bit unsigned integers.
     """
     path = Path(path)
-    data = read_bytes(path)
+    return decode_image(read_bytes(path), path)
+
+
+def decode_image(data: bytes, path: str | os.PathLike) -> Image:
+    """Decode the bytes of an image file read elsewhere (a remote store, an archive) by the rules
+    of :func:`read_image`, metadata included; ``path`` names the file in errors and in
+    :attr:`Image.path`.
+
+    Raises:
+        ImageError: the bytes are empty, not an image, truncated or corrupt, or have a sample
+            type other than 8/16-bit unsigned integers.
+    """
+    if not data:
+        raise ImageError(path, "empty file")
+    path = Path(path)
     orientation = check_complete(path, data)
 
     with quiet_opencv():
@@ -378,6 +392,27 @@ def write_image(
         ImageError: encoding or writing the file failed (message ``"<path>: <cause>"``).
     """
     path = Path(path)
+    data = encode_image(path, rgb, alpha, bit_depth, jpeg_quality=jpeg_quality, metadata=metadata)
+    _write_atomically(path, data)
+    return path
+
+
+def encode_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    bit_depth: int = 8,
+    *,
+    jpeg_quality: int = 95,
+    metadata: Metadata | None = None,
+) -> bytes:
+    """The file bytes :func:`write_image` writes for ``path`` (format from its extension,
+    metadata embedded), for writers of other storage; ``path`` is only named, never touched.
+
+    Raises:
+        ValueError, ImageError: as :func:`write_image` (encoding only).
+    """
+    path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         raise ValueError(
@@ -410,9 +445,7 @@ def write_image(
             raise ImageError(path, f"cannot encode as {ext}: {exc}") from None
     if not ok:
         raise ImageError(path, f"cannot encode as {ext}")
-    data = embed(ext, encoded.tobytes(), metadata, alpha=len(planes) == 4)
-    _write_atomically(path, data)
-    return path
+    return embed(ext, encoded.tobytes(), metadata, alpha=len(planes) == 4)
 
 
 def dropped_metadata(path: str | os.PathLike, metadata: Metadata | None) -> list[str]:
@@ -604,7 +637,9 @@ __all__ = [
     "Image",
     "ImageError",
     "Metadata",
+    "decode_image",
     "dropped_metadata",
+    "encode_image",
     "exif_orientation",
     "find_images",
     "is_image_path",
