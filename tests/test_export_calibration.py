@@ -20,6 +20,7 @@ from tfderain.export.calibration import (
     FLOAT_LAYERS,
     MIN_RANGE,
     _in_layers,
+    is_float_in_int8,
     keeping_ranges_valid,
     widened_max,
 )
@@ -122,10 +123,47 @@ def test_a_range_narrower_than_the_floor_keeps_its_minimum(low, high, expected):
     assert got == (None if expected is None else pytest.approx(expected))
 
 
+#: The layers that computed in float32 in int8 files before the layers declared it themselves
+#: (``FLOAT_IN_INT8``), by name: the built-in table and the declarations must give the same.
+FORMER_FLOAT_LAYERS = {
+    "LayerNormalization",
+    "BiasFreeLayerNorm",
+    "SPAIRSpatialFeatureModulator",
+    "SPAIRCleanContext",
+}
+
+
+def _float_in_int8_classes() -> set[type]:
+    """The built-in table and every layer class of the model modules that computes in float."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from tfderain import models
+
+    found = pkgutil.iter_modules(models.__path__, prefix="tfderain.models.")
+    modules = [importlib.import_module(module.name) for module in found]
+    classes = set(FLOAT_LAYERS)
+    for module in modules:
+        classes |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)}
+    return {cls for cls in classes if issubclass(cls, keras.layers.Layer) and is_float_in_int8(cls)}
+
+
+def test_layers_declared_float_in_int8_files_are_the_former_ones():
+    from tfderain.models import blocks, spair
+
+    assert {cls.__name__ for cls in _float_in_int8_classes()} == FORMER_FLOAT_LAYERS
+    for cls in (blocks.BiasFreeLayerNorm, spair.SPAIRSpatialFeatureModulator):
+        assert is_float_in_int8(cls) and cls.FLOAT_IN_INT8 is True
+    assert not is_float_in_int8(keras.layers.Conv2D) and not is_float_in_int8(blocks.Stack)
+
+
 def test_layers_kept_float_in_int8_files_quantize_only_their_output_in_qat_files():
-    from tfderain.export.qat import CONFIGS, OutputQuantizeConfig
+    from tfderain.export.qat import OutputQuantizeConfig, config_class
 
     # The two exports must agree on which statistics compute in float.
     assert FLOAT_LAYERS
-    for cls in FLOAT_LAYERS:
-        assert CONFIGS.get(cls) is OutputQuantizeConfig, cls.__name__
+    classes = _float_in_int8_classes()
+    assert set(FLOAT_LAYERS) <= classes
+    for cls in classes:
+        assert config_class(cls) is OutputQuantizeConfig, cls.__name__

@@ -10,6 +10,7 @@ none (fixed networks whose classifiers take 512×512 inputs): their recipes are 
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from tfderain import models
@@ -29,3 +30,10 @@ def tiny_models() -> dict[str, tuple[dict[str, Any], int]]:
 #: A reduced builder config per model (tiny widths, few blocks, so that a forward pass is cheap)
 #: and the patch size of the smoke test (a multiple the model accepts).
 TINY_MODELS: dict[str, tuple[dict[str, Any], int]] = tiny_models()
+
+
+@functools.cache
+def layer_classes(name: str) -> frozenset[type]:
+    """The layer classes of model ``name`` built at its reduced config (built once per run)."""
+    config, _ = TINY_MODELS[name]
+    return frozenset(type(layer) for layer in models.build(name, **config).layers)
