@@ -97,6 +97,7 @@ __all__ = [
     "rain_layer",
     "rain_mask",
     "rainy_image",
+    "register",
     "remaen_edges",
     "ssim",
     "ssim_same",
@@ -105,6 +106,26 @@ __all__ = [
 
 _C1 = 0.01**2
 _C2 = 0.03**2
+
+#: Loss classes by config name (``loss: negative_ssim`` in a training config), filled by
+#: :func:`register`.
+LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: the loss is known to training configs as ``name`` (``loss: name``).
+
+    The papers' losses below register themselves; a model's own loss may be registered the same
+    way next to its builder (``tfderain.models.<arch>``), which every training run imports.
+    """
+
+    def decorate(cls: type) -> type:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is registered twice")
+        LOSSES[name] = cls
+        return cls
+
+    return decorate
 
 
 def _as_images(x: tf.Tensor) -> tf.Tensor:
@@ -165,6 +186,7 @@ def ssim_same(a: tf.Tensor, b: tf.Tensor, window: int = 11, sigma: float = 1.5) 
     return tf.reduce_mean(ssim_map, axis=(1, 2, 3))
 
 
+@register("negative_ssim")
 @keras.utils.register_keras_serializable(package="tfderain")
 class NegativeSSIM(keras.losses.Loss):
     """PReNet's loss: ``-SSIM(clean, derained)`` with the SSIM of ``SSIM.py`` (:func:`ssim_same`).
@@ -194,6 +216,7 @@ def _pixel_mean(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(x, axis=(1, 2, 3))
 
 
+@register("charbonnier")
 @keras.utils.register_keras_serializable(package="tfderain")
 class Charbonnier(keras.losses.Loss):
     """Charbonnier loss ``mean(sqrt((y_pred - y_true)**2 + eps**2))``, a smooth L1."""
@@ -210,6 +233,7 @@ class Charbonnier(keras.losses.Loss):
         return {**super().get_config(), "eps": self.eps}
 
 
+@register("mse")
 @keras.utils.register_keras_serializable(package="tfderain")
 class MSE(keras.losses.Loss):
     """Mean squared error over pixels and channels."""
@@ -221,6 +245,7 @@ class MSE(keras.losses.Loss):
         return _pixel_mean(tf.square(_as_images(y_pred) - _as_images(y_true)))
 
 
+@register("l1")
 @keras.utils.register_keras_serializable(package="tfderain")
 class L1(keras.losses.Loss):
     """Mean absolute error over pixels and channels."""
@@ -338,6 +363,7 @@ def density_levels(density: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
+@register("edge")
 @keras.utils.register_keras_serializable(package="tfderain")
 class EdgeLoss(keras.losses.Loss):
     """MPRNet's ``EdgeLoss``: Charbonnier (eps 1e-3) between :func:`laplacian_detail` images.
@@ -358,6 +384,7 @@ class EdgeLoss(keras.losses.Loss):
         return {**super().get_config(), "eps": self.eps}
 
 
+@register("mprnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class MPRNetLoss(keras.losses.Loss):
     """MPRNet's loss: ``sum_s [Charbonnier(s, clean) + 0.05 EdgeLoss(s, clean)]`` over stages.
@@ -388,6 +415,7 @@ class MPRNetLoss(keras.losses.Loss):
         return {**super().get_config(), "edge_weight": self.edge_weight, "eps": self.eps}
 
 
+@register("pcnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class PCNetLoss(keras.losses.Loss):
     """PCNet's mix: ``c Charbonnier + e EdgeLoss - s SSIM`` (weights 0.3, 0.2, 0.15).
@@ -470,6 +498,7 @@ def remaen_edges(x: tf.Tensor, gray_weights=REMAEN_GRAY_WEIGHTS) -> tf.Tensor:
     return tf.nn.relu(tf.nn.conv2d(gray, kernel, strides=1, padding="SAME"))
 
 
+@register("remaen")
 @keras.utils.register_keras_serializable(package="tfderain")
 class ReMAENLoss(keras.losses.Loss):
     """ReMAEN's loss: ``MSE + 0.1 MSE(edges(derained), edges(clean))``.
@@ -510,6 +539,7 @@ class ReMAENLoss(keras.losses.Loss):
         }
 
 
+@register("crdnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class CRDNetLoss(keras.losses.Loss):
     """CRDNet's image loss: ``MSE + 0.005 (1 - SSIM)`` (SSIM of ``Utils/SSIM.py``).
@@ -534,6 +564,7 @@ class CRDNetLoss(keras.losses.Loss):
         return {**super().get_config(), "ssim_weight": self.ssim_weight}
 
 
+@register("cumulative_density_mse")
 @keras.utils.register_keras_serializable(package="tfderain")
 class CumulativeDensityMSE(keras.losses.Loss):
     """CRDNet's classifier loss: MSE between the 3 scores and the cumulative density label.
@@ -556,6 +587,7 @@ class CumulativeDensityMSE(keras.losses.Loss):
         return known * tf.reduce_mean(tf.square(scores - label), axis=-1)
 
 
+@register("stage_mse")
 @keras.utils.register_keras_serializable(package="tfderain")
 class StageMSE(keras.losses.Loss):
     """MSE of one stage of a stacked ``(N, T, H, W, C)`` output against its target.
@@ -607,6 +639,7 @@ def vgg16_features(weights: str | None) -> keras.Model:
     return features
 
 
+@register("didmdn")
 @keras.utils.register_keras_serializable(package="tfderain")
 class DIDMDNLoss(keras.losses.Loss):
     """DID-MDN's deraining loss: L1 on [-1, 1] images, optionally plus VGG-16 feature L1s.
@@ -668,6 +701,7 @@ class DIDMDNLoss(keras.losses.Loss):
         }
 
 
+@register("didmdn_density")
 @keras.utils.register_keras_serializable(package="tfderain")
 class DIDMDNDensityCrossEntropy(keras.losses.Loss):
     """DID-MDN's classifier loss: softmax cross-entropy of the 4 logits, classes 0 heavy,
@@ -687,6 +721,7 @@ class DIDMDNDensityCrossEntropy(keras.losses.Loss):
         return known * ce
 
 
+@register("rain_mask_bce")
 @keras.utils.register_keras_serializable(package="tfderain")
 class RainMaskBCE(keras.losses.Loss):
     """Binary cross-entropy of a predicted rain mask against :func:`rain_mask` of the target.
@@ -710,25 +745,6 @@ class RainMaskBCE(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "threshold": self.threshold}
-
-
-#: Loss classes by config name (``loss: negative_ssim`` in a training config).
-LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {
-    "negative_ssim": NegativeSSIM,
-    "charbonnier": Charbonnier,
-    "mse": MSE,
-    "l1": L1,
-    "edge": EdgeLoss,
-    "mprnet": MPRNetLoss,
-    "pcnet": PCNetLoss,
-    "remaen": ReMAENLoss,
-    "crdnet": CRDNetLoss,
-    "cumulative_density_mse": CumulativeDensityMSE,
-    "stage_mse": StageMSE,
-    "didmdn": DIDMDNLoss,
-    "didmdn_density": DIDMDNDensityCrossEntropy,
-    "rain_mask_bce": RainMaskBCE,
-}
 
 
 def names() -> list[str]:
