@@ -8,7 +8,10 @@ particular to it (golden parity with the official code, its conversion, its quir
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import pkgutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,19 @@ from tfderain.processing import Processor
 #: Largest difference between a model's outputs before and after a ``.keras`` round trip
 #: (the same weights and the same graph: only the order of float operations may differ).
 ROUND_TRIP_ATOL = 1e-5
+
+
+def package_classes(base: type, *extra_modules: str) -> set[type]:
+    """Every subclass of ``base`` defined in the model modules (``tfderain.models.*``) and in
+    ``extra_modules`` (e.g. ``"tfderain.export.rewrite"``)."""
+    found = pkgutil.iter_modules(models.__path__, prefix="tfderain.models.")
+    names = [module.name for module in found] + list(extra_modules)
+    classes = set()
+    for module in map(importlib.import_module, names):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, base) and cls.__module__ == module.__name__:
+                classes.add(cls)
+    return classes
 
 
 def tiny_spec(name: str) -> tuple[models.ModelSpec, models.Tiny]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import dead_relu_model, invoke_tflite
+from model_harness import package_classes
 
 from tfderain._keras import keras, tf
 from tfderain.export import ExportError, export_tflite
@@ -135,18 +136,8 @@ FORMER_FLOAT_LAYERS = {
 
 def _float_in_int8_classes() -> set[type]:
     """The built-in table and every layer class of the model modules that computes in float."""
-    import importlib
-    import inspect
-    import pkgutil
-
-    from tfderain import models
-
-    found = pkgutil.iter_modules(models.__path__, prefix="tfderain.models.")
-    modules = [importlib.import_module(module.name) for module in found]
-    classes = set(FLOAT_LAYERS)
-    for module in modules:
-        classes |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)}
-    return {cls for cls in classes if issubclass(cls, keras.layers.Layer) and is_float_in_int8(cls)}
+    classes = set(FLOAT_LAYERS) | package_classes(keras.layers.Layer)
+    return {cls for cls in classes if is_float_in_int8(cls)}
 
 
 def test_layers_declared_float_in_int8_files_are_the_former_ones():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import dead_relu_model, invoke_tflite
+from model_harness import package_classes
 from tiny_models import TINY_MODELS, layer_classes
 
 from tfderain._keras import keras, tf
@@ -96,29 +97,10 @@ def _former_configs() -> dict[type, type]:
     }
 
 
-def _package_layer_classes() -> set[type]:
-    """Every layer class defined in the model modules and the export rewrites."""
-    import importlib
-    import inspect
-    import pkgutil
-
-    from tfderain import models
-    from tfderain.export import rewrite
-
-    found = pkgutil.iter_modules(models.__path__, prefix="tfderain.models.")
-    modules = [importlib.import_module(module.name) for module in found]
-    modules += [rewrite, qat]
-    return {
-        cls
-        for module in modules
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if issubclass(cls, keras.layers.Layer) and cls.__module__ == module.__name__
-    }
-
-
 def test_declared_quantization_gives_every_layer_its_former_config():
     former = _former_configs()
-    classes = set(former) | _package_layer_classes()
+    exporter = ("tfderain.export.rewrite", "tfderain.export.qat")
+    classes = set(former) | package_classes(keras.layers.Layer, *exporter)
     assert len(classes) > len(former)  # layers without a config (e.g. GatedGELU) are checked too
     for cls in classes:
         assert qat.config_class(cls) is former.get(cls), cls.__name__

@@ -6,9 +6,10 @@ its registry entry's. A new architecture is checked here as soon as it registers
 from __future__ import annotations
 
 import pytest
-from model_harness import check_model
+from model_harness import check_model, package_classes
 
 from tfderain import models
+from tfderain._keras import keras
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -26,3 +27,16 @@ def test_only_networks_with_a_fixed_size_classifier_lack_a_reduced_config():
     assert missing == ["crdnet", "didmdn"]
     for name in missing:
         assert models.spec(name).density_size is not None, name
+
+
+def test_no_two_custom_layers_or_losses_share_a_serialized_name():
+    # Keras finds a custom object by its registered name ("tfderain>Stack") and the quantization
+    # scope by its class name; a second class of the same name would silently replace the first.
+    classes = package_classes(keras.layers.Layer, "tfderain.export.rewrite", "tfderain.export.qat")
+    classes |= package_classes(keras.losses.Loss, "tfderain.losses")
+    names = sorted(cls.__name__ for cls in classes)
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    for cls in classes:
+        registered = keras.saving.get_registered_name(cls)
+        if registered.startswith("tfderain>"):
+            assert keras.saving.get_registered_object(registered) is cls, registered
