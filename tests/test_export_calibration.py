@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import dead_relu_model, invoke_tflite
+from model_harness import package_classes
 
 from tfderain._keras import keras, tf
 from tfderain.export import ExportError, export_tflite
@@ -20,6 +21,7 @@ from tfderain.export.calibration import (
     FLOAT_LAYERS,
     MIN_RANGE,
     _in_layers,
+    is_float_in_int8,
     keeping_ranges_valid,
     widened_max,
 )
@@ -122,10 +124,37 @@ def test_a_range_narrower_than_the_floor_keeps_its_minimum(low, high, expected):
     assert got == (None if expected is None else pytest.approx(expected))
 
 
+#: The layers that computed in float32 in int8 files before the layers declared it themselves
+#: (``FLOAT_IN_INT8``), by name: the built-in table and the declarations must give the same.
+FORMER_FLOAT_LAYERS = {
+    "LayerNormalization",
+    "BiasFreeLayerNorm",
+    "SPAIRSpatialFeatureModulator",
+    "SPAIRCleanContext",
+}
+
+
+def _float_in_int8_classes() -> set[type]:
+    """The built-in table and every layer class of the model modules that computes in float."""
+    classes = set(FLOAT_LAYERS) | package_classes(keras.layers.Layer)
+    return {cls for cls in classes if is_float_in_int8(cls)}
+
+
+def test_layers_declared_float_in_int8_files_are_the_former_ones():
+    from tfderain.models import blocks, spair
+
+    assert {cls.__name__ for cls in _float_in_int8_classes()} == FORMER_FLOAT_LAYERS
+    for cls in (blocks.BiasFreeLayerNorm, spair.SPAIRSpatialFeatureModulator):
+        assert is_float_in_int8(cls) and cls.FLOAT_IN_INT8 is True
+    assert not is_float_in_int8(keras.layers.Conv2D) and not is_float_in_int8(blocks.Stack)
+
+
 def test_layers_kept_float_in_int8_files_quantize_only_their_output_in_qat_files():
-    from tfderain.export.qat import CONFIGS, OutputQuantizeConfig
+    from tfderain.export.qat import OutputQuantizeConfig, config_class
 
     # The two exports must agree on which statistics compute in float.
     assert FLOAT_LAYERS
-    for cls in FLOAT_LAYERS:
-        assert CONFIGS.get(cls) is OutputQuantizeConfig, cls.__name__
+    classes = _float_in_int8_classes()
+    assert set(FLOAT_LAYERS) <= classes
+    for cls in classes:
+        assert config_class(cls) is OutputQuantizeConfig, cls.__name__

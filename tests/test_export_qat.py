@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import dead_relu_model, invoke_tflite
+from model_harness import package_classes
+from tiny_models import TINY_MODELS, layer_classes
 
 from tfderain._keras import keras, tf
 from tfderain.export import export_tflite, qat
@@ -33,25 +35,86 @@ from tfderain.export.tflite import (
 from tfderain.models import blocks, build
 
 TILE = 32
-TINY = {
-    "prenet": {"stages": 2, "channels": 4},
-    "prenet_r": {"stages": 2, "channels": 4},
-    "prn": {"stages": 2, "channels": 4},
-    "prn_r": {"stages": 2, "channels": 4},
-    "pcnet": {"n_feat": 8, "num_crb": 1, "num_rcab": 1},
+#: The small models whose QAT export is tested.
+QAT_MODELS = (
+    "prenet",
+    "prenet_r",
+    "prn",
+    "prn_r",
+    "pcnet",
+    "remaen",
+    "codenet",
+    "mcodenet",
+    "didmdn_derain",
+    "mprnet",
+    "spair",
+)
+#: Where these tests use a config smaller than the model's own reduced one (``tiny=`` of its
+#: registration): the signal-to-noise bounds below were measured at these.
+QAT_TINY = {
     "remaen": {"stages": 1, "channels": 4},
     "codenet": {"channels": 4, "code_channels": 8, "reduction": 2, "iterations": 1},
-    "mcodenet": {"channels": 4, "code_channels": 8, "reduction": 2, "iterations": 2},
-    "didmdn_derain": {},
     "mprnet": {"n_feat": 4, "scale_unetfeats": 2, "scale_orsnetfeats": 2, "num_cab": 1},
     "spair": {"width": 4, "blocks": 1, "loc_width": 4, "loc_blocks": 1},
 }
+TINY = {name: QAT_TINY.get(name, TINY_MODELS[name][0]) for name in QAT_MODELS}
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_every_layer_of_the_small_models_has_a_quantize_config(name):
     graph, _ = export_outputs(build(name, **TINY[name]))
     assert qat.unquantizable_layers(graph) == []
+
+
+def _former_configs() -> dict[type, type]:
+    """The layer → config table of :mod:`tfderain.export.qat` before the layers declared their
+    own (``QUANTIZE``), written out: the declarations must give every layer the same config."""
+    from tfderain.export import rewrite
+    from tfderain.models import codenet, didmdn, mprnet, remaen, spair
+
+    layers, output, noop = keras.layers, qat.OutputQuantizeConfig, qat.NoOpQuantizeConfig
+    return {
+        layers.Multiply: output,
+        layers.Subtract: output,
+        layers.Rescaling: output,
+        layers.LayerNormalization: output,
+        layers.PReLU: output,
+        blocks.Stack: output,
+        blocks.PixelShuffle: output,
+        blocks.PixelUnshuffle: output,
+        blocks.BiasFreeLayerNorm: output,
+        codenet.CODENetThreshold: output,
+        codenet.CODENetChannelMean: output,
+        didmdn.DIDMDNLabelMap: output,
+        spair.SPAIRSpatialFeatureModulator: output,
+        spair.SPAIRCleanContext: output,
+        blocks.ZerosLike: noop,
+        rewrite.DepthToSpace: noop,
+        remaen.ReMAENSpaceToBatch: noop,
+        remaen.ReMAENBatchToSpace: noop,
+        mprnet.MPRNetHalves: noop,
+        qat.SequentialSum: output,
+    }
+
+
+def test_declared_quantization_gives_every_layer_its_former_config():
+    former = _former_configs()
+    exporter = ("tfderain.export.rewrite", "tfderain.export.qat")
+    classes = set(former) | package_classes(keras.layers.Layer, *exporter)
+    assert len(classes) > len(former)  # layers without a config (e.g. GatedGELU) are checked too
+    for cls in classes:
+        assert qat.config_class(cls) is former.get(cls), cls.__name__
+    for name in TINY_MODELS:  # every layer of every model, at its reduced config
+        for cls in layer_classes(name):
+            assert qat.config_class(cls) is former.get(cls), (name, cls.__name__)
+
+
+def test_a_quantize_declaration_outside_the_known_ones_is_an_error():
+    class Odd(keras.layers.Layer):
+        QUANTIZE = "weights"
+
+    with pytest.raises(qat.QuantizationError, match="Odd.QUANTIZE is 'weights'; known: 'output'"):
+        qat.config_class(Odd)
 
 
 def test_annotate_lists_every_layer_it_cannot_quantize():

@@ -197,6 +197,42 @@ def test_registry_lists_and_builds_losses_by_name():
         losses.get("ssim_l2")
 
 
+def test_losses_register_themselves_by_their_config_names():
+    assert list(losses.LOSSES) == [
+        "negative_ssim",
+        "charbonnier",
+        "mse",
+        "l1",
+        "edge",
+        "mprnet",
+        "pcnet",
+        "remaen",
+        "crdnet",
+        "cumulative_density_mse",
+        "stage_mse",
+        "didmdn",
+        "didmdn_density",
+        "rain_mask_bce",
+    ]
+    assert losses.LOSSES["pcnet"] is losses.PCNetLoss
+
+
+def test_a_loss_registered_elsewhere_is_known_by_name(monkeypatch):
+    from tfderain._keras import keras
+
+    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+
+    @losses.register("half_l1")
+    class HalfL1(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return 0.5 * tf.reduce_mean(tf.abs(y_pred - y_true), axis=(1, 2, 3))
+
+    assert "half_l1" in losses.names()
+    assert isinstance(losses.get("half_l1"), HalfL1)
+    with pytest.raises(ValueError, match="'half_l1' is registered twice"):
+        losses.register("half_l1")(HalfL1)
+
+
 def test_losses_round_trip_through_keras_serialization():
     from tfderain._keras import keras
 

@@ -72,7 +72,7 @@ def test_missing_or_inconsistent_keys_are_reported(golden):
 
 def test_dynamic_spatial_size_multiple_of_four():
     assert models.spec("pcnet").multiple == 4
-    model = models.build("pcnet", n_feat=8, num_crb=1, num_rcab=1)
+    model = models.build("pcnet", **models.spec("pcnet").tiny.config)
     for shape in [(1, 64, 96, 3), (2, 36, 20, 3)]:
         out = model(np.zeros(shape, np.float32))
         assert out["derained"].shape == shape

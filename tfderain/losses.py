@@ -13,9 +13,9 @@ name                        output     loss (paper, official training script)
 ==========================  =========  ============================================================
 ``negative_ssim``           derained   ``-SSIM`` (PReNet, DTPNet); the SSIM of ``SSIM.py``
 ``charbonnier``             any image  ``mean(sqrt(d**2 + eps**2))``
-``mse``, ``l1``             any image  mean squared / absolute error (``l1``: CODE-Net, Restormer)
 ``charbonnier_ssim``        derained   ``(1 - w) Charbonnier + w (1 - SSIM)``, ``w = 0.84``
                                        (RainUNet, tfderain's default model; Zhao et al.'s mix)
+``mse``, ``l1``             any image  mean squared / absolute error (``l1``: CODE-Net, Restormer)
 ``edge``                    any image  Charbonnier of Laplacian-pyramid details (MPRNet's EdgeLoss)
 ``mprnet``                  stages     sum over stages of Charbonnier + 0.05 edge (MPRNet)
 ``pcnet``                   derained,  0.3 Charbonnier + 0.2 edge - 0.15 SSIM (PCNet); on ``rain``
@@ -100,6 +100,7 @@ __all__ = [
     "rain_layer",
     "rain_mask",
     "rainy_image",
+    "register",
     "remaen_edges",
     "ssim",
     "ssim_same",
@@ -108,6 +109,26 @@ __all__ = [
 
 _C1 = 0.01**2
 _C2 = 0.03**2
+
+#: Loss classes by config name (``loss: negative_ssim`` in a training config), filled by
+#: :func:`register`.
+LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: the loss is known to training configs as ``name`` (``loss: name``).
+
+    The papers' losses below register themselves; a model's own loss may be registered the same
+    way next to its builder (``tfderain.models.<arch>``), which every training run imports.
+    """
+
+    def decorate(cls: type) -> type:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is registered twice")
+        LOSSES[name] = cls
+        return cls
+
+    return decorate
 
 
 def _as_images(x: tf.Tensor) -> tf.Tensor:
@@ -168,6 +189,7 @@ def ssim_same(a: tf.Tensor, b: tf.Tensor, window: int = 11, sigma: float = 1.5) 
     return tf.reduce_mean(ssim_map, axis=(1, 2, 3))
 
 
+@register("negative_ssim")
 @keras.utils.register_keras_serializable(package="tfderain")
 class NegativeSSIM(keras.losses.Loss):
     """PReNet's loss: ``-SSIM(clean, derained)`` with the SSIM of ``SSIM.py`` (:func:`ssim_same`).
@@ -197,6 +219,7 @@ def _pixel_mean(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(x, axis=(1, 2, 3))
 
 
+@register("charbonnier")
 @keras.utils.register_keras_serializable(package="tfderain")
 class Charbonnier(keras.losses.Loss):
     """Charbonnier loss ``mean(sqrt((y_pred - y_true)**2 + eps**2))``, a smooth L1."""
@@ -213,28 +236,7 @@ class Charbonnier(keras.losses.Loss):
         return {**super().get_config(), "eps": self.eps}
 
 
-@keras.utils.register_keras_serializable(package="tfderain")
-class MSE(keras.losses.Loss):
-    """Mean squared error over pixels and channels."""
-
-    def __init__(self, name: str = "mse", **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        return _pixel_mean(tf.square(_as_images(y_pred) - _as_images(y_true)))
-
-
-@keras.utils.register_keras_serializable(package="tfderain")
-class L1(keras.losses.Loss):
-    """Mean absolute error over pixels and channels."""
-
-    def __init__(self, name: str = "l1", **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        return _pixel_mean(tf.abs(_as_images(y_pred) - _as_images(y_true)))
-
-
+@register("charbonnier_ssim")
 @keras.utils.register_keras_serializable(package="tfderain")
 class CharbonnierSSIM(keras.losses.Loss):
     """``(1 - w) Charbonnier + w (1 - SSIM)``: a pixel loss that holds brightness, plus structure.
@@ -270,6 +272,30 @@ class CharbonnierSSIM(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "ssim_weight": self.ssim_weight, "eps": self.eps}
+
+
+@register("mse")
+@keras.utils.register_keras_serializable(package="tfderain")
+class MSE(keras.losses.Loss):
+    """Mean squared error over pixels and channels."""
+
+    def __init__(self, name: str = "mse", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return _pixel_mean(tf.square(_as_images(y_pred) - _as_images(y_true)))
+
+
+@register("l1")
+@keras.utils.register_keras_serializable(package="tfderain")
+class L1(keras.losses.Loss):
+    """Mean absolute error over pixels and channels."""
+
+    def __init__(self, name: str = "l1", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return _pixel_mean(tf.abs(_as_images(y_pred) - _as_images(y_true)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +404,7 @@ def density_levels(density: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
+@register("edge")
 @keras.utils.register_keras_serializable(package="tfderain")
 class EdgeLoss(keras.losses.Loss):
     """MPRNet's ``EdgeLoss``: Charbonnier (eps 1e-3) between :func:`laplacian_detail` images.
@@ -398,6 +425,7 @@ class EdgeLoss(keras.losses.Loss):
         return {**super().get_config(), "eps": self.eps}
 
 
+@register("mprnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class MPRNetLoss(keras.losses.Loss):
     """MPRNet's loss: ``sum_s [Charbonnier(s, clean) + 0.05 EdgeLoss(s, clean)]`` over stages.
@@ -428,6 +456,7 @@ class MPRNetLoss(keras.losses.Loss):
         return {**super().get_config(), "edge_weight": self.edge_weight, "eps": self.eps}
 
 
+@register("pcnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class PCNetLoss(keras.losses.Loss):
     """PCNet's mix: ``c Charbonnier + e EdgeLoss - s SSIM`` (weights 0.3, 0.2, 0.15).
@@ -510,6 +539,7 @@ def remaen_edges(x: tf.Tensor, gray_weights=REMAEN_GRAY_WEIGHTS) -> tf.Tensor:
     return tf.nn.relu(tf.nn.conv2d(gray, kernel, strides=1, padding="SAME"))
 
 
+@register("remaen")
 @keras.utils.register_keras_serializable(package="tfderain")
 class ReMAENLoss(keras.losses.Loss):
     """ReMAEN's loss: ``MSE + 0.1 MSE(edges(derained), edges(clean))``.
@@ -550,6 +580,7 @@ class ReMAENLoss(keras.losses.Loss):
         }
 
 
+@register("crdnet")
 @keras.utils.register_keras_serializable(package="tfderain")
 class CRDNetLoss(keras.losses.Loss):
     """CRDNet's image loss: ``MSE + 0.005 (1 - SSIM)`` (SSIM of ``Utils/SSIM.py``).
@@ -574,6 +605,7 @@ class CRDNetLoss(keras.losses.Loss):
         return {**super().get_config(), "ssim_weight": self.ssim_weight}
 
 
+@register("cumulative_density_mse")
 @keras.utils.register_keras_serializable(package="tfderain")
 class CumulativeDensityMSE(keras.losses.Loss):
     """CRDNet's classifier loss: MSE between the 3 scores and the cumulative density label.
@@ -596,6 +628,7 @@ class CumulativeDensityMSE(keras.losses.Loss):
         return known * tf.reduce_mean(tf.square(scores - label), axis=-1)
 
 
+@register("stage_mse")
 @keras.utils.register_keras_serializable(package="tfderain")
 class StageMSE(keras.losses.Loss):
     """MSE of one stage of a stacked ``(N, T, H, W, C)`` output against its target.
@@ -647,6 +680,7 @@ def vgg16_features(weights: str | None) -> keras.Model:
     return features
 
 
+@register("didmdn")
 @keras.utils.register_keras_serializable(package="tfderain")
 class DIDMDNLoss(keras.losses.Loss):
     """DID-MDN's deraining loss: L1 on [-1, 1] images, optionally plus VGG-16 feature L1s.
@@ -708,6 +742,7 @@ class DIDMDNLoss(keras.losses.Loss):
         }
 
 
+@register("didmdn_density")
 @keras.utils.register_keras_serializable(package="tfderain")
 class DIDMDNDensityCrossEntropy(keras.losses.Loss):
     """DID-MDN's classifier loss: softmax cross-entropy of the 4 logits, classes 0 heavy,
@@ -727,6 +762,7 @@ class DIDMDNDensityCrossEntropy(keras.losses.Loss):
         return known * ce
 
 
+@register("rain_mask_bce")
 @keras.utils.register_keras_serializable(package="tfderain")
 class RainMaskBCE(keras.losses.Loss):
     """Binary cross-entropy of a predicted rain mask against :func:`rain_mask` of the target.
@@ -750,26 +786,6 @@ class RainMaskBCE(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "threshold": self.threshold}
-
-
-#: Loss classes by config name (``loss: negative_ssim`` in a training config).
-LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {
-    "negative_ssim": NegativeSSIM,
-    "charbonnier": Charbonnier,
-    "charbonnier_ssim": CharbonnierSSIM,
-    "mse": MSE,
-    "l1": L1,
-    "edge": EdgeLoss,
-    "mprnet": MPRNetLoss,
-    "pcnet": PCNetLoss,
-    "remaen": ReMAENLoss,
-    "crdnet": CRDNetLoss,
-    "cumulative_density_mse": CumulativeDensityMSE,
-    "stage_mse": StageMSE,
-    "didmdn": DIDMDNLoss,
-    "didmdn_density": DIDMDNDensityCrossEntropy,
-    "rain_mask_bce": RainMaskBCE,
-}
 
 
 def names() -> list[str]:

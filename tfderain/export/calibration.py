@@ -13,9 +13,10 @@ that LiteRT's XNNPACK delegate refuses to prepare ("failed to create XNNPACK run
   ``1e-6`` guard, a variance plus ``ε`` before a square root, a masked division (SPAIR's
   masked moments and attention pooling, layer norms). In 8 bits the small term gets a scale
   ~1e-9 against ~10 for the sum, again no valid requantization, and the statistic itself
-  would be meaningless. The operators of the layers in :data:`FLOAT_LAYERS` therefore stay in
-  float between dequantize / quantize ops, as they do in QAT files (whose configs quantize only
-  such a layer's output).
+  would be meaningless. The operators of such layers therefore stay in float between
+  dequantize / quantize ops, as they do in QAT files (whose configs quantize only such a layer's
+  output): the built-in layers of :data:`FLOAT_LAYERS` and every layer whose class declares
+  ``FLOAT_IN_INT8 = True`` (:func:`is_float_in_int8`).
 
 Both are applied between calibration and quantization (:func:`keeping_ranges_valid`), by
 wrapping the converter's internal ``_mlir_quantize`` step (``tensorflow.lite.python.lite``,
@@ -33,24 +34,26 @@ import numpy as np
 
 from tfderain._keras import keras
 from tfderain.export.internals import private_function
-from tfderain.models import blocks, spair
 
 #: Narrowest activation range (max − min) of an integer file: a dead tensor is still exactly 0
 #: (every range holds 0) and a live one this narrow loses at most 4e-5 per 8-bit step.
 MIN_RANGE = 0.01
 
-#: Layers whose operators stay float32 in ``int8`` files (statistics with tiny guard terms).
-FLOAT_LAYERS: tuple[type, ...] = (
-    keras.layers.LayerNormalization,
-    blocks.BiasFreeLayerNorm,
-    spair.SPAIRSpatialFeatureModulator,
-    spair.SPAIRCleanContext,
-)
+#: Built-in layers whose operators stay float32 in ``int8`` files (statistics with tiny guard
+#: terms); other layers declare it themselves (``FLOAT_IN_INT8 = True``).
+FLOAT_LAYERS: tuple[type, ...] = (keras.layers.LayerNormalization,)
+
+
+def is_float_in_int8(layer: keras.layers.Layer | type) -> bool:
+    """Whether ``layer`` (a layer or a layer class) computes in float32 in ``int8`` files: an
+    instance of a :data:`FLOAT_LAYERS` class or of a class declaring ``FLOAT_IN_INT8 = True``."""
+    cls = layer if isinstance(layer, type) else type(layer)
+    return issubclass(cls, FLOAT_LAYERS) or getattr(cls, "FLOAT_IN_INT8", False) is True
 
 
 def float_layer_names(model: keras.Model) -> list[str]:
-    """Names of ``model``'s layers of a :data:`FLOAT_LAYERS` class."""
-    return [layer.name for layer in model.layers if isinstance(layer, FLOAT_LAYERS)]
+    """Names of ``model``'s layers that compute in float32 in ``int8`` files."""
+    return [layer.name for layer in model.layers if is_float_in_int8(layer)]
 
 
 def _in_layers(tensor_name: str, layer_names: list[str]) -> bool:

@@ -3,8 +3,10 @@
 TFMOT's default 8-bit scheme knows the built-in layers it can fold or quantize (``Conv2D``,
 ``DepthwiseConv2D``, ``Conv2DTranspose``, ``Add``, ``Concatenate``, ``ReLU``, ``Activation``,
 ``GlobalAveragePooling2D``, padding/cropping …). Everything else in a model needs a
-``QuantizeConfig`` saying which weights and outputs get fake-quantization nodes; the configs here
-cover the layers of the small models (see ``CONFIGS``):
+``QuantizeConfig`` saying which weights and outputs get fake-quantization nodes. A custom layer
+declares its own as class data, ``QUANTIZE = "output"`` (:class:`OutputQuantizeConfig`) or
+``QUANTIZE = "none"`` (:class:`NoOpQuantizeConfig`), next to its ``TORCH_PARAMS``; the built-in
+layers TFMOT leaves out get theirs from :data:`CONFIGS` (:func:`config_class` reads both):
 
 * elementwise merges TFMOT leaves out (``Multiply``, ``Subtract``: the ConvLSTM gating
   ``c' = f·c + i·g``, ``h' = o·tanh(c')`` of PReNet, the attention gates and the B/R exchange of
@@ -71,7 +73,6 @@ from tfderain.export.calibration import MIN_RANGE, widened_max
 from tfderain.export.internals import private_function
 from tfderain.export.options import QAT_LOSSES
 from tfderain.export.rewrite import unshare_weightless_layers, with_leaky_relus
-from tfderain.models import blocks, codenet, didmdn, mprnet, remaen, spair
 
 layers = keras.layers
 quantizers = tfmot.quantization.keras.quantizers
@@ -133,6 +134,8 @@ class SequentialSum(layers.Layer):
     layer's output and gets its range from the layer's ``QuantizeConfig``.
     """
 
+    QUANTIZE = "output"
+
     def build(self, input_shape):
         if len(input_shape) < 3:
             raise ValueError(f"{self.name}: SequentialSum needs 3 or more inputs")
@@ -157,33 +160,48 @@ class SequentialSum(layers.Layer):
         return total + inputs[-1]
 
 
-#: Layer class → the config :func:`annotate` gives it (exact class match).
+#: Built-in layer class → the config :func:`annotate` gives it (exact class match). Every other
+#: layer declares its own (``QUANTIZE``, see :data:`DECLARED`).
 CONFIGS: dict[type, type[QuantizeConfig]] = {
     layers.Multiply: OutputQuantizeConfig,
     layers.Subtract: OutputQuantizeConfig,
     layers.Rescaling: OutputQuantizeConfig,
     layers.LayerNormalization: OutputQuantizeConfig,
     layers.PReLU: OutputQuantizeConfig,
-    blocks.Stack: OutputQuantizeConfig,
-    blocks.PixelShuffle: OutputQuantizeConfig,
-    blocks.PixelUnshuffle: OutputQuantizeConfig,
-    blocks.BiasFreeLayerNorm: OutputQuantizeConfig,
-    codenet.CODENetThreshold: OutputQuantizeConfig,
-    codenet.CODENetChannelMean: OutputQuantizeConfig,
-    didmdn.DIDMDNLabelMap: OutputQuantizeConfig,
-    spair.SPAIRSpatialFeatureModulator: OutputQuantizeConfig,
-    spair.SPAIRCleanContext: OutputQuantizeConfig,
-    blocks.ZerosLike: NoOpQuantizeConfig,
-    rewrite.DepthToSpace: NoOpQuantizeConfig,
-    remaen.ReMAENSpaceToBatch: NoOpQuantizeConfig,
-    remaen.ReMAENBatchToSpace: NoOpQuantizeConfig,
-    mprnet.MPRNetHalves: NoOpQuantizeConfig,
-    SequentialSum: OutputQuantizeConfig,
+}
+
+#: A layer class's ``QUANTIZE`` declaration → its config.
+DECLARED: dict[str, type[QuantizeConfig]] = {
+    "output": OutputQuantizeConfig,
+    "none": NoOpQuantizeConfig,
 }
 
 
 class QuantizationError(ValueError):
     """A model holds layers that cannot be quantized."""
+
+
+def config_class(layer: layers.Layer | type) -> type[QuantizeConfig] | None:
+    """The config :func:`annotate` gives ``layer`` (a layer or a layer class), or ``None``.
+
+    A built-in layer's is in :data:`CONFIGS`; any other layer's is its class's ``QUANTIZE``
+    declaration (inherited by subclasses). ``None``: TFMOT's default configs decide.
+
+    Raises:
+        QuantizationError: for a ``QUANTIZE`` value that is not a key of :data:`DECLARED`.
+    """
+    cls = layer if isinstance(layer, type) else type(layer)
+    if cls in CONFIGS:
+        return CONFIGS[cls]
+    declared = getattr(cls, "QUANTIZE", None)
+    if declared is None:
+        return None
+    try:
+        return DECLARED[declared]
+    except (KeyError, TypeError):
+        raise QuantizationError(
+            f"{cls.__name__}.QUANTIZE is {declared!r}; known: {', '.join(map(repr, DECLARED))}"
+        ) from None
 
 
 def _default_registry() -> Any:
@@ -194,22 +212,21 @@ def _default_registry() -> Any:
     return registry.Default8BitQuantizeRegistry()
 
 
-def _scope() -> dict[str, Any]:
-    """Custom objects ``quantize_apply`` needs to clone the annotated model."""
-    objects: dict[str, Any] = {
-        cls.__name__: cls for cls in (OutputQuantizeConfig, NoOpQuantizeConfig)
-    }
-    for cls in CONFIGS:
-        objects[cls.__name__] = cls
-    return objects
+def _scope(model: keras.Model) -> dict[str, Any]:
+    """Custom objects ``quantize_apply`` needs to clone ``model`` annotated: the configs, the
+    layers of :data:`CONFIGS`, the exporter's own and ``model``'s layers that declare theirs."""
+    classes = [OutputQuantizeConfig, NoOpQuantizeConfig, *CONFIGS]
+    classes += [SequentialSum, rewrite.DepthToSpace]
+    classes += [type(layer) for layer in model.layers if config_class(layer) is not None]
+    return {cls.__name__: cls for cls in classes}
 
 
 def unquantizable_layers(model: keras.Model) -> list[str]:
-    """``"name (Class)"`` of every layer neither TFMOT nor :data:`CONFIGS` can quantize."""
+    """``"name (Class)"`` of every layer neither TFMOT nor :func:`config_class` can quantize."""
     registry = _default_registry()
     bad = []
     for layer in model.layers:
-        if isinstance(layer, layers.InputLayer) or type(layer) in CONFIGS or _replacement(layer):
+        if isinstance(layer, layers.InputLayer) or config_class(layer) or _replacement(layer):
             continue
         if not registry.supports(layer):
             bad.append(f"{layer.name} ({type(layer).__name__})")
@@ -219,10 +236,11 @@ def unquantizable_layers(model: keras.Model) -> list[str]:
 def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
     """A copy of the functional ``model`` with every layer annotated for 8-bit QAT.
 
-    Built-in layers TFMOT supports get its default configs, the layers of :data:`CONFIGS` get
-    theirs. One-slope PReLUs become LeakyReLUs (:func:`with_leaky_relus`); shared layers with
-    weights stay shared, shared layers without become one layer per call
-    (:func:`unshare_weightless_layers`), so each call gets its own output range.
+    Built-in layers TFMOT supports get its default configs, the other layers the one
+    :func:`config_class` gives them. One-slope PReLUs become LeakyReLUs
+    (:func:`with_leaky_relus`); shared layers with weights stay shared, shared layers without
+    become one layer per call (:func:`unshare_weightless_layers`), so each call gets its own
+    output range.
 
     ``keep_float``: layer name patterns (``fnmatch``, e.g. ``"stage*_out"``) of layers left in
     float: no weight or output quantization, so the int8 file computes them in float32 between
@@ -239,7 +257,8 @@ def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
             f"model {model.name!r} has {len(bad)} layer(s) that cannot be quantized: "
             + ", ".join(bad)
         )
-    model = unshare_weightless_layers(with_leaky_relus(model), custom_objects=_scope())
+    scope = _scope(model)
+    model = unshare_weightless_layers(with_leaky_relus(model), custom_objects=scope)
     names = [layer.name for layer in model.layers]
     unmatched = [p for p in keep_float if not fnmatch.filter(names, p)]
     if unmatched:
@@ -252,10 +271,10 @@ def annotate(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
     def annotated(copy):
         if any(fnmatch.fnmatchcase(copy.name, pattern) for pattern in keep_float):
             return annotate_layer(copy, NoOpQuantizeConfig())
-        config = CONFIGS.get(type(copy))
+        config = config_class(copy)
         return annotate_layer(copy, config() if config else None)
 
-    with tfmot.quantization.keras.quantize_scope(_scope()):
+    with tfmot.quantization.keras.quantize_scope(scope):
         return rewrite.clone(model, _replacement, annotated)
 
 
@@ -311,7 +330,7 @@ def _batch_norm_as_depthwise(norm: layers.BatchNormalization) -> tuple[Any, list
 def quantize_model(model: keras.Model, keep_float: Sequence[str] = ()) -> keras.Model:
     """``model`` with fake-quantization nodes (annotate, then ``quantize_apply``), same weights;
     ``keep_float`` as for :func:`annotate`."""
-    with tfmot.quantization.keras.quantize_scope(_scope()):
+    with tfmot.quantization.keras.quantize_scope(_scope(model)):
         return tfmot.quantization.keras.quantize_apply(annotate(model, keep_float))
 
 
@@ -494,6 +513,7 @@ def finetune(
 
 __all__ = [
     "CONFIGS",
+    "DECLARED",
     "LOSSES",
     "MIN_RANGE",
     "NoOpQuantizeConfig",
@@ -502,6 +522,7 @@ __all__ = [
     "SequentialSum",
     "annotate",
     "calibrate",
+    "config_class",
     "finetune",
     "pin_input_range",
     "quantize_model",

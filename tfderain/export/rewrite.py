@@ -146,6 +146,8 @@ def _renamed(value: Any, target: Any) -> Any:
 class DepthToSpace(keras.layers.Layer):
     """``tf.nn.depth_to_space``: channel ``(i·r + j)·C + c`` → channel ``c`` at ``(i, j)``."""
 
+    QUANTIZE = "none"  # data movement: the output keeps its input's scale
+
     def __init__(self, block_size: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.block_size = block_size

@@ -16,7 +16,7 @@ import pkgutil
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,20 @@ _NOT_ARCHITECTURES = {"blocks"}
 
 #: Rain-density levels, indexed by the level a ``density_decoder`` returns.
 DENSITY_LEVELS = density.DENSITY_LEVELS
+
+
+class Tiny(NamedTuple):
+    """A model's reduced config, for tests, examples and quick experiments.
+
+    Attributes:
+        config: builder overrides that make the model small (tiny widths, few blocks), so that
+            building it and a forward pass take a fraction of a second.
+        patch_size: side of the square inputs it is smoke-tested on: a multiple of the model's
+            ``multiple`` that the reduced model accepts (usually 32).
+    """
+
+    config: Mapping[str, Any]
+    patch_size: int = 32
 
 
 class ConversionError(ValueError):
@@ -80,6 +94,9 @@ class ModelSpec:
             ``steps``, ``batch_size`` (patches per step) and ``patch_size`` (their side), set
             where a longer or wider fine-tune was measured to keep the int8 file within the
             export targets (``export/REPORT.md``).
+        tiny: the model's reduced config (:class:`Tiny`), for tests, examples and quick
+            experiments; ``None`` for the few networks that have no small variant (fixed
+            widths and a fixed input size).
     """
 
     name: str
@@ -97,6 +114,7 @@ class ModelSpec:
     ignore_keys: tuple[str, ...] | Callable[..., tuple[str, ...]] = ()
     description: str = ""
     qat_recipe: Mapping[str, int] = field(default_factory=dict)
+    tiny: Tiny | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -277,6 +295,7 @@ __all__ = [
     "ConversionError",
     "Identity",
     "ModelSpec",
+    "Tiny",
     "build",
     "float32_copy",
     "identity",

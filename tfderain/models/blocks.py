@@ -2,6 +2,13 @@
 
 Everything here is either a plain function composing built-in Keras layers (so TFMOT can quantize
 the result) or a small serializable custom layer registered under the package ``tfderain``.
+
+A custom layer declares as class data what the rest of the library needs to know about it:
+``TORCH_PARAMS`` (its official parameters, in order, for the converter), ``QUANTIZE`` (how
+quantization-aware training treats it: ``"output"``, quantize its output only, or ``"none"``,
+data movement whose output keeps its input's scale) and ``FLOAT_IN_INT8 = True`` where its
+operators stay float32 in ``int8`` files (statistics with tiny guard terms); see
+:mod:`tfderain.export.qat` and :mod:`tfderain.export.calibration`.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class ZerosLike(layers.Layer):
     constant of the full state size (4 MB for a 256×256×16 float state in a ``.tflite`` file).
     """
 
+    QUANTIZE = "none"
+
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
@@ -47,6 +56,8 @@ class ZerosLike(layers.Layer):
 @serializable
 class Stack(layers.Layer):
     """Stacks a list of same-shaped tensors along a new ``axis`` (stage outputs → ``stages``)."""
+
+    QUANTIZE = "output"
 
     def __init__(self, axis: int = 1, **kwargs):
         super().__init__(**kwargs)
@@ -116,6 +127,8 @@ class BiasFreeLayerNorm(layers.Layer):
     shift; so this is not ``LayerNormalization(center=False)``, which subtracts the mean.
     """
 
+    QUANTIZE = "output"
+    FLOAT_IN_INT8 = True
     TORCH_PARAMS = ("weight",)
 
     def __init__(self, epsilon: float = TORCH_LN_EPS, **kwargs):
@@ -217,6 +230,8 @@ class PixelShuffle(layers.Layer):
     ``tf.nn.depth_to_space`` reads channel ``(i·r + j)·C + c``; the channels are permuted first.
     """
 
+    QUANTIZE = "output"
+
     def __init__(self, factor: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor
@@ -237,6 +252,8 @@ class PixelUnshuffle(layers.Layer):
     Output channel ``c·r² + i·r + j`` holds input channel ``c`` at offset ``(i, j)``, whereas
     ``tf.nn.space_to_depth`` writes it to ``(i·r + j)·C + c``; the channels are permuted after.
     """
+
+    QUANTIZE = "output"
 
     def __init__(self, factor: int = 2, **kwargs):
         super().__init__(**kwargs)

@@ -56,7 +56,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import Tiny, register
 
 layers = keras.layers
 serializable = keras.saving.register_keras_serializable(package="tfderain")
@@ -73,6 +73,8 @@ class CODENetThreshold(layers.Layer):
     state-dict key ``<prefix>.<torch_param>``); each call picks one entry, so a network that
     uses a different threshold per iteration still has one shared weight.
     """
+
+    QUANTIZE = "output"
 
     def __init__(self, size: int = 1, torch_param: str = "T", **kwargs):
         super().__init__(**kwargs)
@@ -99,6 +101,8 @@ class CODENetThreshold(layers.Layer):
 @serializable
 class CODENetChannelMean(layers.Layer):
     """Mean over all non-batch axes: attention weights ``(N, 1, 1, C)`` → RDE ``(N,)``."""
+
+    QUANTIZE = "output"
 
     def call(self, x):
         return tf.reduce_mean(x, axis=tf.range(1, tf.rank(x)))
@@ -244,6 +248,7 @@ def _codenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     density_aware=True,
     density_decoder=density_estimate,
     description="CODE-Net (single-scale reweighted CSC, continuous rain density, TMM 2023)",
+    tiny=Tiny({"channels": 8, "code_channels": 16, "reduction": 4, "iterations": 2}),
 )
 def codenet(
     channels: int = 128, code_channels: int = 256, reduction: int = 16, iterations: int = 25
@@ -342,6 +347,7 @@ def _mcodenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     density_aware=True,
     density_decoder=density_estimate,
     description="mCODE-Net (multi-scale reweighted CSC, continuous rain density, TMM 2023)",
+    tiny=Tiny({"channels": 4, "code_channels": 8, "reduction": 2, "iterations": 2}),
     # QAT keeps the activations of 25 full-resolution iterations for the backward pass: about
     # 5 GB per 128×128 patch (peak 7.4 GB with 1 patch per step, 12.3 GB with 2; export/README.md)
     qat_recipe={"batch_size": 1},

@@ -107,7 +107,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import DENSITY_LEVELS, register
+from tfderain.models import DENSITY_LEVELS, Tiny, register
 from tfderain.pth import load_state_dict
 
 layers = keras.layers
@@ -444,8 +444,10 @@ _SPEC: dict[str, Any] = {
 }
 
 
-def _register(name: str, multiple: int, any_size: bool, description: str) -> Callable:
-    @register(name, multiple=multiple, description=description, **_SPEC)
+def _register(
+    name: str, multiple: int, any_size: bool, description: str, tiny: Tiny | None = None
+) -> Callable:
+    @register(name, multiple=multiple, description=description, tiny=tiny, **_SPEC)
     def builder(density: bool = True) -> keras.Model:
         return _crdnet(name, density=density, any_size=any_size)
 
@@ -471,6 +473,9 @@ crdnet_anysize = _register(
     128,
     any_size=True,
     description="CRDNet, 4x4 adaptive pooling before the classifier MLP: any size, tiling",
+    # No width options (the official network is fixed): its smallest input. crdnet itself has
+    # no reduced config, its classifier takes 512×512 inputs only.
+    tiny=Tiny({"density": True}, 128),
 )
 crdnet_anysize.__doc__ = """CRDNet for any input size (multiples of 128): adaptive 4×4 pooling.
 

@@ -109,7 +109,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import DENSITY_LEVELS, register
+from tfderain.models import DENSITY_LEVELS, Tiny, register
 from tfderain.models.blocks import module_name
 from tfderain.pth import load_state_dict
 
@@ -291,6 +291,8 @@ class DIDMDNLabelMap(layers.Layer):
     With a fixed ``label`` the layer is called on ``x`` alone; with ``label=None`` it is called
     on ``[x, labels]`` where ``labels`` has shape ``(N,)`` (one value per image).
     """
+
+    QUANTIZE = "output"
 
     def __init__(self, channels: int, label: float | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -742,6 +744,8 @@ def didmdn(
     ignore_keys=derain_ignore_keys,
     outputs=("derained", "rain"),
     description="DID-MDN multi-stream dense deraining network with a fixed density label",
+    # No width options (the official network is fixed); the deraining network alone is small.
+    tiny=Tiny({}),
 )
 def didmdn_derain(label: float = DEFAULT_LABEL, batchnorm_train_mode: bool = False) -> keras.Model:
     """``Dense_rain`` alone with a fixed density label (converts the official ``netG`` file).

@@ -87,7 +87,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from tfderain._keras import keras
-from tfderain.models import register
+from tfderain.models import Tiny, register
 from tfderain.models.blocks import (
     DEFAULT_FFN_EXPANSION,
     DEFAULT_HEADS,
@@ -195,6 +195,15 @@ def _progressive_refinement(rainy, pred1, iterations: int) -> list:
     infer_config=_infer_config,
     outputs=("derained", "stages"),
     description="DTPNet (Neurocomputing 2024): detail scaling, transformer U-Net, PReNet stage",
+    tiny=Tiny(
+        {
+            "recurrent_iter": 2,
+            "dim": 8,
+            "num_blocks": [1, 1, 1, 1],
+            "num_refinement_blocks": 1,
+            "heads": [1, 1, 1, 1],
+        }
+    ),
 )
 def dtpnet(
     recurrent_iter: int = 3,

@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import ConversionError, register
+from tfderain.models import ConversionError, Tiny, register
 from tfderain.models.blocks import Stack
 
 layers = keras.layers
@@ -84,6 +84,8 @@ _LEVELS = (1, 2, 3)
 @keras.saving.register_keras_serializable(package="tfderain")
 class MPRNetHalves(layers.Layer):
     """Splits a tensor into two halves along ``axis`` at ``size // 2`` (torch ``int(H / 2)``)."""
+
+    QUANTIZE = "none"
 
     def __init__(self, axis: int, **kwargs):
         super().__init__(**kwargs)
@@ -415,6 +417,7 @@ class _MPRNetBuilder:
     ignore_keys=_shared_act_copies,
     protocol="B",  # the official evaluate_PSNR_SSIM.m
     description="MPRNet (CVPR 2021): multi-patch, multi-stage U-Nets with SAM and ORSNet",
+    tiny=Tiny({"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}),
 )
 def mprnet(
     n_feat: int = 40,

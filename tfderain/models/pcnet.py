@@ -67,7 +67,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfderain._keras import keras
-from tfderain.models import ConversionError, register
+from tfderain.models import ConversionError, Tiny, register
 
 layers = keras.layers
 
@@ -270,6 +270,7 @@ class _PCNetBuilder:
     outputs=("derained", "rain"),
     ignore_keys=tuple(_shared_act_copies(_MAX_CRB, _MAX_RCAB)),
     description="PCNet (TIP 2021): coupled rain-free/residue streams, real-time",
+    tiny=Tiny({"n_feat": 8, "num_crb": 1, "num_rcab": 1}),
 )
 def pcnet(
     n_feat: int = 32,

@@ -47,7 +47,7 @@ The official code fixes its width at 32 (``channels`` here, inferred from the ch
 from __future__ import annotations
 
 from tfderain._keras import keras
-from tfderain.models import register
+from tfderain.models import Tiny, register
 from tfderain.models.blocks import ConvLSTMCell, Stack, ZerosLike, conv
 
 layers = keras.layers
@@ -145,6 +145,7 @@ def _register(
         outputs=("derained", "stages"),
         output_rule="truncate",
         description=description,
+        tiny=Tiny({"stages": 2, "channels": 4}),
         **spec,
     )
     def builder(stages: int = stages, channels: int = 32) -> keras.Model:

@@ -67,7 +67,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import Tiny, register
 from tfderain.models.blocks import conv
 
 layers = keras.layers
@@ -135,6 +135,15 @@ def _rain_unet(
     halo=48,
     output_rule="round",
     description="RainUNet: compact int8-friendly U-Net (tfderain's default architecture)",
+    tiny=Tiny(
+        {
+            "levels": 2,
+            "widths": [4, 8, 8],
+            "middle_blocks": 1,
+            "encoder_blocks": [1, 1],
+            "decoder_blocks": [1, 1],
+        }
+    ),
 )
 def rainunet(
     levels: int = 3,

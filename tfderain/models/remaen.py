@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import Tiny, register
 from tfderain.models.blocks import Stack, conv
 
 layers = keras.layers
@@ -126,6 +126,8 @@ class ReMAENSpaceToBatch(_SubGrids):
     convolution dilated by ``rate`` on the original image.
     """
 
+    QUANTIZE = "none"
+
     def call(self, x):
         return tf.space_to_batch(x, [self.rate, self.rate], self._padding(x))
 
@@ -133,6 +135,8 @@ class ReMAENSpaceToBatch(_SubGrids):
 @serializable
 class ReMAENBatchToSpace(_SubGrids):
     """Inverse of :class:`ReMAENSpaceToBatch`; ``reference`` gives the size to crop back to."""
+
+    QUANTIZE = "none"
 
     def call(self, inputs):
         y, reference = inputs
@@ -255,6 +259,7 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
     infer_config=_infer_config,
     outputs=("derained", "rain", "stages"),
     description="ReMAEN (ICME 2019)",
+    tiny=Tiny({"stages": 2, "channels": 8}),
 )
 def remaen(stages: int = 3, channels: int = 32) -> keras.Model:
     """ReMAEN with ``stages`` weight-sharing recurrent stages of width ``channels``."""

@@ -58,7 +58,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from tfderain._keras import keras
-from tfderain.models import register
+from tfderain.models import Tiny, register
 from tfderain.models.blocks import (
     DEFAULT_FFN_EXPANSION,
     DEFAULT_HEADS,
@@ -107,6 +107,9 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     outputs=("derained",),
     protocol="B",  # the official evaluate_PSNR_SSIM.m
     description="Restormer (CVPR 2022): MDTA/GDFN transformer U-Net",
+    tiny=Tiny(
+        {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 1, 1, 1]}
+    ),
 )
 def restormer(
     dim: int = 48,

@@ -78,7 +78,7 @@ whole image, so tiled inference differs slightly from a whole-image pass.
 from __future__ import annotations
 
 from tfderain._keras import keras, tf
-from tfderain.models import register
+from tfderain.models import Tiny, register
 
 layers = keras.layers
 serializable = keras.saving.register_keras_serializable(package="tfderain")
@@ -104,6 +104,9 @@ class SPAIRSpatialFeatureModulator(layers.Layer):
     weighted by ``mask`` (degraded) and ``1 − mask`` (clean). Where ``mask == 0`` the features
     pass unchanged, exactly.
     """
+
+    QUANTIZE = "output"
+    FLOAT_IN_INT8 = True
 
     def __init__(self, epsilon: float = SFM_EPSILON, **kwargs):
         super().__init__(**kwargs)
@@ -139,6 +142,9 @@ class SPAIRCleanContext(layers.Layer):
     ``(N, 1, 1, C)``: ``Σ a·x`` with ``a ∝ (1 − mask)·exp(score)`` over all positions (zero
     when the whole image is degraded).
     """
+
+    QUANTIZE = "output"
+    FLOAT_IN_INT8 = True
 
     def call(self, inputs):
         x, scores, mask = inputs
@@ -303,6 +309,7 @@ def restoration_network(
     key_map=None,
     outputs=("derained", "rain"),
     description="SPAIR (ICCV 2021, from the paper): distortion mask + mask-guided restoration",
+    tiny=Tiny({"width": 8, "blocks": 1, "loc_width": 4, "loc_blocks": 1}),
 )
 def spair(
     width: int = 32,
