@@ -201,6 +201,7 @@ def test_losses_register_themselves_by_their_config_names():
     assert list(losses.LOSSES) == [
         "negative_ssim",
         "charbonnier",
+        "charbonnier_ssim",
         "mse",
         "l1",
         "edge",
