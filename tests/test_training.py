@@ -64,7 +64,11 @@ def test_overrides_are_dotted_keys_with_yaml_values():
     config = training.load_config(CONFIG, ["schedule.milestones=[2, 4]", "jit=true", "seed=7"])
     assert config["schedule"]["milestones"] == [2, 4]
     assert config["jit"] is True and config["seed"] == 7
-    assert config["model"] == {"name": "prn_r", "config": {"stages": 6, "channels": 32}}
+    assert config["model"] == {
+        "name": "prn_r",
+        "config": {"stages": 6, "channels": 32},
+        "init": None,
+    }
 
 
 def test_model_config_and_loss_are_free_form_but_other_keys_are_checked():
