@@ -152,9 +152,19 @@ def _photos() -> list[np.ndarray]:
 
 
 def _synthetic(size: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Synthetic rain on the photos, each batch's first rainy patch holding one black and one
+    white pixel (as :func:`with_black_and_white` does for int8 calibration): the QAT input range
+    is then calibrated to [0, 1] whatever the rain's veil does to the photos' contrast."""
     from tfderain.data.pipeline import synthetic_dataset
 
-    return synthetic_dataset(_photos(), patch_size=size, batch_size=batch_size, seed=seed)
+    def black_and_white(batch: dict) -> dict:
+        corners = tf.constant([[0, 0, 0], [0, size - 1, size - 1]])
+        values = tf.constant([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+        rainy = tf.tensor_scatter_nd_update(batch["rainy"], corners, values)
+        return {**batch, "rainy": rainy}
+
+    stream = synthetic_dataset(_photos(), patch_size=size, batch_size=batch_size, seed=seed)
+    return stream.map(black_and_white)
 
 
 def _folder_crops(
