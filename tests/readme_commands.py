@@ -4,12 +4,15 @@
 to a :class:`Run` (how it is run here, with every substitution written out) or a :class:`Skip`
 (why it cannot run here). ``tests/test_readme_commands.py`` asserts that the documented commands
 and the keys of :data:`COMMANDS` are the same set, so a new or changed command fails until it is
-entered here. To add one: copy the failing command into :data:`COMMANDS` as the key; give a
-:class:`Run` with the test file that runs it (``file``: ``"docs"``, ``"train"`` or ``"export"``,
-i.e. ``test_readme_commands.py``, ``test_readme_commands_train.py``,
-``test_readme_commands_export.py``), the files it reads (names in :data:`INPUTS`; add a builder
-there for a new one), the textual substitutions, options appended to keep it small, and a
-``check`` that asserts on what it wrote; or a :class:`Skip` with the reason.
+entered here. Sections are still gaining commands (e.g. ``python -m tfderain.beam ...``); to
+add one, copy the failing command into :data:`COMMANDS` as the key and give either
+
+- a :class:`Run`: ``file``, a key of :data:`FILES` naming the test file that runs it (each file
+  runs on one pytest-xdist worker: keep each under about 4 minutes, or add a file); ``inputs``,
+  the files it reads, by the names of :data:`INPUTS` (add a builder there for a new one);
+  ``replace``, the textual substitutions (documented text, text run); ``append``, options that
+  keep it small; ``presets=True`` if it names a preset; ``check``, assertions on what it wrote;
+- or a :class:`Skip` with the reason it cannot run here (GPU, Docker, network, the suite itself).
 
 Each command runs with ``bash -c`` in a fresh folder laid out like a clone of the repository:
 ``examples/``, ``export/``, ``benchmarks/`` and ``training/`` link to the checkout, ``../shared``
@@ -625,7 +628,7 @@ COMMANDS: dict[str, Run | Skip] = {
     ),
     # ---------------------------------------------------------------- README.md: Deployment
     "tfderain export savedmodel --weights prenet_rain100h.keras -o serving/prenet --version 1": Run(
-        "export", saved_model("serving/prenet"), inputs=("prenet_rain100h.keras",)
+        "serving", saved_model("serving/prenet"), inputs=("prenet_rain100h.keras",)
     ),
     "tfderain export tflite --weights prenet_rain100h.keras --quant qat -o prenet_qat.tflite": Run(
         "export",
@@ -636,14 +639,14 @@ COMMANDS: dict[str, Run | Skip] = {
     # ------------------------------------------------------------------------ export/README.md
     "tfderain export savedmodel --weights runs/prenet/model.keras -o exported/prenet "
     "--version 1": Run(
-        "export", saved_model("exported/prenet"), inputs=("runs/prenet/model.keras",)
+        "serving", saved_model("exported/prenet"), inputs=("runs/prenet/model.keras",)
     ),
     "tfderain export savedmodel -o exported/default --version 1": Run(
-        "export", saved_model("exported/default")
+        "serving", saved_model("exported/default")
     ),
     "tfderain export savedmodel --model mprnet --weights model_deraining.pth -o exported/mprnet "
     "--version 1": Run(
-        "export", saved_model("exported/mprnet"), replace=(("model_deraining.pth", MPRNET_PTH),)
+        "serving", saved_model("exported/mprnet"), replace=(("model_deraining.pth", MPRNET_PTH),)
     ),
     'docker run --rm -p 8500:8500 -p 8501:8501 -v "$PWD/exported/prenet:/models/prenet" '
     "tensorflow/serving --model_name=prenet --model_base_path=/models/prenet": Skip(
@@ -655,7 +658,7 @@ COMMANDS: dict[str, Run | Skip] = {
     'curl -d \'{"inputs": {"images": [[[[0.2, 0.3, 0.4], [0.5, 0.5, 0.5]]]]}}\' '
     "http://localhost:8501/v1/models/prenet:predict": Skip(TF_SERVING),
     "python export/serve.py exported/prenet --port 8500 --model-name prenet": Run(
-        "export",
+        "serving",
         served,
         inputs=("exported/prenet",),
         replace=(("--port 8500", "--port {port}"),),
@@ -686,6 +689,7 @@ COMMANDS: dict[str, Run | Skip] = {
 FILES = {
     "docs": "test_readme_commands.py",
     "train": "test_readme_commands_train.py",
+    "serving": "test_readme_commands_serving.py",
     "export": "test_readme_commands_export.py",
 }
 

@@ -3,9 +3,9 @@
 The commands and how each is run (small inputs, substitutions, skip reasons) are the table
 ``COMMANDS`` of ``tests/readme_commands.py``; its docstring says how to add a command. This file
 checks that the table and the documents list the same commands, and runs the README's deraining,
-conversion, preset, evaluation and scoring commands; ``test_readme_commands_train.py`` and
-``test_readme_commands_export.py`` run the training and export ones (one file per pytest-xdist
-worker with ``--dist loadfile``).
+conversion, preset, evaluation and scoring commands; ``test_readme_commands_train.py``,
+``test_readme_commands_serving.py`` and ``test_readme_commands_export.py`` run the training,
+SavedModel/serving and TFLite ones (one file per pytest-xdist worker with ``--dist loadfile``).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def test_the_table_is_consistent():
         assert how.file in rc.FILES, command
         assert set(how.inputs) <= set(rc.INPUTS), command
         how.command(command)  # every replaced text is in the command
+    for key, name in rc.FILES.items():  # each file runs the commands of its key
+        assert f'rc.commands_of("{key}")' in (rc.REPO / "tests" / name).read_text(), name
 
 
 @pytest.fixture(scope="module")

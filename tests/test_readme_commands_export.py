@@ -1,4 +1,4 @@
-"""The export and serving commands of README.md and export/README.md run as documented.
+"""The TFLite export commands of README.md and export/README.md run as documented.
 
 How each is run is the table ``COMMANDS`` of ``tests/readme_commands.py``;
 ``test_readme_commands.py``
