@@ -631,7 +631,7 @@ COMMANDS: dict[str, Run | Skip] = {
         "serving", saved_model("serving/prenet"), inputs=("prenet_rain100h.keras",)
     ),
     "tfderain export tflite --weights prenet_rain100h.keras --quant qat -o prenet_qat.tflite": Run(
-        "export",
+        "train",  # a fine-tune: run beside the training commands, which balances the files
         tflite("prenet_qat.tflite", "qat"),
         inputs=("prenet_rain100h.keras",),
         append=SHORT_QAT,

@@ -1,4 +1,5 @@
-"""The training commands of README.md (one epoch of two small steps each) run as documented.
+"""The training commands of README.md (one epoch of two small steps each) and its
+quantization-aware fine-tune (``export tflite --quant qat``, one step) run as documented.
 
 How each is run is the table ``COMMANDS`` of ``tests/readme_commands.py``;
 ``test_readme_commands.py``
