@@ -1,0 +1,21 @@
+"""The TFLite export commands of README.md and export/README.md run as documented.
+
+How each is run is the table ``COMMANDS`` of ``tests/readme_commands.py``;
+``test_readme_commands.py``
+checks that it lists every documented command.
+"""
+
+from __future__ import annotations
+
+import pytest
+import readme_commands as rc
+
+
+@pytest.fixture(scope="module")
+def inputs(shared_dir, tmp_path_factory):
+    return rc.Inputs(shared_dir, tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.mark.parametrize("command", rc.commands_of("export"), ids=rc.test_id)
+def test_documented_command(command, inputs, tmp_path):
+    rc.run_documented(command, inputs, tmp_path)
