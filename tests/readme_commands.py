@@ -405,6 +405,19 @@ def scored(out: Outcome) -> None:
     assert "protocol B: 2 images" in out.stdout
 
 
+def beam_scored(out: Outcome) -> None:
+    """Beam's evaluate: one score row per pair, and the means ``tfderain evaluate`` prints."""
+    rows = [
+        json.loads(line)
+        for line in (out.cwd / "scores/scores.jsonl").read_text().split("\n")
+        if line
+    ]
+    assert len(rows) == 2, rows
+    summary = json.loads((out.cwd / "scores/summary.json").read_text())
+    assert summary["images"] == 2 and summary["protocol"] == "A"
+    assert "protocol A: 2 images" in out.stdout
+
+
 def presets_listed(out: Outcome) -> None:
     for name in ("prenet:rain100h", "prn_r:rain100l", "mcodenet:rain1200", "restormer:rain13k"):
         assert name in out.stdout
@@ -590,6 +603,16 @@ COMMANDS: dict[str, Run | Skip] = {
     ),
     "tfderain score --pred results/Rain100H --data Rain100H --protocol B --csv scores.csv": Run(
         "docs", scored, inputs=("results/Rain100H", "Rain100H")
+    ),
+    # ---------------------------------------------------------------- README.md: Apache Beam
+    'pip install ".[beam]"': Skip(PIP),
+    'python -m tfderain.beam derain "gs://bucket/rain/*.jpg" -o gs://bucket/derained '
+    "--runner DataflowRunner ...": Skip(
+        "needs Google Cloud Dataflow and a gs:// bucket; the same pipeline runs on the "
+        "DirectRunner with two worker processes in tests/test_beam.py"
+    ),
+    "python -m tfderain.beam evaluate --data Rain100H/ -o scores/ --weights prenet_rain100h.keras": (
+        Run("docs", beam_scored, inputs=("prenet_rain100h.keras", "Rain100H"))
     ),
     # ------------------------------------------------------------------ README.md: Training
     "tfderain train --config prenet --set data.source=/data/RainTrainH": Run(
