@@ -611,8 +611,9 @@ COMMANDS: dict[str, Run | Skip] = {
         "needs Google Cloud Dataflow and a gs:// bucket; the same pipeline runs on the "
         "DirectRunner with two worker processes in tests/test_beam.py"
     ),
-    "python -m tfderain.beam evaluate --data Rain100H/ -o scores/ --weights prenet_rain100h.keras": (
-        Run("docs", beam_scored, inputs=("prenet_rain100h.keras", "Rain100H"))
+    "python -m tfderain.beam evaluate --data Rain100H/ -o scores/ "
+    "--weights prenet_rain100h.keras": Run(
+        "docs", beam_scored, inputs=("prenet_rain100h.keras", "Rain100H")
     ),
     # ------------------------------------------------------------------ README.md: Training
     "tfderain train --config prenet --set data.source=/data/RainTrainH": Run(
