@@ -15,7 +15,6 @@ after parsing. TensorFlow's log lines are silenced unless ``-v``/``--verbose``
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 
 from tfderain import train_cli
+from tfderain._args import jpeg_quality, non_negative_int, positive_int, strength
 from tfderain.data.layouts import LAYOUTS, SPLIT_ORDERS
 from tfderain.export.options import (
     DEFAULT_QAT_BATCH_SIZE,
@@ -35,16 +35,13 @@ from tfderain.export.options import (
     TFLiteOptions,
 )
 from tfderain.metrics import PROTOCOLS
+from tfderain.tiling import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 #: One line on what the tool does, above the list of commands in ``tfderain --help``.
 DESCRIPTION = (
     "Single-image deraining with TensorFlow: derain photos, estimate rain density, convert "
     "official PyTorch checkpoints, evaluate, train and export models."
 )
-#: Defaults of ``derain --tile/--max-pixels/--batch-size`` (``tfderain.inference.DEFAULT_*``).
-DEFAULT_TILE = 512
-DEFAULT_MAX_PIXELS = 1024 * 1024
-DEFAULT_BATCH_SIZE = 2
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -56,38 +53,6 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"--set expects key=value, got {item!r}")
         config[key.strip()] = yaml.safe_load(value)
     return config
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type of a seed: a whole number ≥ 0 (argparse names the option on error)."""
-    if not text.isdecimal():  # also rejects "-1"
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return int(text)
-
-
-def positive_int(text: str) -> int:
-    """argparse type of a size or count: a whole number ≥ 1."""
-    if not text.isdecimal() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def strength(text: str) -> float:
-    """argparse type of ``--strength``: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
-
-
-def jpeg_quality(text: str) -> int:
-    """argparse type of ``--jpeg-quality``: a whole number from 1 to 100."""
-    if not text.isdecimal() or not 1 <= int(text) <= 100:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 100, got {text!r}")
-    return int(text)
 
 
 def fourcc(text: str) -> str:

@@ -14,34 +14,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from tfderain._args import jpeg_quality, positive_int, strength
+from tfderain.tiling import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_TILE
+
 #: Runners whose workers run on this machine (and so can read its files).
 LOCAL_RUNNERS = (None, "DirectRunner", "direct", "PrismRunner", "prism")
-#: Defaults of the tiling options (``tfderain.inference.DEFAULT_*``, as ``tfderain derain``).
-DEFAULT_TILE = 512
-DEFAULT_MAX_PIXELS = 1024 * 1024
-DEFAULT_BATCH_SIZE = 2
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdecimal() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
-
-
-def _jpeg_quality(text: str) -> int:
-    if not text.isdecimal() or not 1 <= int(text) <= 100:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {text!r}")
-    return int(text)
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -79,23 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (any URI)")
     p.add_argument("-o", "--output", required=True, help="output folder (any URI)")
     _model_args(p)
-    p.add_argument("--strength", type=_strength, default=1.0, help="from 0 to 1 (default 1)")
-    p.add_argument("--tile", type=_positive_int, default=DEFAULT_TILE, help="tile side")
+    p.add_argument("--strength", type=strength, default=1.0, help="from 0 to 1 (default 1)")
+    p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, help="tile side")
     p.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         help=f"images with more pixels run in tiles (default {DEFAULT_MAX_PIXELS})",
     )
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         help=f"tiles per network call (default {DEFAULT_BATCH_SIZE})",
     )
     p.add_argument(
         "--jpeg-quality",
-        type=_jpeg_quality,
+        type=jpeg_quality,
         default=95,
         metavar="N",
         help="quality of JPEG outputs, 1 to 100 (default 95)",
