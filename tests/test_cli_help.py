@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tfderain import _quiet, cli, train_cli
+from tfderain import _args, _quiet, cli, train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("training/train.py", "export/savedmodel.py", "export/tflite.py")
@@ -147,9 +147,12 @@ def test_help_choices_equal_the_librarys_own():
     assert cli.DEFAULT_QAT_STEPS == options.DEFAULT_QAT_STEPS
     assert cli.DEFAULT_QAT_BATCH_SIZE == options.DEFAULT_QAT_BATCH_SIZE
     assert cli.DEFAULT_QAT_PATCH_SIZE == options.DEFAULT_QAT_PATCH_SIZE
-    assert cli.DEFAULT_TILE == inference.DEFAULT_TILE
-    assert cli.DEFAULT_MAX_PIXELS == inference.DEFAULT_MAX_PIXELS
-    assert cli.DEFAULT_BATCH_SIZE == inference.DEFAULT_BATCH_SIZE
+    parser = argparse.ArgumentParser()
+    _args.add_output_arguments(parser)
+    defaults = parser.parse_args([])
+    assert defaults.tile == inference.DEFAULT_TILE
+    assert defaults.max_pixels == inference.DEFAULT_MAX_PIXELS
+    assert defaults.batch_size == inference.DEFAULT_BATCH_SIZE
     assert train_cli.PRECISIONS == training.PRECISIONS
     assert train_cli.STRATEGIES == distribute.STRATEGIES
 

@@ -20,8 +20,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfderain"
 
 #: Layer of each module or subpackage (a subpackage's modules share its layer), lowest first.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_keras", "_version", "_quiet", "_lazy", "_args"),
-    ("io", "metadata", "metrics", "losses", "schedules", "pth", "processing", "density", "tiling"),
+    ("_keras", "_version", "_quiet", "_lazy"),
+    (
+        "io",
+        "metadata",
+        "metrics",
+        "losses",
+        "schedules",
+        "pth",
+        "processing",
+        "density",
+        "tiling",
+        "_args",
+    ),
     ("models",),
     ("saving", "convert"),
     ("data",),

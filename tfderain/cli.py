@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from tfderain import train_cli
-from tfderain._args import jpeg_quality, non_negative_int, positive_int, strength
+from tfderain._args import add_output_arguments, non_negative_int
 from tfderain.data.layouts import LAYOUTS, SPLIT_ORDERS
 from tfderain.export.options import (
     DEFAULT_QAT_BATCH_SIZE,
@@ -35,7 +35,6 @@ from tfderain.export.options import (
     TFLiteOptions,
 )
 from tfderain.metrics import PROTOCOLS
-from tfderain.tiling import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 #: One line on what the tool does, above the list of commands in ``tfderain --help``.
 DESCRIPTION = (
@@ -597,39 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or video files")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     _model_args(p)
-    p.add_argument(
-        "--strength",
-        type=strength,
-        default=1.0,
-        help="how much rain to remove, from 0 (the input unchanged) to 1 (the model's output, "
-        "default): the output is strength × derained + (1 − strength) × input",
-    )
-    p.add_argument(
-        "--tile",
-        type=positive_int,
-        default=DEFAULT_TILE,
-        help=f"tile side in pixels for large images (default {DEFAULT_TILE}; rounded down to "
-        "the model's multiple, must exceed twice its halo)",
-    )
-    p.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"images with more pixels run in tiles (default {DEFAULT_MAX_PIXELS})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"tiles per network call (default {DEFAULT_BATCH_SIZE}; memory grows with it)",
-    )
-    p.add_argument(
-        "--jpeg-quality",
-        type=jpeg_quality,
-        default=95,
-        metavar="N",
-        help="quality of JPEG outputs, 1 to 100 (default 95)",
-    )
+    add_output_arguments(p)
     p.add_argument(
         "--video-codec",
         type=fourcc,

@@ -14,8 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from tfderain._args import jpeg_quality, positive_int, strength
-from tfderain.tiling import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_TILE
+from tfderain._args import add_output_arguments
 
 #: Runners whose workers run on this machine (and so can read its files).
 LOCAL_RUNNERS = (None, "DirectRunner", "direct", "PrismRunner", "prism")
@@ -56,27 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (any URI)")
     p.add_argument("-o", "--output", required=True, help="output folder (any URI)")
     _model_args(p)
-    p.add_argument("--strength", type=strength, default=1.0, help="from 0 to 1 (default 1)")
-    p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, help="tile side")
-    p.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"images with more pixels run in tiles (default {DEFAULT_MAX_PIXELS})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"tiles per network call (default {DEFAULT_BATCH_SIZE})",
-    )
-    p.add_argument(
-        "--jpeg-quality",
-        type=jpeg_quality,
-        default=95,
-        metavar="N",
-        help="quality of JPEG outputs, 1 to 100 (default 95)",
-    )
+    add_output_arguments(p)
     p.add_argument("--suffix", default="", help="added to each output's file stem")
     p.add_argument(
         "--overwrite",
