@@ -213,3 +213,12 @@ def crdnet_golden_state_dict(golden) -> tuple[dict, dict, dict]:
     for key, shape in CRDNET_FACTORED.items():
         sd[key] = factored_weight(factors, key, shape)
     return manifest, io, sd
+
+
+@pytest.fixture(scope="module")
+def readme_inputs(shared_dir, tmp_path_factory):
+    """The small files the README commands run on (tests/readme_commands.py), made once per
+    test file, each only when a command asks for it."""
+    import readme_commands
+
+    return readme_commands.Inputs(shared_dir, tmp_path_factory.mktemp("inputs"))

@@ -61,11 +61,6 @@ def test_the_table_is_consistent():
         assert f'rc.commands_of("{key}")' in (rc.REPO / "tests" / name).read_text(), name
 
 
-@pytest.fixture(scope="module")
-def inputs(shared_dir, tmp_path_factory):
-    return rc.Inputs(shared_dir, tmp_path_factory.mktemp("inputs"))
-
-
 @pytest.mark.parametrize("command", rc.commands_of("docs"), ids=rc.test_id)
-def test_documented_command(command, inputs, tmp_path):
-    rc.run_documented(command, inputs, tmp_path)
+def test_documented_command(command, readme_inputs, tmp_path):
+    rc.run_documented(command, readme_inputs, tmp_path)

@@ -11,11 +11,6 @@ import pytest
 import readme_commands as rc
 
 
-@pytest.fixture(scope="module")
-def inputs(shared_dir, tmp_path_factory):
-    return rc.Inputs(shared_dir, tmp_path_factory.mktemp("inputs"))
-
-
 @pytest.mark.parametrize("command", rc.commands_of("serving"), ids=rc.test_id)
-def test_documented_command(command, inputs, tmp_path):
-    rc.run_documented(command, inputs, tmp_path)
+def test_documented_command(command, readme_inputs, tmp_path):
+    rc.run_documented(command, readme_inputs, tmp_path)
