@@ -88,6 +88,40 @@ def test_outputs_are_quantized_as_the_official_test_script(
         assert (diff > 0).mean() < 1e-3
 
 
+class Darkening:
+    """Returns the rainy image scaled by a factor: the brightness error is known in advance."""
+
+    def __init__(self, spec, factor):
+        self.spec, self.factor = spec, factor
+
+    def derain_array(self, rgb):
+        return rgb * np.float32(self.factor)
+
+
+def test_luma_ratio_is_the_mean_grey_level_of_the_output_over_the_clean_images(
+    official_prenet, subset, tmp_path
+):
+    """Checked against OpenCV's BT.601 grey conversion of the saved outputs, and against the
+    factor applied: an output 20 % darker than the input is 20 % darker than the clean image
+    times the input's own ratio."""
+    import cv2
+
+    saved = tmp_path / "out"
+    identity = evaluation.evaluate(Darkening(official_prenet.spec, 1.0), subset, "A")
+    darker = evaluation.evaluate(
+        Darkening(official_prenet.spec, 0.8), subset, "A", save_dir=saved
+    )
+    for kept, dark in zip(identity.scores, darker.scores, strict=True):
+        assert dark.luma_ratio == pytest.approx(0.8 * kept.luma_ratio, rel=0.01)
+        out = cv2.imread(str(saved / f"{dark.name}.png"), cv2.IMREAD_GRAYSCALE).astype(float)
+        clean = cv2.imread(str(subset / "target" / f"{dark.name}.png"), cv2.IMREAD_GRAYSCALE)
+        # OpenCV rounds its grey levels to integers: half a level of error on the means.
+        assert dark.luma_ratio == pytest.approx(out.mean() / clean.mean(), abs=0.5 / clean.mean())
+    expected = np.mean([abs(s.luma_ratio - 1) for s in darker.scores])
+    assert darker.brightness_error == pytest.approx(expected)
+    assert darker.brightness_error > 0.1
+
+
 def test_bad_pair_is_reported_and_the_rest_evaluated(official_prenet, subset):
     (subset / "input" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = evaluation.evaluate(official_prenet, subset, "A")
@@ -199,7 +233,9 @@ def test_score_of_a_missing_prediction_folder_is_an_error(subset, tmp_path):
 
 
 def _result(protocol, psnrs, failed=()):
-    scores = [evaluation.Score(str(i), p, p / 40, p / 2, p / 80) for i, p in enumerate(psnrs)]
+    scores = [
+        evaluation.Score(str(i), p, p / 40, p / 2, p / 80, p / 30) for i, p in enumerate(psnrs)
+    ]
     return evaluation.EvaluationResult(protocol, scores, list(failed))
 
 
@@ -239,3 +275,6 @@ def test_runs_csv_has_a_row_per_model_dataset_and_image_plus_the_means(tmp_path)
     assert float(mean["ssim"]) == pytest.approx((30 / 40 + 32 / 40) / 2)
     assert float(mean["input_psnr"]) == pytest.approx(15.5)
     assert float(mean["input_ssim"]) == pytest.approx((30 / 80 + 32 / 80) / 2)
+    assert float(mean["luma_ratio"]) == pytest.approx((30 / 30 + 32 / 30) / 2, abs=1e-6)
+    # |1.0 - 1| and |1.0667 - 1|, averaged.
+    assert runs[0].result.brightness_error == pytest.approx((0 + 2 / 30) / 2)

@@ -383,3 +383,19 @@ def test_protocol_output_rules_are_the_processors() -> None:
 
     for protocol, rule in PROTOCOL_RULES.items():
         assert _OUTPUT_RULES[protocol] == rule
+
+
+def test_luma_ratio_weighs_the_channels_as_bt601_without_offset() -> None:
+    from tfderain.metrics import luma_ratio
+
+    target = np.zeros((4, 4, 3), np.uint8)
+    target[...] = (100, 150, 200)
+    assert luma_ratio(target, target) == 1.0
+    assert luma_ratio(target // 2, target) == pytest.approx(0.5)
+    # Pure red against pure green: 0.299 / 0.587.
+    red, green = np.zeros_like(target), np.zeros_like(target)
+    red[..., 0], green[..., 1] = 255, 255
+    assert luma_ratio(red, green) == pytest.approx(0.299 / 0.587)
+    assert np.isnan(luma_ratio(red, np.zeros_like(target)))
+    with pytest.raises(ValueError):
+        luma_ratio(red, target[:2])

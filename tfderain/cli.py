@@ -164,7 +164,8 @@ class _ModelEntry(argparse.Action):
 def _summary(protocol: str, result) -> str:
     return (
         f"protocol {protocol}: {len(result.scores)} images, "
-        f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}"
+        f"PSNR {result.mean_psnr:.3f} dB, SSIM {result.mean_ssim:.4f}, "
+        f"brightness off by {100 * result.brightness_error:.1f} %"
     )
 
 

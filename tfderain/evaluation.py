@@ -29,6 +29,9 @@ from tfderain import io, metrics
 from tfderain.data.decode import split_side_by_side
 from tfderain.data.layouts import IMAGE_SUFFIXES, Pair, find_pairs
 
+#: The per-image columns of the CSV files, in order (:class:`Score` fields).
+_COLUMNS = ("psnr", "ssim", "input_psnr", "input_ssim", "luma_ratio")
+
 #: The ``image`` value of the rows of :func:`write_runs_csv` that hold a run's means.
 MEAN_ROW = "(mean)"
 
@@ -42,6 +45,8 @@ class Score:
     ssim: float
     input_psnr: float
     input_ssim: float
+    #: Mean luma of the output over the clean image's (:func:`tfderain.metrics.luma_ratio`).
+    luma_ratio: float
 
 
 @dataclass
@@ -68,6 +73,12 @@ class EvaluationResult:
     def mean_input_ssim(self) -> float:
         return float(np.mean([s.input_ssim for s in self.scores])) if self.scores else float("nan")
 
+    @property
+    def brightness_error(self) -> float:
+        """Mean over images of ``|luma_ratio - 1|``: 0.08 is an output 8 % too dark or bright."""
+        errors = [abs(s.luma_ratio - 1) for s in self.scores]
+        return float(np.mean(errors)) if errors else float("nan")
+
 
 def _as_uint8(image: io.Image) -> np.ndarray:
     if image.bit_depth != 8:
@@ -85,6 +96,14 @@ def read_pair(pair: Pair) -> tuple[io.Image, io.Image]:
         io.Image(rainy, bit_depth=both.bit_depth, path=both.path),
         io.Image(clean, bit_depth=both.bit_depth, path=both.path),
     )
+
+
+def _score(
+    name: str, output: np.ndarray, rainy: np.ndarray, clean: np.ndarray, protocol: str
+) -> Score:
+    p, s = metrics.evaluate_pair(output, clean, protocol)
+    p_in, s_in = metrics.evaluate_pair(rainy, clean, protocol)
+    return Score(name, p, s, p_in, s_in, metrics.luma_ratio(output, clean))
 
 
 def score_pairs(
@@ -120,9 +139,7 @@ def score_pairs(
             continue
         if save_dir is not None:
             io.write_image(Path(save_dir) / f"{pair.name}.png", restored / np.float32(255))
-        p, s = metrics.evaluate_pair(restored, clean, protocol)
-        p_in, s_in = metrics.evaluate_pair(rainy_u8, clean, protocol)
-        yield Score(pair.name, p, s, p_in, s_in)
+        yield _score(pair.name, restored, rainy_u8, clean, protocol)
 
 
 def iter_scores(
@@ -176,15 +193,17 @@ def evaluate(
     return collect(tqdm(items, disable=not progress, desc="evaluating", unit="img"), protocol)
 
 
+def _values(score: Score) -> tuple[float, ...]:
+    return tuple(getattr(score, column) for column in _COLUMNS)
+
+
 def write_csv(result: EvaluationResult, path: str | os.PathLike) -> Path:
-    """Per-image CSV (``image,psnr,ssim,input_psnr,input_ssim``), written atomically."""
+    """Per-image CSV (``image,psnr,ssim,input_psnr,input_ssim,luma_ratio``), written atomically."""
     text = StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["image", "psnr", "ssim", "input_psnr", "input_ssim"])
+    writer.writerow(["image", *_COLUMNS])
     for s in result.scores:
-        writer.writerow(
-            [s.name] + [f"{v:.6f}" for v in (s.psnr, s.ssim, s.input_psnr, s.input_ssim)]
-        )
+        writer.writerow([s.name] + [f"{v:.6f}" for v in _values(s)])
     return io.write_bytes_atomically(path, text.getvalue().encode())
 
 
@@ -244,9 +263,7 @@ def iter_prediction_scores(
         except (io.ImageError, ValueError, OSError) as exc:
             yield pair.name, str(exc)
             continue
-        p, s = metrics.evaluate_pair(predicted, clean, protocol)
-        p_in, s_in = metrics.evaluate_pair(rainy_u8, clean, protocol)
-        yield Score(pair.name, p, s, p_in, s_in)
+        yield _score(pair.name, predicted, rainy_u8, clean, protocol)
 
 
 def score_predictions(
@@ -335,24 +352,23 @@ def write_runs_csv(runs: Sequence[Run], path: str | os.PathLike) -> Path:
     """CSV of many runs, written atomically: one row per model, dataset and image, then a row
     whose ``image`` is :data:`MEAN_ROW` with the run's means.
 
-    Columns ``model,data,protocol,image,psnr,ssim,input_psnr,input_ssim``.
+    Columns ``model,data,protocol,image,psnr,ssim,input_psnr,input_ssim,luma_ratio``; the mean
+    row's ``luma_ratio`` is the mean ratio (its spread is :attr:`EvaluationResult.brightness_error`).
     """
     text = StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(
-        ["model", "data", "protocol", "image", "psnr", "ssim", "input_psnr", "input_ssim"]
-    )
+    writer.writerow(["model", "data", "protocol", "image", *_COLUMNS])
     for run in runs:
         result = run.result
         head = [run.model, run.data, result.protocol]
         for s in result.scores:
-            values = (s.psnr, s.ssim, s.input_psnr, s.input_ssim)
-            writer.writerow(head + [s.name] + [f"{v:.6f}" for v in values])
+            writer.writerow(head + [s.name] + [f"{v:.6f}" for v in _values(s)])
         means = (
             result.mean_psnr,
             result.mean_ssim,
             result.mean_input_psnr,
             result.mean_input_ssim,
+            float(np.mean([s.luma_ratio for s in result.scores])) if result.scores else np.nan,
         )
         writer.writerow(head + [MEAN_ROW] + [f"{v:.6f}" for v in means])
     return io.write_bytes_atomically(path, text.getvalue().encode())

@@ -60,6 +60,7 @@ __all__ = [
     "Protocol",
     "check_protocol",
     "evaluate_pair",
+    "luma_ratio",
     "psnr",
     "quantize_output",
     "rgb_to_y",
@@ -347,6 +348,23 @@ def evaluate_pair(
     output, target = _check_pair(output, target)
     out, gt = _planes(output, protocol), _planes(target, protocol)
     return _psnr_from_planes(out, gt, protocol), _ssim_from_planes(out, gt, protocol)
+
+
+#: ITU-R BT.601 luma weights of R, G and B (no offset, no scaling): the brightness of a pixel.
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luma_ratio(output: np.ndarray, target: np.ndarray) -> float:
+    """Mean BT.601 luma of ``output`` over that of ``target`` (1.0: brightness kept).
+
+    ``Y = 0.299 R + 0.587 G + 0.114 B`` without the 16/255 offset of ``rgb2ycbcr``, so a dark
+    output is not hidden behind a constant. A restoration that darkens the scene by 8 % gives
+    0.92. Both images are 8-bit RGB of one shape; a black ``target`` gives ``nan``.
+    """
+    output, target = _check_pair(output, target)
+    weights = np.asarray(_LUMA_WEIGHTS)
+    out, gt = float((output @ weights).mean()), float((target @ weights).mean())
+    return out / gt if gt > 0 else float("nan")
 
 
 def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
