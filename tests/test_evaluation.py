@@ -108,9 +108,7 @@ def test_luma_ratio_is_the_mean_grey_level_of_the_output_over_the_clean_images(
 
     saved = tmp_path / "out"
     identity = evaluation.evaluate(Darkening(official_prenet.spec, 1.0), subset, "A")
-    darker = evaluation.evaluate(
-        Darkening(official_prenet.spec, 0.8), subset, "A", save_dir=saved
-    )
+    darker = evaluation.evaluate(Darkening(official_prenet.spec, 0.8), subset, "A", save_dir=saved)
     for kept, dark in zip(identity.scores, darker.scores, strict=True):
         assert dark.luma_ratio == pytest.approx(0.8 * kept.luma_ratio, rel=0.01)
         out = cv2.imread(str(saved / f"{dark.name}.png"), cv2.IMREAD_GRAYSCALE).astype(float)

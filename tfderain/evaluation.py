@@ -353,7 +353,8 @@ def write_runs_csv(runs: Sequence[Run], path: str | os.PathLike) -> Path:
     whose ``image`` is :data:`MEAN_ROW` with the run's means.
 
     Columns ``model,data,protocol,image,psnr,ssim,input_psnr,input_ssim,luma_ratio``; the mean
-    row's ``luma_ratio`` is the mean ratio (its spread is :attr:`EvaluationResult.brightness_error`).
+    row's ``luma_ratio`` is the mean ratio (the mean distance from 1 is
+    :attr:`EvaluationResult.brightness_error`).
     """
     text = StringIO(newline="")
     writer = csv.writer(text)
