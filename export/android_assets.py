@@ -17,11 +17,11 @@ file and its ``model_spec.json`` (schema: ``org.tfderain.core.ModelSpec`` and th
 
 All models take fixed 256 × 256 tiles; the app tiles larger photos per the spec. The weights are
 the official PReNet Rain100H checkpoint when ``--weights-dir`` holds it
-(``PReNet/logs/Rain100H/PReNet6/net_latest.pth``, csdwren/PReNet), otherwise the bundled default
-model of tfderain. Conversion and the spec are ``tfderain.export.export_tflite``'s (QAT
-fine-tuning on ``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); this
-script only checks the spec against what the app needs and lays the files out as the app
-expects.
+(``PReNet/logs/Rain100H/PReNet6/net_latest.pth``, csdwren/PReNet), otherwise tfderain's
+packaged 16-channel PReNet (preset ``prenet:synthetic16``, the first bundled default model).
+Conversion and the spec are ``tfderain.export.export_tflite``'s (QAT fine-tuning on
+``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); this script only
+checks the spec against what the app needs and lays the files out as the app expects.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ OUTPUT_NAMES = ("derained", "density")
 #: The official PReNet checkpoint used when ``--weights-dir`` is given.
 PRENET_WEIGHTS = Path("PReNet/logs/Rain100H/PReNet6/net_latest.pth")
 MCODENET_WEIGHTS = Path("CODE-Net/mCODENET-rain1200.pth")
+#: The PReNet weights packaged with tfderain, used without ``--weights-dir`` or ``--weights``.
+FALLBACK_PRESET = "prenet:synthetic16"
 
 #: variant folder → (registry model, .tflite file name, quantization).
 VARIANTS: dict[str, tuple[str, str, str]] = {
@@ -183,8 +185,7 @@ def _model_for(variant: str, weights_dir: Path | None, weights: Path | None = No
         if weights_dir is not None and (weights_dir / PRENET_WEIGHTS).is_file():
             sd = load_state_dict(weights_dir / PRENET_WEIGHTS)
             return convert_state_dict("prenet", sd, stages=6)
-        model = tfderain.load_model(tfderain.api.default_model_path())
-        return model
+        return tfderain.load_model(FALLBACK_PRESET)
     if weights_dir is None or not (weights_dir / MCODENET_WEIGHTS).is_file():
         raise AssetError(f"{variant}: needs {MCODENET_WEIGHTS} under --weights-dir")
     return convert_state_dict("mcodenet", load_state_dict(weights_dir / MCODENET_WEIGHTS))

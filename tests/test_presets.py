@@ -322,11 +322,13 @@ def test_table_entries_are_pinned_and_complete():
 
 
 def test_default_alias_is_the_packaged_model_without_download(home, monkeypatch):
-    from tfderain import api
+    from tfderain import api, models
 
     monkeypatch.setenv("TFDERAIN_MIRROR", f"http://127.0.0.1:{closed_port()}")
     assert presets.resolve("default") == api.default_model_path()
-    assert presets.resolve("prenet:synthetic16") == api.default_model_path()
+    assert presets.resolve("rainunet:synthetic") == api.default_model_path()
+    assert presets.load("default").count_params() == models.build("rainunet").count_params()
+    assert presets.load("prenet:synthetic16").count_params() == 43_011
     assert not home.exists()
 
 

@@ -270,15 +270,26 @@ def _table() -> list[Preset]:
             strip_prefix="generator.",
         ),
         Preset(
+            name="rainunet:synthetic",
+            arch="rainunet",
+            url=None,
+            sha256=None,
+            trained_on="synthetic rain (tfderain.data.synthetic) rendered over the 26 freely "
+            "licensed photos of training/data/LICENSES.md; recipe tfderain/configs/default.yaml",
+            paper="tfderain's bundled default model (RainUNet, tfderain/models/rainunet.py)",
+            license="Apache-2.0: trained and distributed by tfderain",
+            packaged="weights/default.keras",
+        ),
+        Preset(
             name="prenet:synthetic16",
             arch="prenet",
             url=None,
             sha256=None,
             config={"stages": 6, "channels": 16},
             trained_on="synthetic rain rendered over four public-domain/CC0 scikit-image photos",
-            paper="tfderain's bundled default model (PReNet architecture, 16 channels)",
+            paper="tfderain's first bundled default model (PReNet architecture, 16 channels)",
             license="Apache-2.0: trained and distributed by tfderain",
-            packaged="weights/default.keras",
+            packaged="weights/prenet_synthetic16.keras",
         ),
     ]
     return table
@@ -286,7 +297,7 @@ def _table() -> list[Preset]:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _table()}
 #: Other names of presets.
-ALIASES = {DEFAULT: "prenet:synthetic16"}
+ALIASES = {DEFAULT: "rainunet:synthetic"}
 
 
 # ---------------------------------------------------------------------------------- lookup
