@@ -63,8 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._args import two_sizes  # noqa: E402
 from tfderain import _machine, models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
+from tfderain.export.outputs import export_outputs  # noqa: E402
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions  # noqa: E402
-from tfderain.export.tflite import export_outputs  # noqa: E402
 
 #: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
 DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "avx2", "avx512f")

@@ -19,8 +19,8 @@ model, format and CPU; rows of other models, formats or CPUs are kept::
     python export/report.py --models prenet,pcnet --formats none,int8,qat --time-limit 3600
 
 ``--time-limit`` (seconds) stops starting new builds once exceeded; rows not built are listed
-as skipped. ``--keep DIR`` keeps the built files (``<model>_<format>.tflite`` and their specs)
-for a closer look, e.g. with ``tfderain.export.tflite.operators``; with ``--reuse`` a later run
+as skipped. ``--keep DIR`` keeps the built files (``<model>_<format>.tflite`` and their descriptors)
+for a closer look, e.g. with ``tfderain.export.flatbuffer.operators``; with ``--reuse`` a later run
 measures the files already in DIR instead of building them again. Each kept file has a build
 record beside it (``<model>_<format>.build.json``: weights, and for int8/QAT the seed, the
 int8 calibration images and the QAT fine-tune); a file whose record does not match the run's
@@ -280,16 +280,10 @@ def measure(run: Run, model, name, fmt, weights, reference):
     """
     from tfderain import models
     from tfderain.export import export_tflite
-    from tfderain.export import spec as spec_io
+    from tfderain.export.descriptor import write_json_atomically
+    from tfderain.export.flatbuffer import float_operators, is_flex_free, operators
     from tfderain.export.options import TFLiteOptions
-    from tfderain.export.tflite import (
-        TFLiteModel,
-        float_operators,
-        is_flex_free,
-        keras_reference,
-        latencies_side_by_side,
-        operators,
-    )
+    from tfderain.export.runtime import TFLiteModel, keras_reference, latencies_side_by_side
 
     multiple = models.spec(name).multiple
     args = run.args
@@ -314,7 +308,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
             seed=args.seed,
         )
         export_tflite(model, path, options)
-        spec_io.write_json_atomically(record_path(path), record)
+        write_json_atomically(record_path(path), record)
     ops = operators(path)
     float_ops = float_operators(path) if fmt in ("int8", "qat") else []
     size = path.stat().st_size
@@ -355,7 +349,7 @@ def measure(run: Run, model, name, fmt, weights, reference):
 
 def keras_row(model, name, weights, pairs) -> dict[str, str]:
     from tfderain import models
-    from tfderain.export.tflite import keras_reference
+    from tfderain.export.runtime import keras_reference
 
     row = {"model": name, "format": "Keras float32", "weights": weights}
     if weights == "random":
@@ -539,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         help="QAT layers of a model left in float32, e.g. prenet=conv,stage*_out",
     )
     parser.add_argument("--time-limit", type=float, help="seconds; no new build after that")
-    parser.add_argument("--keep", help="folder that keeps the built .tflite files and specs")
+    parser.add_argument("--keep", help="folder that keeps the built .tflite files and descriptors")
     parser.add_argument(
         "--reuse", action="store_true", help="measure the files already in --keep, build the rest"
     )

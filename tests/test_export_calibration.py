@@ -25,7 +25,8 @@ from tfderain.export.calibration import (
     keeping_ranges_valid,
     widened_max,
 )
-from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference
+from tfderain.export.flatbuffer import float_operators
+from tfderain.export.runtime import TFLiteModel, keras_reference
 from tfderain.models import build
 
 TILE = 32

@@ -22,16 +22,11 @@ from tiny_models import TINY_MODELS, layer_classes
 
 from tfderain._keras import keras, tf
 from tfderain.export import export_tflite, qat
-from tfderain.export.spec import read_spec, spec_path
-from tfderain.export.tflite import (
-    TFLiteModel,
-    export_outputs,
-    float_operators,
-    is_flex_free,
-    keras_reference,
-    operators,
-    psnr_db,
-)
+from tfderain.export.descriptor import descriptor_path, read_descriptor
+from tfderain.export.flatbuffer import float_operators, is_flex_free, operators
+from tfderain.export.outputs import export_outputs
+from tfderain.export.runtime import TFLiteModel, keras_reference
+from tfderain.metrics import psnr_float
 from tfderain.models import blocks, build
 
 TILE = 32
@@ -204,16 +199,16 @@ def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     ops = operators(path)
     assert is_flex_free(ops), ops
     assert "QUANTIZE" in ops and "CONV_2D" in ops
-    spec = read_spec(spec_path(path))
-    assert spec["quantization"] == "qat"
-    assert spec["inputs"][0]["dtype"] == "float32"  # float I/O unless uint8_io
+    descriptor = read_descriptor(descriptor_path(path))
+    assert descriptor["quantization"] == "qat"
+    assert descriptor["inputs"][0]["dtype"] == "float32"  # float I/O unless uint8_io
     interpreter = TFLiteModel(path).interpreter
     interpreter.allocate_tensors()
     kernels = [d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8]
     assert kernels, "no int8 tensors in a QAT int8 model"
     x = np.random.default_rng(4).random((TILE, TILE, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]
-    assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+    assert psnr_float(got, keras_reference(model)(x)["derained"]) >= 24
 
 
 def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
@@ -236,7 +231,7 @@ def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
     assert float_operators(path) == ["ADD", "CONV_2D"]
     x = np.random.default_rng(6).random((TILE, TILE, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]
-    assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+    assert psnr_float(got, keras_reference(model)(x)["derained"]) >= 24
 
 
 def test_keep_float_pattern_matching_no_layer_is_an_error():
@@ -264,7 +259,7 @@ def test_qat_uint8_input_takes_raw_bytes(tmp_path):
     path = export_tflite(
         model, tmp_path / "qat_u8.tflite", quant="qat", tile=TILE, qat_steps=1, uint8_io=True
     )
-    rainy = read_spec(spec_path(path))["inputs"][0]
+    rainy = read_descriptor(descriptor_path(path))["inputs"][0]
     assert rainy["dtype"] == "uint8" and rainy["quantization"]["zero_point"] == 0
     assert rainy["quantization"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
 

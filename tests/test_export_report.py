@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import pytest
 from conftest import load_script
@@ -96,38 +95,6 @@ def test_target_lines_judge_every_qat_row_against_both_targets(report):
     assert "pcnet qat: not measured" in lines
 
 
-def test_latencies_are_timed_in_turns_after_a_warm_up_each(monkeypatch):
-    from tfderain.export.tflite import latencies_side_by_side
-
-    calls: list[str] = []
-
-    class Runner:
-        def __init__(self, name: str):
-            self.name = name
-            self.interpreter = self
-
-        def run(self, image):
-            assert image.shape == (8, 12, 3)
-            calls.append(f"warm-up {self.name}")
-
-        def invoke(self):
-            calls.append(self.name)
-
-    # A fake clock: A's invokes take 1, 5 and 2 s, B's 4, 4 and 9 s (each ``invoke`` advances it).
-    spent = {"A": iter([1.0, 5.0, 2.0]), "B": iter([4.0, 4.0, 9.0])}
-    clock = [0.0]
-
-    def invoke_and_tick(self):
-        calls.append(self.name)
-        clock[0] += next(spent[self.name])
-
-    Runner.invoke = invoke_and_tick
-    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    medians = latencies_side_by_side([Runner("A"), Runner("B")], (8, 12), repeats=3)
-    assert calls == ["warm-up A", "warm-up B", "A", "B", "A", "B", "A", "B"]
-    assert medians == [2.0, 4.0]
-
-
 @pytest.mark.parametrize("flag", ["--keep-float", "--weights"])
 def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, capsys):
     assert report.main(["--models", "prenet", flag, "prenet"]) == 2
@@ -137,7 +104,7 @@ def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, c
 
 
 def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     assert report.qat_setup(QATSettings(300), "l1", []) == ["300 QAT steps"]
     assert report.qat_setup(QATSettings(30, 1), "l1", []) == ["30 QAT steps of 1 patch"]
@@ -168,7 +135,7 @@ def _args(**given):
     ],
 )
 def test_row_setup_names_the_seed_of_quantized_rows_only(report, fmt, seed, expected):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     keep = ["conv"] if fmt == "qat" else []
     setup = report.row_setup(_args(seed=seed), fmt, 20, QATSettings(300), keep, (320, 480))
@@ -176,7 +143,7 @@ def test_row_setup_names_the_seed_of_quantized_rows_only(report, fmt, seed, expe
 
 
 def test_row_setup_of_random_weights_and_another_latency_shape(report):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     args = _args(qat_loss="l2")
     assert report.row_setup(args, "qat", 0, QATSettings(30, 1, 256), [], (512, 512)) == [
@@ -186,7 +153,7 @@ def test_row_setup_of_random_weights_and_another_latency_shape(report):
 
 
 def test_fine_tune_takes_the_command_line_then_the_recipe(report):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     # PReNet's recipe (600 steps of 1 patch of 256×256); PCNet has none (200 of 4 of 128×128)
     assert report.fine_tune(_args(), "prenet", False) == QATSettings(600, 1, 256)
@@ -207,7 +174,7 @@ def test_a_negative_seed_is_a_parse_error_naming_the_option(report, capsys):
 
 
 def test_reuse_takes_a_kept_file_only_if_its_build_record_matches(report, tmp_path, capsys):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     kept = tmp_path / "prenet_qat.tflite"
     seed0 = report.build_record(_args(), "prenet", "qat", "official", QATSettings(600, 1, 256), [])
@@ -230,7 +197,7 @@ def test_reuse_takes_a_kept_file_only_if_its_build_record_matches(report, tmp_pa
 
 
 def test_a_float_file_serves_every_seed_but_an_int8_file_does_not(report):
-    from tfderain.export.tflite import QATSettings
+    from tfderain.export.options import QATSettings
 
     def record(fmt, seed):
         return report.build_record(_args(seed=seed), "pcnet", fmt, "trained", QATSettings(), [])

@@ -14,8 +14,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tfderain._keras import keras
 from tfderain.export import export_tflite
+from tfderain.export.flatbuffer import float_operators, operators
 from tfderain.export.rewrite import subpixel_kernel, with_subpixel_convolutions
-from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference, operators
+from tfderain.export.runtime import TFLiteModel, keras_reference
 from tfderain.models import build
 
 layers = keras.layers

@@ -281,16 +281,16 @@ def test_export_refuses_to_overwrite_and_unregistered_models(tmp_path):
 
 def test_where_the_weights_came_from_travels_into_both_exports(tmp_path):
     """A preset's name, source sha256 and license note (the model identity's source) are written
-    into the SavedModel's tfderain.json and the TFLite model spec."""
+    into the SavedModel's tfderain.json and the TFLite file's descriptor."""
     from tfderain.export import export_tflite
-    from tfderain.export.spec import read_spec, spec_path
+    from tfderain.export.descriptor import descriptor_path, read_descriptor
 
     source = {"preset": "prn_r:example", "source_sha256": "ab" * 32, "license": "no license"}
     model = models.with_source(models.build("prn_r", stages=1, channels=2), **source)
     assert read_metadata(export_savedmodel(model, tmp_path / "sm"))["source"] == source
     tflite = export_tflite(model, tmp_path / "m.tflite", quant="none", tile=32)
-    assert read_spec(spec_path(tflite))["source"] == source
+    assert read_descriptor(descriptor_path(tflite))["source"] == source
     plain = export_tflite(
         models.build("prn_r", stages=1, channels=2), tmp_path / "p.tflite", tile=32
     )
-    assert "source" not in read_spec(spec_path(plain))
+    assert "source" not in read_descriptor(descriptor_path(plain))

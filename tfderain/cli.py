@@ -339,7 +339,7 @@ def cmd_export_savedmodel(args) -> int:
 
 def cmd_export_tflite(args) -> int:
     from tfderain.export import export_tflite
-    from tfderain.export.spec import spec_path
+    from tfderain.export.descriptor import descriptor_path
     from tfderain.export.tflite import qat_settings
 
     model = _resolve(args)
@@ -362,7 +362,7 @@ def cmd_export_tflite(args) -> int:
         fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size, tile=options.tile)
         print(f"QAT fine-tune: {fine_tune}", flush=True)
     path = export_tflite(model, args.output, options)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
+    print(f"wrote {path} ({path.stat().st_size:,} bytes) and {descriptor_path(path)}")
     return 0
 
 
@@ -392,8 +392,9 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
     p = export_sub.add_parser(
         "tflite",
         parents=[common],
-        help="TFLite file (+ <stem>.json model spec), optionally quantized",
-        description="Writes OUTPUT (.tflite) and its model spec <stem>.json beside it.",
+        help="TFLite file (+ <stem>.json descriptor), optionally quantized",
+        description="Writes OUTPUT (.tflite) and its descriptor <stem>.json beside it (what an "
+        "app needs to run the file: tile, halo, tensors and their quantization).",
     )
     _model_args(p)
     p.add_argument(
