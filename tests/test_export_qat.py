@@ -20,6 +20,7 @@ from conftest import dead_relu_model, invoke_tflite
 from model_harness import package_classes
 from tiny_models import TINY_MODELS, layer_classes
 
+from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import export_tflite, qat
 from tfderain.export.descriptor import descriptor_path, read_descriptor
@@ -30,20 +31,9 @@ from tfderain.metrics import psnr_float
 from tfderain.models import blocks, build
 
 TILE = 32
-#: The small models whose QAT export is tested.
-QAT_MODELS = (
-    "prenet",
-    "prenet_r",
-    "prn",
-    "prn_r",
-    "pcnet",
-    "remaen",
-    "codenet",
-    "mcodenet",
-    "didmdn_derain",
-    "mprnet",
-    "spair",
-)
+#: The models whose QAT export is tested: every model for phones (``phone=True`` in its
+#: registration), at its reduced config.
+QAT_MODELS = tuple(name for name in models.names() if models.spec(name).phone)
 #: Where these tests use a config smaller than the model's own reduced one (``tiny=`` of its
 #: registration): the signal-to-noise bounds below were measured at these.
 QAT_TINY = {
@@ -53,6 +43,11 @@ QAT_TINY = {
     "spair": {"width": 4, "blocks": 1, "loc_width": 4, "loc_blocks": 1},
 }
 TINY = {name: QAT_TINY.get(name, TINY_MODELS[name][0]) for name in QAT_MODELS}
+
+
+@pytest.mark.parametrize("name", QAT_MODELS)
+def test_the_models_for_phones_are_small_at_their_paper_config(name):
+    assert build(name).count_params() < models.PHONE_PARAMS
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
