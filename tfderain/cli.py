@@ -23,16 +23,13 @@ from typing import Any
 import yaml
 
 from tfderain import train_cli
-from tfderain._args import add_output_arguments, non_negative_int
+from tfderain._args import add_output_arguments
 from tfderain.data.layouts import LAYOUTS, SPLIT_ORDERS
 from tfderain.export.options import (
-    DEFAULT_QAT_BATCH_SIZE,
-    DEFAULT_QAT_PATCH_SIZE,
-    DEFAULT_QAT_STEPS,
-    QAT_LOSSES,
     QAT_TARGETS,
     QUANTIZATIONS,
     TFLiteOptions,
+    add_fine_tune_arguments,
 )
 from tfderain.metrics import PROTOCOLS
 
@@ -412,28 +409,7 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
         default="synthetic",
         help="int8 calibration images: a folder, or 'synthetic' (default)",
     )
-    recipe = "default: the model's QAT recipe, else"
-    p.add_argument(
-        "--qat-steps", type=int, help=f"QAT fine-tuning steps ({recipe} {DEFAULT_QAT_STEPS})"
-    )
-    p.add_argument(
-        "--qat-batch-size",
-        type=int,
-        help=f"QAT patches per step ({recipe} {DEFAULT_QAT_BATCH_SIZE}; "
-        "fewer if the fine-tune runs out of RAM)",
-    )
-    p.add_argument(
-        "--qat-patch-size",
-        type=int,
-        help=f"side of the QAT patches ({recipe} {DEFAULT_QAT_PATCH_SIZE}; "
-        "memory grows with its square)",
-    )
-    p.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=0,
-        help="seed of the int8 calibration crops and the QAT fine-tuning stream (default 0)",
-    )
+    add_fine_tune_arguments(p)
     p.add_argument(
         "--qat-data",
         default="synthetic",
@@ -444,12 +420,6 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
         choices=QAT_TARGETS,
         default="teacher",
         help="QAT target: the float model's output (teacher, default) or the clean images",
-    )
-    p.add_argument(
-        "--qat-loss",
-        choices=QAT_LOSSES,
-        default="l1",
-        help="QAT fine-tuning loss against the target (default l1)",
     )
     p.add_argument(
         "--qat-keep-float",
