@@ -131,6 +131,7 @@ def _delegate_partitions(path) -> int:
     return sum(d["op_name"] == "DELEGATE" for d in interpreter._get_ops_details())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quant", ["none", "int8", "qat"])
 def test_dynamic_pcnet_files_run_whole_in_xnnpack(tmp_path, quant):
     # A transposed convolution of a dynamic-size graph gets its output shape at run time

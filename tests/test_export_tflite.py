@@ -122,6 +122,7 @@ def test_dynamic_range_stores_int8_weights(exported, model, image):
     assert psnr_float(got, keras_reference(model)(image)["derained"]) >= 35
 
 
+@pytest.mark.slow
 def test_int8_with_uint8_io_takes_raw_bytes(exported, model, image):
     path = exported("int8", tile=TILE, uint8_io=True)
     descriptor = read_descriptor(descriptor_path(path))
@@ -157,6 +158,7 @@ def tiny_pcnet():
     return build("pcnet", n_feat=4, num_crb=0, num_rcab=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("arch", "options", "tile", "want"),
     [
