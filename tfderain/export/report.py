@@ -288,6 +288,7 @@ class Run:
     out: Path
     keep_float: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     start: float = dataclasses.field(default_factory=time.monotonic)
+    first: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.first = evaluation.read_pair(self.pairs[0])[0].rgb
