@@ -45,6 +45,7 @@ QAT_TINY = {
 TINY = {name: QAT_TINY.get(name, TINY_MODELS[name][0]) for name in QAT_MODELS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QAT_MODELS)
 def test_the_models_for_phones_are_small_at_their_paper_config(name):
     assert build(name).count_params() < models.PHONE_PARAMS
@@ -87,6 +88,7 @@ def _former_configs() -> dict[type, type]:
     }
 
 
+@pytest.mark.slow
 def test_declared_quantization_gives_every_layer_its_former_config():
     former = _former_configs()
     exporter = ("tfderain.export.rewrite", "tfderain.export.qat")
@@ -128,6 +130,7 @@ def _pairs(size: int, seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
+@pytest.mark.slow
 def test_calibration_sets_ranges_from_the_data_not_the_initial_6():
     keras.utils.set_random_seed(3)
     graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
@@ -146,6 +149,7 @@ def test_calibration_sets_ranges_from_the_data_not_the_initial_6():
     assert high == pytest.approx(want_high, abs=4 * step)
 
 
+@pytest.mark.slow
 def test_calibration_ranges_are_the_mean_of_the_batch_ranges():
     keras.utils.set_random_seed(3)
     graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
@@ -166,6 +170,7 @@ def test_calibration_ranges_are_the_mean_of_the_batch_ranges():
     assert float(high.numpy()) == pytest.approx(want_high, abs=4 * step)
 
 
+@pytest.mark.slow
 def test_pcnet_quantization_aware_model_stays_close_to_float():
     keras.utils.set_random_seed(5)
     graph, _ = export_outputs(build("pcnet", **TINY["pcnet"]))
@@ -183,6 +188,7 @@ def test_pcnet_quantization_aware_model_stays_close_to_float():
     assert snr >= 24
 
 
+@pytest.mark.slow
 def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     keras.utils.set_random_seed(11)
     model = build("prenet", **TINY["prenet"])
@@ -206,6 +212,7 @@ def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     assert psnr_float(got, keras_reference(model)(x)["derained"]) >= 24
 
 
+@pytest.mark.slow
 def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
     # PReNet's image head (the last convolution, shared by the stages, and each stage's sum with
     # the input) left in float: exactly those operators compute in float32, the rest is int8.
@@ -235,6 +242,7 @@ def test_keep_float_pattern_matching_no_layer_is_an_error():
         qat.annotate(graph, keep_float=["conv", "head*"])
 
 
+@pytest.mark.slow
 def test_qat_uint8_input_takes_raw_bytes(tmp_path):
     # Calibration images need not reach 0 and 1; the input range is set to [0, 1] anyway, so
     # raw bytes are the quantized input (scale 1/255, zero point 0).
@@ -259,6 +267,7 @@ def test_qat_uint8_input_takes_raw_bytes(tmp_path):
     assert rainy["quantization"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["teacher", "clean"])
 def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
     # The rainy input is uniform in [0, 1] and the untrained residual model's output stays close
@@ -288,6 +297,7 @@ def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
         assert after > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["prenet", "pcnet"])
 def test_qat_files_of_the_phone_models_compute_in_int8_only(tmp_path, name):
     keras.utils.set_random_seed(13)
@@ -329,6 +339,7 @@ def _snr_db(want: np.ndarray, got: np.ndarray) -> float:
 QAT_SNR_BOUND = {"remaen": 30, "codenet": 30, "mcodenet": 27, "mprnet": 13, "spair": 13}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(QAT_SNR_BOUND))
 def test_qat_export_of_the_models_with_custom_layers(tmp_path, name):
     # ReMAEN: sub-grid space_to_batch / batch_to_space, sums of three tensors; CODE-Net:
@@ -366,6 +377,7 @@ def _random_batch_norm_statistics(model: keras.Model, seed: int) -> None:
             layer.set_weights(values)
 
 
+@pytest.mark.slow
 def test_annotated_model_computes_the_float_model():
     # DID-MDN: its batch norms (with non-trivial statistics) and average poolings become
     # depthwise convolutions; before fake-quantization the function must not change.
@@ -379,6 +391,7 @@ def test_annotated_model_computes_the_float_model():
     np.testing.assert_allclose(annotated(x).numpy(), graph(x).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_qat_converts_a_pooled_tensor_shared_by_two_concatenations():
     # DID-MDN's pattern: an average pooling whose output joins two concatenations with
     # different ranges, after a batch norm. TFLite's int8 AVERAGE_POOL_2D must keep its input's
@@ -408,6 +421,7 @@ def test_qat_converts_a_pooled_tensor_shared_by_two_concatenations():
     assert _snr_db(model(image).numpy(), got) >= 13
 
 
+@pytest.mark.slow
 def test_a_dead_activation_gets_a_range_the_int8_kernels_accept():
     # A ReLU whose input is negative on every calibration image (here a bias of -100; in
     # practice a squeeze convolution of channel attention with few channels) is zero
@@ -443,6 +457,7 @@ def test_sequential_sum_rounds_each_partial_sum_to_its_8_bit_range():
         qat.SequentialSum()([a, b])
 
 
+@pytest.mark.slow
 def test_a_one_slope_prelu_is_annotated_as_the_leaky_relu_it_equals():
     keras.utils.set_random_seed(29)
     graph, _ = export_outputs(build("pcnet", **TINY["pcnet"]))
@@ -459,6 +474,7 @@ def test_a_one_slope_prelu_is_annotated_as_the_leaky_relu_it_equals():
         np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_int8_export_runs_a_one_slope_prelu_as_leaky_relu(tmp_path):
     # Full-integer post-training quantization gets the same stand-in as QAT (previous test):
     # without it every int8 PRELU runs outside LiteRT's XNNPACK delegate.
