@@ -16,12 +16,13 @@ file and its descriptor as ``model_spec.json`` (:mod:`tfderain.export.descriptor
   read from ``--weights-dir``).
 
 All models take fixed 256 × 256 tiles; the app tiles larger photos per the descriptor. The
-weights are the official PReNet Rain100H checkpoint when ``--weights-dir`` holds it
-(``PReNet/logs/Rain100H/PReNet6/net_latest.pth``, csdwren/PReNet), otherwise the bundled default
-model of tfderain. Conversion and the descriptor are ``tfderain.export.export_tflite``'s (QAT
-fine-tuning on ``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); this
-script only checks the descriptor against what the app needs and lays the files out as the app
-expects.
+weights are the official ones of :data:`OFFICIAL` (presets: PReNet trained on Rain100H,
+mCODE-Net released for Rain1200) when ``--weights-dir`` holds a copy of their upstream files
+(laid out as ``../shared/weights``, :func:`tfderain.presets.local_copy`; checked against the
+presets' sha256), otherwise, for PReNet, the bundled default model of tfderain. Conversion
+and the descriptor are ``tfderain.export.export_tflite``'s (QAT fine-tuning on ``--qat-data``,
+synthetic rain by default; int8 calibration on ``--data``); this script only checks the
+descriptor against what the app needs and lays the files out as the app expects.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ TILE = 256
 #: Logical tensor names shared with the app.
 INPUT_NAME = "rainy"
 OUTPUT_NAMES = ("derained", "density")
-#: The official PReNet checkpoint used when ``--weights-dir`` is given.
-PRENET_WEIGHTS = Path("PReNet/logs/Rain100H/PReNet6/net_latest.pth")
-MCODENET_WEIGHTS = Path("CODE-Net/mCODENET-rain1200.pth")
+#: The official weights of each model the app offers (preset names), read from ``--weights-dir``.
+OFFICIAL = {"prenet": "prenet:rain100h", "mcodenet": "mcodenet:rain1200"}
 
 #: variant folder → (registry model, .tflite file name, quantization).
 VARIANTS: dict[str, tuple[str, str, str]] = {
@@ -169,26 +169,37 @@ def export_variant(
 # -------------------------------------------------------------------------------------- CLI
 
 
+def _official(arch: str, weights_dir: Path | None) -> Any:
+    """The official model of ``arch`` (:data:`OFFICIAL`) from its copy in ``weights_dir``, or
+    ``None`` when there is none."""
+    from tfderain import presets
+
+    preset = presets.get(OFFICIAL[arch])
+    copy = None if weights_dir is None else presets.local_copy(preset, weights_dir)
+    if copy is None:
+        return None
+    try:
+        return presets.convert_file(preset, copy)
+    except presets.PresetError as exc:
+        raise AssetError(str(exc)) from None
+
+
 def _model_for(variant: str, weights_dir: Path | None, weights: Path | None = None) -> Any:
     import tfderain
-    from tfderain.convert import convert_state_dict, load_state_dict
 
     arch = VARIANTS[variant][0]
-    if arch == "prenet":
-        if weights is not None:
-            model = tfderain.load_model(weights)
-            found = getattr(tfderain.models.identity(model), "arch", None)
-            if found not in ("prenet", None):
-                raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
-            return model
-        if weights_dir is not None and (weights_dir / PRENET_WEIGHTS).is_file():
-            sd = load_state_dict(weights_dir / PRENET_WEIGHTS)
-            return convert_state_dict("prenet", sd, stages=6)
-        model = tfderain.load_model(tfderain.api.default_model_path())
+    if arch == "prenet" and weights is not None:
+        model = tfderain.load_model(weights)
+        found = getattr(tfderain.models.identity(model), "arch", None)
+        if found not in ("prenet", None):
+            raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
         return model
-    if weights_dir is None or not (weights_dir / MCODENET_WEIGHTS).is_file():
-        raise AssetError(f"{variant}: needs {MCODENET_WEIGHTS} under --weights-dir")
-    return convert_state_dict("mcodenet", load_state_dict(weights_dir / MCODENET_WEIGHTS))
+    model = _official(arch, weights_dir)
+    if model is not None:
+        return model
+    if arch == "prenet":
+        return tfderain.load_model(tfderain.api.default_model_path())
+    raise AssetError(f"{variant}: needs the upstream file of {OFFICIAL[arch]} under --weights-dir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

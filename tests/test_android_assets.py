@@ -137,3 +137,13 @@ def test_a_descriptor_that_does_not_match_its_model_is_reported(tmp_path):
     (tmp_path / "model_spec.json").write_text(json.dumps(descriptor))
     with pytest.raises(assets.AssetError, match=r"model_spec\.json: missing key\(s\) .*tile"):
         assets.check_descriptor(tmp_path / "model_spec.json", tflite)
+
+
+def test_the_official_weights_are_the_presets_copies_in_the_weights_folder(shared_dir, tmp_path):
+    from tfderain import models
+
+    assets = _assets_module()
+    model = assets._model_for("prenet_fp16", shared_dir / "weights")
+    assert models.identity(model).source["preset"] == assets.OFFICIAL["prenet"]
+    with pytest.raises(assets.AssetError, match="needs the upstream file of mcodenet:rain1200"):
+        assets._model_for("mcodenet_fp16", tmp_path)
