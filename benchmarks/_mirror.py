@@ -1,8 +1,9 @@
 """A ``$TFDERAIN_MIRROR`` folder built from the official checkpoints in ``../shared/weights``.
 
-The files there are byte-for-byte copies of the upstream files; this maps each preset's upstream
-URL to its copy, so scripts and tests go through the real :func:`tfderain.presets.resolve` path
-(mirror layout ``HOST/PATH``) without network.
+The files there are byte-for-byte copies of the upstream files; each preset's copy is found by
+:func:`tfderain.presets.local_copy` and linked where its upstream URL puts it in a mirror, so
+scripts and tests go through the real :func:`tfderain.presets.resolve` path (mirror layout
+``HOST/PATH``) without network.
 """
 
 from __future__ import annotations
@@ -12,27 +13,6 @@ import urllib.parse
 from pathlib import Path
 
 from tfderain import presets
-
-# GitHub repository → (its folder in shared/weights, repository path prefix that folder drops)
-_SHARED_FOLDERS = {
-    "csdwren/PReNet": ("PReNet", ""),
-    "Achhhe/CODE-Net": ("CODE-Net", "CODE-Net/pretrained/"),
-}
-
-
-def shared_weight(preset: presets.Preset, weights_dir: Path) -> Path | None:
-    """The copy of ``preset``'s upstream file in ``weights_dir``, or ``None``."""
-    if preset.url is None:
-        return None
-    parts = urllib.parse.urlsplit(preset.url)
-    if parts.netloc != "raw.githubusercontent.com":
-        return None
-    owner, repo, _commit, rest = parts.path.lstrip("/").split("/", 3)
-    folder, drop = _SHARED_FOLDERS.get(f"{owner}/{repo}", (None, ""))
-    if folder is None or not rest.startswith(drop):
-        return None
-    path = Path(weights_dir) / folder / rest[len(drop) :]
-    return path if path.is_file() else None
 
 
 def mirror_path(preset: presets.Preset, mirror: Path) -> Path:
@@ -46,7 +26,7 @@ def build_mirror(weights_dir: Path, mirror: Path, names: list[str] | None = None
     served = []
     for name in names or presets.names():
         preset = presets.get(name)
-        source = shared_weight(preset, weights_dir)
+        source = presets.local_copy(preset, weights_dir)
         if source is None:
             continue
         link = mirror_path(preset, mirror)

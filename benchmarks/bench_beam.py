@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from tfderain import _quiet, inference, io, saving  # noqa: E402
+from tfderain import _machine, _quiet, inference, io, saving  # noqa: E402
 from tfderain.beam import DerainImages, DerainModelHandler, model_ref  # noqa: E402
 from tfderain.beam.model import default_model_path  # noqa: E402
 
@@ -45,21 +45,10 @@ FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
 
 
 def cpu() -> str:
-    """``"<model name> (<flags>)"`` from /proc/cpuinfo, or the platform's name."""
-    name, flags = "unknown CPU", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == "unknown CPU":
-                name = value.strip()
-            if key.strip() == "flags" and not flags:
-                have = set(value.split())
-                flags = [f for f in FLAGS if f in have]
-    except OSError:
-        import platform
-
-        name = platform.processor() or name
-    return f"{name} ({', '.join(flags) or 'flags unknown'}), {os.cpu_count()} CPUs"
+    """``"<model name> (<flags>), <n> CPUs"`` (:func:`tfderain._machine.cpu`)."""
+    machine = _machine.cpu()
+    flags = ", ".join(machine.having(FLAGS)) or "flags unknown"
+    return f"{machine.name} ({flags}), {os.cpu_count()} CPUs"
 
 
 def derainer_rate(files: list[Path], weights: Path, runs: int) -> float:

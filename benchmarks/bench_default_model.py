@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tfderain  # noqa: E402
 from benchmarks._args import two_sizes  # noqa: E402
 from benchmarks.bench_inference import tiled_4k  # noqa: E402
-from tfderain import models  # noqa: E402
+from tfderain import _machine, models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
 
 #: CPU flags that decide convolution speed: (``/proc/cpuinfo`` flag, name printed).
@@ -52,19 +51,9 @@ CPU_FEATURES = (
 
 
 def cpu_description() -> tuple[str, list[str]]:
-    """``(model name, [extensions present])`` from ``/proc/cpuinfo`` (Linux), else platform."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    name, flags = platform.machine(), set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == platform.machine():
-            name = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return name, [label for flag, label in CPU_FEATURES if flag in flags]
+    """``(model name, [extensions present])`` of this machine (:func:`tfderain._machine.cpu`)."""
+    cpu = _machine.cpu()
+    return cpu.name, [label for flag, label in CPU_FEATURES if flag in cpu.flags]
 
 
 def time_models(

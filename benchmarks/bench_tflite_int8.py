@@ -61,10 +61,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._args import two_sizes  # noqa: E402
-from tfderain import models  # noqa: E402
+from tfderain import _machine, models  # noqa: E402
 from tfderain._keras import keras, tf  # noqa: E402
+from tfderain.export.outputs import export_outputs  # noqa: E402
 from tfderain.export.rewrite import with_leaky_relus, with_subpixel_convolutions  # noqa: E402
-from tfderain.export.tflite import export_outputs  # noqa: E402
 
 #: CPU flags of integer dot-product instructions, as /proc/cpuinfo spells them.
 DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "avx2", "avx512f")
@@ -172,11 +172,11 @@ def partitions(interpreter) -> int:
 
 
 def cpu_flags() -> str:
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
+    """The :data:`DOT_FLAGS` of this machine's CPU (:func:`tfderain._machine.cpu`)."""
+    cpu = _machine.cpu()
+    if not cpu.described:
         return "unknown"
-    return " ".join(f for f in DOT_FLAGS if f in words) or "none of " + ", ".join(DOT_FLAGS)
+    return " ".join(cpu.having(DOT_FLAGS)) or "none of " + ", ".join(DOT_FLAGS)
 
 
 #: TFLite operator → the ``op_<kind>`` network whose per-operator time stands for it.

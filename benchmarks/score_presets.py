@@ -19,7 +19,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -31,7 +30,15 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import _mirror  # noqa: E402
 
-from tfderain import __version__, evaluation, inference, io, models, presets  # noqa: E402
+from tfderain import (  # noqa: E402
+    __version__,
+    _machine,
+    evaluation,
+    inference,
+    io,
+    models,
+    presets,
+)
 
 DATASETS = ("Rain100H-20", "Rain100L-3")
 PROTOCOLS = ("A", "B")
@@ -51,17 +58,6 @@ class DerainOnce:
         if key not in self._done:
             self._done[key] = self._derainer.derain_array(rgb)
         return self._done[key]
-
-
-def cpu_name() -> str:
-    """The CPU model, as the kernel reports it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def score_preset(name: str, data_dir: Path) -> dict:
@@ -93,7 +89,7 @@ def write(output: Path, scores: dict, skipped: dict) -> None:
     """The scores file, written atomically."""
     document = {
         "date": datetime.date.today().isoformat(),
-        "cpu": cpu_name(),
+        "cpu": _machine.cpu().name,
         "tfderain_version": __version__,
         "datasets": {d: f"../shared/data/{d}" for d in DATASETS},
         "protocols": {

@@ -5,8 +5,8 @@ One command::
     python export/android_assets.py [--weights-dir ../shared/weights] [--out DIR]
 
 writes, for each model variant the app offers, a folder ``<variant>/`` holding the ``.tflite``
-file and its ``model_spec.json`` (schema: ``org.tfderain.core.ModelSpec`` and the README of
-``android_demo/``):
+file and its descriptor as ``model_spec.json`` (:mod:`tfderain.export.descriptor`; read by
+``org.tfderain.core.ModelSpec``, see the README of ``android_demo/``):
 
 * ``prenet_int8`` — PReNet, quantization-aware trained, full-integer with uint8 input/output
   (``prenet_qat_int8.tflite``), the app's default;
@@ -15,13 +15,15 @@ file and its ``model_spec.json`` (schema: ``org.tfderain.core.ModelSpec`` and th
 * ``mcodenet_fp16`` (``--with-density``) — mCODE-Net, density-aware (its official weights are
   read from ``--weights-dir``).
 
-All models take fixed 256 × 256 tiles; the app tiles larger photos per the spec. The weights are
-the official PReNet Rain100H checkpoint when ``--weights-dir`` holds it
-(``PReNet/logs/Rain100H/PReNet6/net_latest.pth``, csdwren/PReNet), otherwise tfderain's
-packaged 16-channel PReNet (preset ``prenet:synthetic16``, the first bundled default model).
-Conversion and the spec are ``tfderain.export.export_tflite``'s (QAT fine-tuning on
-``--qat-data``, synthetic rain by default; int8 calibration on ``--data``); this script only
-checks the spec against what the app needs and lays the files out as the app expects.
+All models take fixed 256 × 256 tiles; the app tiles larger photos per the descriptor. The
+weights are the official ones of :data:`OFFICIAL` (presets: PReNet trained on Rain100H,
+mCODE-Net released for Rain1200) when ``--weights-dir`` holds a copy of their upstream files
+(laid out as ``../shared/weights``, :func:`tfderain.presets.local_copy`; checked against the
+presets' sha256), otherwise, for PReNet, tfderain's packaged 16-channel PReNet (preset
+``prenet:synthetic16``, the first bundled default model). Conversion
+and the descriptor are ``tfderain.export.export_tflite``'s (QAT fine-tuning on ``--qat-data``,
+synthetic rain by default; int8 calibration on ``--data``); this script only checks the
+descriptor against what the app needs and lays the files out as the app expects.
 """
 
 from __future__ import annotations
@@ -38,16 +40,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 #: Where the app reads its models from (``ModelAssets.kt``).
 DEFAULT_OUT = REPO / "android_demo" / "app" / "src" / "main" / "assets" / "models"
-#: Name of the spec file beside each model (``ModelAssets.SPEC_FILE`` in the app).
-SPEC_FILE = "model_spec.json"
+#: Name of the descriptor beside each model (``ModelAssets.SPEC_FILE`` in the app).
+DESCRIPTOR_FILE = "model_spec.json"
 #: Tile side of the exported models.
 TILE = 256
 #: Logical tensor names shared with the app.
 INPUT_NAME = "rainy"
 OUTPUT_NAMES = ("derained", "density")
-#: The official PReNet checkpoint used when ``--weights-dir`` is given.
-PRENET_WEIGHTS = Path("PReNet/logs/Rain100H/PReNet6/net_latest.pth")
-MCODENET_WEIGHTS = Path("CODE-Net/mCODENET-rain1200.pth")
+#: The official weights of each model the app offers (preset names), read from ``--weights-dir``.
+OFFICIAL = {"prenet": "prenet:rain100h", "mcodenet": "mcodenet:rain1200"}
 #: The PReNet weights packaged with tfderain, used without ``--weights-dir`` or ``--weights``.
 FALLBACK_PRESET = "prenet:synthetic16"
 
@@ -64,45 +65,44 @@ class AssetError(RuntimeError):
     """A model could not be exported; the message is one line."""
 
 
-# ------------------------------------------------------------------------------------ spec
+# ------------------------------------------------------------------------------ descriptor
 
 
-def check_spec(spec_path: Path, tflite_path: Path) -> dict[str, Any]:
-    """Load a spec and check it against its ``.tflite`` file; one-line errors naming the file."""
-    from tfderain.export import spec as spec_io
+def check_descriptor(path: Path, tflite_path: Path) -> dict[str, Any]:
+    """Load a descriptor and check it against its ``.tflite`` file; one-line errors naming the
+    file."""
+    from tfderain.export.descriptor import FORMAT, KEYS, VERSION
 
     try:
-        spec = json.loads(spec_path.read_text())
+        descriptor = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise AssetError(f"{spec_path}: unreadable spec ({exc})") from None
-    missing = [k for k in spec_io.KEYS if k not in spec]
+        raise AssetError(f"{path}: unreadable descriptor ({exc})") from None
+    missing = [k for k in KEYS if k not in descriptor]
     if missing:
-        raise AssetError(f"{spec_path}: missing key(s) {', '.join(missing)}")
-    if spec["format"] != spec_io.FORMAT or spec["spec_version"] != spec_io.SPEC_VERSION:
-        raise AssetError(f"{spec_path}: not a version-{spec_io.SPEC_VERSION} {spec_io.FORMAT}")
-    if spec["file"] != tflite_path.name:
-        raise AssetError(f"{spec_path}: names file {spec['file']!r}, not {tflite_path.name!r}")
-    if spec["sha256"] != hashlib.sha256(tflite_path.read_bytes()).hexdigest():
-        raise AssetError(f"{spec_path}: sha256 does not match {tflite_path.name}")
-    if spec["tile"] is None:
-        raise AssetError(f"{spec_path}: the app needs a fixed tile size (tile is null)")
-    _check_tensors(spec_path, spec["inputs"], (INPUT_NAME,))
-    _check_tensors(spec_path, spec["outputs"], OUTPUT_NAMES)
-    if "derained" not in {o["name"] for o in spec["outputs"]}:
-        raise AssetError(f"{spec_path}: no 'derained' output")
-    return spec
+        raise AssetError(f"{path}: missing key(s) {', '.join(missing)}")
+    if descriptor["format"] != FORMAT or descriptor["spec_version"] != VERSION:
+        raise AssetError(f"{path}: not a version-{VERSION} {FORMAT}")
+    if descriptor["file"] != tflite_path.name:
+        raise AssetError(f"{path}: names file {descriptor['file']!r}, not {tflite_path.name!r}")
+    if descriptor["sha256"] != hashlib.sha256(tflite_path.read_bytes()).hexdigest():
+        raise AssetError(f"{path}: sha256 does not match {tflite_path.name}")
+    if descriptor["tile"] is None:
+        raise AssetError(f"{path}: the app needs a fixed tile size (tile is null)")
+    _check_tensors(path, descriptor["inputs"], (INPUT_NAME,))
+    _check_tensors(path, descriptor["outputs"], OUTPUT_NAMES)
+    if "derained" not in {o["name"] for o in descriptor["outputs"]}:
+        raise AssetError(f"{path}: no 'derained' output")
+    return descriptor
 
 
-def _check_tensors(spec_path: Path, tensors: list[dict], allowed: Sequence[str]) -> None:
+def _check_tensors(path: Path, tensors: list[dict], allowed: Sequence[str]) -> None:
     """The app reads tensors by these logical names, with these dtypes only."""
     for tensor in tensors:
         if tensor["name"] not in allowed:
-            raise AssetError(
-                f"{spec_path}: tensor {tensor['name']!r} is not one of {sorted(allowed)}"
-            )
+            raise AssetError(f"{path}: tensor {tensor['name']!r} is not one of {sorted(allowed)}")
         if tensor["dtype"] not in ("uint8", "int8", "float32"):
             raise AssetError(
-                f"{spec_path}: tensor {tensor['name']!r} has unsupported dtype {tensor['dtype']}"
+                f"{path}: tensor {tensor['name']!r} has unsupported dtype {tensor['dtype']}"
             )
 
 
@@ -134,17 +134,19 @@ def export_variant(
     qat_data: str | Path | None = "synthetic",
     qat_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Export one model into ``out_dir/<file>`` + ``out_dir/model_spec.json``; returns the spec.
+    """Export one model into ``out_dir/<file>`` + ``out_dir/model_spec.json``; returns its
+    descriptor.
 
     ``name`` is the registry name (its ``multiple`` and ``halo`` bound the tile).
     ``calibration`` is a folder of images for ``int8`` calibration, ``qat_data`` a paired
     dataset folder or ``"synthetic"`` for ``qat`` fine-tuning. ``int8`` and ``qat`` models get
     uint8 input/output. :func:`tfderain.export.export_tflite` writes the model and its
-    ``<stem>.json`` spec into a temporary folder; the spec is checked, then both are copied
-    atomically into ``out_dir`` (the spec as ``model_spec.json``).
+    ``<stem>.json`` descriptor into a temporary folder; the descriptor is checked, then both are
+    copied atomically into ``out_dir`` (the descriptor as :data:`DESCRIPTOR_FILE`).
     """
     from tfderain.export import export_tflite
-    from tfderain.export import spec as spec_io
+    from tfderain.export.descriptor import descriptor_path
+    from tfderain.io import write_bytes_atomically
 
     check_tile(name, tile, out_dir.name)
     options: dict[str, Any] = {"quant": quant, "tile": tile, "uint8_io": quant in ("int8", "qat")}
@@ -156,39 +158,51 @@ def export_variant(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tflite = export_tflite(model, Path(tmp) / file, **options)
-        spec_path = spec_io.spec_path(tflite)
-        spec = check_spec(spec_path, tflite)
+        written = descriptor_path(tflite)
+        descriptor = check_descriptor(written, tflite)
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in out_dir.glob("*.tflite"):
             if old.name != file:
                 old.unlink()
-        spec_io.write_bytes_atomically(out_dir / file, tflite.read_bytes())
-        spec_io.write_bytes_atomically(out_dir / SPEC_FILE, spec_path.read_bytes())
-    return spec
+        write_bytes_atomically(out_dir / file, tflite.read_bytes())
+        write_bytes_atomically(out_dir / DESCRIPTOR_FILE, written.read_bytes())
+    return descriptor
 
 
 # -------------------------------------------------------------------------------------- CLI
 
 
+def _official(arch: str, weights_dir: Path | None) -> Any:
+    """The official model of ``arch`` (:data:`OFFICIAL`) from its copy in ``weights_dir``, or
+    ``None`` when there is none."""
+    from tfderain import presets
+
+    preset = presets.get(OFFICIAL[arch])
+    copy = None if weights_dir is None else presets.local_copy(preset, weights_dir)
+    if copy is None:
+        return None
+    try:
+        return presets.convert_file(preset, copy)
+    except presets.PresetError as exc:
+        raise AssetError(str(exc)) from None
+
+
 def _model_for(variant: str, weights_dir: Path | None, weights: Path | None = None) -> Any:
     import tfderain
-    from tfderain.convert import convert_state_dict, load_state_dict
 
     arch = VARIANTS[variant][0]
+    if arch == "prenet" and weights is not None:
+        model = tfderain.load_model(weights)
+        found = getattr(tfderain.models.identity(model), "arch", None)
+        if found not in ("prenet", None):
+            raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
+        return model
+    model = _official(arch, weights_dir)
+    if model is not None:
+        return model
     if arch == "prenet":
-        if weights is not None:
-            model = tfderain.load_model(weights)
-            found = getattr(tfderain.models.identity(model), "arch", None)
-            if found not in ("prenet", None):
-                raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
-            return model
-        if weights_dir is not None and (weights_dir / PRENET_WEIGHTS).is_file():
-            sd = load_state_dict(weights_dir / PRENET_WEIGHTS)
-            return convert_state_dict("prenet", sd, stages=6)
         return tfderain.load_model(FALLBACK_PRESET)
-    if weights_dir is None or not (weights_dir / MCODENET_WEIGHTS).is_file():
-        raise AssetError(f"{variant}: needs {MCODENET_WEIGHTS} under --weights-dir")
-    return convert_state_dict("mcodenet", load_state_dict(weights_dir / MCODENET_WEIGHTS))
+    raise AssetError(f"{variant}: needs the upstream file of {OFFICIAL[arch]} under --weights-dir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             check_tile(arch, tile, variant)
             model = _model_for(variant, args.weights_dir, args.weights)
-            spec = export_variant(
+            descriptor = export_variant(
                 model,
                 args.out / variant,
                 name=arch,
@@ -245,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append(variant)
             continue
         size = (args.out / variant / file).stat().st_size
-        print(f"{variant}: {file} ({size / 1024:.0f} KB, {spec['quantization']})")
+        print(f"{variant}: {file} ({size / 1024:.0f} KB, {descriptor['quantization']})")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

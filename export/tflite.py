@@ -1,4 +1,4 @@
-"""Export a model to TFLite (optionally quantized) with its model spec.
+"""Export a model to TFLite (optionally quantized) with its descriptor.
 
 Same options as ``tfderain export tflite``::
 

@@ -471,13 +471,13 @@ def tflite(path: str, quant: str, dtype: type = np.float32) -> Callable[[Outcome
         from ai_edge_litert.interpreter import Interpreter
 
         file = out.cwd / path
-        spec = json.loads(file.with_suffix(".json").read_text())
-        assert spec["file"] == file.name and spec["quantization"] == quant
+        descriptor = json.loads(file.with_suffix(".json").read_text())
+        assert descriptor["file"] == file.name and descriptor["quantization"] == quant
         interpreter = Interpreter(model_path=str(file))
         (given,) = interpreter.get_input_details()
         assert given["dtype"] == dtype
-        shape = [1, 32, 32, 3] if spec["tile"] is None else list(given["shape"])
-        if spec["tile"] is None:
+        shape = [1, 32, 32, 3] if descriptor["tile"] is None else list(given["shape"])
+        if descriptor["tile"] is None:
             interpreter.resize_tensor_input(given["index"], shape)
         interpreter.allocate_tensors()
         interpreter.set_tensor(given["index"], np.zeros(shape, given["dtype"]))

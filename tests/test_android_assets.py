@@ -46,7 +46,7 @@ def _java_constant(name: str) -> str:
 def test_app_constants_match_the_exporter():
     assets = _assets_module()
     kt = _kotlin_constants()
-    assert kt["SPEC_FILE"] == assets.SPEC_FILE == "model_spec.json"
+    assert kt["SPEC_FILE"] == assets.DESCRIPTOR_FILE == "model_spec.json"
     # The exporter's default output is the app's assets/<MODELS_DIR>.
     assert APP / "src" / "main" / "assets" / kt["MODELS_DIR"] == assets.DEFAULT_OUT
     for prefix in ("INT8", "FP16", "DENSITY"):
@@ -58,7 +58,7 @@ def test_app_constants_match_the_exporter():
     assert set(assets.DEFAULT_VARIANTS) == {kt["INT8_VARIANT"], kt["FP16_VARIANT"]}
 
 
-def test_gradle_requires_the_specs_the_app_requires():
+def test_gradle_requires_the_descriptors_the_app_requires():
     gradle = (APP / "build.gradle.kts").read_text()
     block = re.search(r"val requiredModelSpecs = listOf\((.*?)\)", gradle, re.S).group(1)
     required = re.findall(r'"([^"]+)"', block)
@@ -70,7 +70,7 @@ def test_gradle_requires_the_specs_the_app_requires():
     assert "export/android_assets.py" in gradle  # the failure message names the command
 
 
-def test_exported_spec_has_exactly_the_keys_the_core_reads(tmp_path):
+def test_exported_descriptor_has_exactly_the_keys_the_core_reads(tmp_path):
     from tfderain import models
     from tfderain._keras import keras
     from tfderain.saving import save_model
@@ -89,29 +89,32 @@ def test_exported_spec_has_exactly_the_keys_the_core_reads(tmp_path):
     )
     assert code == 0
     folder = out / variant
-    spec = json.loads((folder / kt["SPEC_FILE"]).read_text())
+    descriptor = json.loads((folder / kt["SPEC_FILE"]).read_text())
     tflite = folder / kt["FP16_FILE"]
 
-    assert list(spec) == _java_string_list("KEYS")
-    for tensor in spec["inputs"] + spec["outputs"]:
+    assert list(descriptor) == _java_string_list("KEYS")
+    for tensor in descriptor["inputs"] + descriptor["outputs"]:
         assert list(tensor) == _java_string_list("TENSOR_KEYS")
-    assert spec["format"] == _java_constant("FORMAT")
-    assert [t["name"] for t in spec["inputs"]] == [_java_constant("INPUT_RAINY")]
-    assert [t["name"] for t in spec["outputs"]] == [_java_constant("OUTPUT_DERAINED")]
+    assert descriptor["format"] == _java_constant("FORMAT")
+    assert [t["name"] for t in descriptor["inputs"]] == [_java_constant("INPUT_RAINY")]
+    assert [t["name"] for t in descriptor["outputs"]] == [_java_constant("OUTPUT_DERAINED")]
     assert _java_constant("OUTPUT_DENSITY") in assets.OUTPUT_NAMES
 
     # Values from the registry and the request, independently of the exporter.
-    assert spec["file"] == tflite.name
-    assert spec["sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest()
-    assert spec["model"] == "prenet"
-    assert spec["config"]["stages"] == 2 and spec["config"]["channels"] == 4
-    assert spec["tile"] == {"height": 136, "width": 136}
-    assert (spec["multiple"], spec["halo"], spec["overlap"]) == (1, 64, 128)
-    assert spec["quantization"] == "none"
-    assert spec["value_range"] == [0.0, 1.0]
-    assert spec["inputs"][0]["shape"] == [1, 136, 136, 3]
-    assert spec["inputs"][0]["dtype"] == "float32" and spec["inputs"][0]["quantization"] is None
-    assert spec["outputs"][0]["shape"] == [1, 136, 136, 3]
+    assert descriptor["file"] == tflite.name
+    assert descriptor["sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest()
+    assert descriptor["model"] == "prenet"
+    assert descriptor["config"]["stages"] == 2 and descriptor["config"]["channels"] == 4
+    assert descriptor["tile"] == {"height": 136, "width": 136}
+    assert (descriptor["multiple"], descriptor["halo"], descriptor["overlap"]) == (1, 64, 128)
+    assert descriptor["quantization"] == "none"
+    assert descriptor["value_range"] == [0.0, 1.0]
+    assert descriptor["inputs"][0]["shape"] == [1, 136, 136, 3]
+    assert (
+        descriptor["inputs"][0]["dtype"] == "float32"
+        and descriptor["inputs"][0]["quantization"] is None
+    )
+    assert descriptor["outputs"][0]["shape"] == [1, 136, 136, 3]
     assert sorted(p.name for p in folder.iterdir()) == sorted([tflite.name, kt["SPEC_FILE"]])
 
 
@@ -126,11 +129,21 @@ def test_a_tile_smaller_than_the_overlap_is_refused(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_a_spec_that_does_not_match_its_model_is_reported(tmp_path):
+def test_a_descriptor_that_does_not_match_its_model_is_reported(tmp_path):
     assets = _assets_module()
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(b"not really a model")
-    spec = {k: None for k in ("format", "spec_version", "model", "config")}
-    (tmp_path / "model_spec.json").write_text(json.dumps(spec))
+    descriptor = {k: None for k in ("format", "spec_version", "model", "config")}
+    (tmp_path / "model_spec.json").write_text(json.dumps(descriptor))
     with pytest.raises(assets.AssetError, match=r"model_spec\.json: missing key\(s\) .*tile"):
-        assets.check_spec(tmp_path / "model_spec.json", tflite)
+        assets.check_descriptor(tmp_path / "model_spec.json", tflite)
+
+
+def test_the_official_weights_are_the_presets_copies_in_the_weights_folder(shared_dir, tmp_path):
+    from tfderain import models
+
+    assets = _assets_module()
+    model = assets._model_for("prenet_fp16", shared_dir / "weights")
+    assert models.identity(model).source["preset"] == assets.OFFICIAL["prenet"]
+    with pytest.raises(assets.AssetError, match="needs the upstream file of mcodenet:rain1200"):
+        assets._model_for("mcodenet_fp16", tmp_path)

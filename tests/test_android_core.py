@@ -80,16 +80,16 @@ def test_jvm_core_matches_goldens_written_now_from_litert(tmp_path, core_build):
 def _read_case(name: str):
     folder = GOLDEN / name
     case = json.loads((folder / "case.json").read_text())
-    spec = json.loads((folder / case["spec"]).read_text())
+    descriptor = json.loads((folder / case["spec"]).read_text())
     h, w = case["image"]["height"], case["image"]["width"]
     rgb = np.fromfile(folder / case["image"]["file"], np.uint8).reshape(h, w, 3)
-    return folder, case, spec, rgb
+    return folder, case, descriptor, rgb
 
 
 @pytest.mark.parametrize("name", ["int8", "float"])
 def test_committed_goldens_are_what_the_python_twin_computes(name):
     golden = _make_golden()
-    folder, case, spec, rgb = _read_case(name)
+    folder, case, descriptor, rgb = _read_case(name)
     recorded = {(t["y"], t["x"]): t for t in case["tiles"]}
     seen = []
 
@@ -100,7 +100,7 @@ def test_committed_goldens_are_what_the_python_twin_computes(name):
         seen.append(tile)
         return [(folder / p).read_bytes() for p in recorded[tile["y"], tile["x"]]["outputs"]]
 
-    result, _ = golden.derain(rgb, spec, replay)
+    result, _ = golden.derain(rgb, descriptor, replay)
     assert len(seen) == len(case["tiles"])
     assert result.astype("<f4").tobytes() == (folder / case["expected_float"]).read_bytes()
     from tfderain import io

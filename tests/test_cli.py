@@ -358,8 +358,12 @@ def test_export_tflite_takes_the_architecture_from_the_keras_file(small_model, t
     argv = ["export", "tflite", "--weights", str(small_model), "--tile", "32", "-o", str(out)]
     assert cli.main(argv) == 0
     assert out.stat().st_size > 0
-    spec = json.loads((tmp_path / "small.json").read_text())
-    assert (spec["model"], spec["config"]["stages"], spec["file"]) == ("prn_r", 2, "small.tflite")
+    descriptor = json.loads((tmp_path / "small.json").read_text())
+    assert (descriptor["model"], descriptor["config"]["stages"], descriptor["file"]) == (
+        "prn_r",
+        2,
+        "small.tflite",
+    )
     assert f"and {tmp_path / 'small.json'}" in capsys.readouterr().out
 
 

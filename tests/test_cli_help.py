@@ -134,6 +134,12 @@ def test_export_scripts_take_exactly_the_cli_options(helps):
         assert "--weights" in helps[script]["help"] and "-o OUTPUT" in helps[script]["help"]
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``parser`` by name."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
 def test_help_choices_equal_the_librarys_own():
     from tfderain import distribute, inference, training
     from tfderain.data import layouts
@@ -143,10 +149,12 @@ def test_help_choices_equal_the_librarys_own():
     assert cli.SPLIT_ORDERS is layouts.SPLIT_ORDERS
     assert cli.QUANTIZATIONS is options.QUANTIZATIONS
     assert cli.QAT_TARGETS is options.QAT_TARGETS
-    assert cli.QAT_LOSSES is options.QAT_LOSSES
-    assert cli.DEFAULT_QAT_STEPS == options.DEFAULT_QAT_STEPS
-    assert cli.DEFAULT_QAT_BATCH_SIZE == options.DEFAULT_QAT_BATCH_SIZE
-    assert cli.DEFAULT_QAT_PATCH_SIZE == options.DEFAULT_QAT_PATCH_SIZE
+    export = _subparsers(cli.build_parser())["export"]
+    tflite = {action.dest: action for action in _subparsers(export)["tflite"]._actions}
+    assert tflite["qat_loss"].choices is options.QAT_LOSSES
+    assert f"else {options.DEFAULT_QAT_STEPS})" in tflite["qat_steps"].help
+    assert f"else {options.DEFAULT_QAT_BATCH_SIZE};" in tflite["qat_batch_size"].help
+    assert f"else {options.DEFAULT_QAT_PATCH_SIZE};" in tflite["qat_patch_size"].help
     parser = argparse.ArgumentParser()
     _args.add_output_arguments(parser)
     defaults = parser.parse_args([])

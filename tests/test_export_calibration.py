@@ -25,7 +25,8 @@ from tfderain.export.calibration import (
     keeping_ranges_valid,
     widened_max,
 )
-from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference
+from tfderain.export.flatbuffer import float_operators
+from tfderain.export.runtime import TFLiteModel, keras_reference
 from tfderain.models import build
 
 TILE = 32
@@ -52,6 +53,7 @@ def _prepare(data: bytes) -> Interpreter:
     return interpreter
 
 
+@pytest.mark.slow
 def test_a_dead_activation_is_widened_so_litert_can_prepare_the_file():
     model = dead_relu_model(TILE)
     # Without the floor the file cannot be prepared (this is what the guard is for), and the
@@ -99,6 +101,7 @@ def test_operators_are_matched_to_layers_by_their_name_scope(name, inside):
     assert _in_layers(name, ["netr_dgb2_sfm", "netr_dgb1_sfm"]) is inside
 
 
+@pytest.mark.slow
 def test_int8_spair_keeps_its_masked_statistics_float_and_runs(tmp_path):
     # SPAIR's masked moments add 1e-6 / 1e-5 guards to image-wide sums; in 8 bits those ADDs
     # get scale ratios of ~1e-9 that LiteRT rejects. They stay float; the convolutions do not.

@@ -20,35 +20,20 @@ from conftest import dead_relu_model, invoke_tflite
 from model_harness import package_classes
 from tiny_models import TINY_MODELS, layer_classes
 
+from tfderain import models
 from tfderain._keras import keras, tf
 from tfderain.export import export_tflite, qat
-from tfderain.export.spec import read_spec, spec_path
-from tfderain.export.tflite import (
-    TFLiteModel,
-    export_outputs,
-    float_operators,
-    is_flex_free,
-    keras_reference,
-    operators,
-    psnr_db,
-)
+from tfderain.export.descriptor import descriptor_path, read_descriptor
+from tfderain.export.flatbuffer import float_operators, is_flex_free, operators
+from tfderain.export.outputs import export_outputs
+from tfderain.export.runtime import TFLiteModel, keras_reference
+from tfderain.metrics import psnr_float
 from tfderain.models import blocks, build
 
 TILE = 32
-#: The small models whose QAT export is tested.
-QAT_MODELS = (
-    "prenet",
-    "prenet_r",
-    "prn",
-    "prn_r",
-    "pcnet",
-    "remaen",
-    "codenet",
-    "mcodenet",
-    "didmdn_derain",
-    "mprnet",
-    "spair",
-)
+#: The models whose QAT export is tested: every model for phones (``phone=True`` in its
+#: registration), at its reduced config.
+QAT_MODELS = tuple(name for name in models.names() if models.spec(name).phone)
 #: Where these tests use a config smaller than the model's own reduced one (``tiny=`` of its
 #: registration): the signal-to-noise bounds below were measured at these.
 QAT_TINY = {
@@ -58,6 +43,12 @@ QAT_TINY = {
     "spair": {"width": 4, "blocks": 1, "loc_width": 4, "loc_blocks": 1},
 }
 TINY = {name: QAT_TINY.get(name, TINY_MODELS[name][0]) for name in QAT_MODELS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", QAT_MODELS)
+def test_the_models_for_phones_are_small_at_their_paper_config(name):
+    assert build(name).count_params() < models.PHONE_PARAMS
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -97,6 +88,7 @@ def _former_configs() -> dict[type, type]:
     }
 
 
+@pytest.mark.slow
 def test_declared_quantization_gives_every_layer_its_former_config():
     former = _former_configs()
     exporter = ("tfderain.export.rewrite", "tfderain.export.qat")
@@ -138,6 +130,7 @@ def _pairs(size: int, seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
+@pytest.mark.slow
 def test_calibration_sets_ranges_from_the_data_not_the_initial_6():
     keras.utils.set_random_seed(3)
     graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
@@ -156,6 +149,7 @@ def test_calibration_sets_ranges_from_the_data_not_the_initial_6():
     assert high == pytest.approx(want_high, abs=4 * step)
 
 
+@pytest.mark.slow
 def test_calibration_ranges_are_the_mean_of_the_batch_ranges():
     keras.utils.set_random_seed(3)
     graph, _ = export_outputs(build("prn_r", stages=1, channels=4))
@@ -176,6 +170,7 @@ def test_calibration_ranges_are_the_mean_of_the_batch_ranges():
     assert float(high.numpy()) == pytest.approx(want_high, abs=4 * step)
 
 
+@pytest.mark.slow
 def test_pcnet_quantization_aware_model_stays_close_to_float():
     keras.utils.set_random_seed(5)
     graph, _ = export_outputs(build("pcnet", **TINY["pcnet"]))
@@ -193,6 +188,7 @@ def test_pcnet_quantization_aware_model_stays_close_to_float():
     assert snr >= 24
 
 
+@pytest.mark.slow
 def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     keras.utils.set_random_seed(11)
     model = build("prenet", **TINY["prenet"])
@@ -204,18 +200,19 @@ def test_qat_export_is_flex_free_int8_and_close_to_float(tmp_path):
     ops = operators(path)
     assert is_flex_free(ops), ops
     assert "QUANTIZE" in ops and "CONV_2D" in ops
-    spec = read_spec(spec_path(path))
-    assert spec["quantization"] == "qat"
-    assert spec["inputs"][0]["dtype"] == "float32"  # float I/O unless uint8_io
+    descriptor = read_descriptor(descriptor_path(path))
+    assert descriptor["quantization"] == "qat"
+    assert descriptor["inputs"][0]["dtype"] == "float32"  # float I/O unless uint8_io
     interpreter = TFLiteModel(path).interpreter
     interpreter.allocate_tensors()
     kernels = [d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8]
     assert kernels, "no int8 tensors in a QAT int8 model"
     x = np.random.default_rng(4).random((TILE, TILE, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]
-    assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+    assert psnr_float(got, keras_reference(model)(x)["derained"]) >= 24
 
 
+@pytest.mark.slow
 def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
     # PReNet's image head (the last convolution, shared by the stages, and each stage's sum with
     # the input) left in float: exactly those operators compute in float32, the rest is int8.
@@ -236,7 +233,7 @@ def test_keep_float_layers_run_in_float32_between_int8_ones(tmp_path):
     assert float_operators(path) == ["ADD", "CONV_2D"]
     x = np.random.default_rng(6).random((TILE, TILE, 3)).astype(np.float32)
     got = TFLiteModel(path).run(x)["derained"]
-    assert psnr_db(got, keras_reference(model)(x)["derained"]) >= 24
+    assert psnr_float(got, keras_reference(model)(x)["derained"]) >= 24
 
 
 def test_keep_float_pattern_matching_no_layer_is_an_error():
@@ -245,6 +242,7 @@ def test_keep_float_pattern_matching_no_layer_is_an_error():
         qat.annotate(graph, keep_float=["conv", "head*"])
 
 
+@pytest.mark.slow
 def test_qat_uint8_input_takes_raw_bytes(tmp_path):
     # Calibration images need not reach 0 and 1; the input range is set to [0, 1] anyway, so
     # raw bytes are the quantized input (scale 1/255, zero point 0).
@@ -264,11 +262,12 @@ def test_qat_uint8_input_takes_raw_bytes(tmp_path):
     path = export_tflite(
         model, tmp_path / "qat_u8.tflite", quant="qat", tile=TILE, qat_steps=1, uint8_io=True
     )
-    rainy = read_spec(spec_path(path))["inputs"][0]
+    rainy = read_descriptor(descriptor_path(path))["inputs"][0]
     assert rainy["dtype"] == "uint8" and rainy["quantization"]["zero_point"] == 0
     assert rainy["quantization"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["teacher", "clean"])
 def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
     # The rainy input is uniform in [0, 1] and the untrained residual model's output stays close
@@ -298,6 +297,7 @@ def test_finetune_learns_the_teacher_output_or_the_clean_image(target):
         assert after > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["prenet", "pcnet"])
 def test_qat_files_of_the_phone_models_compute_in_int8_only(tmp_path, name):
     keras.utils.set_random_seed(13)
@@ -339,6 +339,7 @@ def _snr_db(want: np.ndarray, got: np.ndarray) -> float:
 QAT_SNR_BOUND = {"remaen": 30, "codenet": 30, "mcodenet": 27, "mprnet": 13, "spair": 13}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(QAT_SNR_BOUND))
 def test_qat_export_of_the_models_with_custom_layers(tmp_path, name):
     # ReMAEN: sub-grid space_to_batch / batch_to_space, sums of three tensors; CODE-Net:
@@ -376,6 +377,7 @@ def _random_batch_norm_statistics(model: keras.Model, seed: int) -> None:
             layer.set_weights(values)
 
 
+@pytest.mark.slow
 def test_annotated_model_computes_the_float_model():
     # DID-MDN: its batch norms (with non-trivial statistics) and average poolings become
     # depthwise convolutions; before fake-quantization the function must not change.
@@ -389,6 +391,7 @@ def test_annotated_model_computes_the_float_model():
     np.testing.assert_allclose(annotated(x).numpy(), graph(x).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_qat_converts_a_pooled_tensor_shared_by_two_concatenations():
     # DID-MDN's pattern: an average pooling whose output joins two concatenations with
     # different ranges, after a batch norm. TFLite's int8 AVERAGE_POOL_2D must keep its input's
@@ -418,6 +421,7 @@ def test_qat_converts_a_pooled_tensor_shared_by_two_concatenations():
     assert _snr_db(model(image).numpy(), got) >= 13
 
 
+@pytest.mark.slow
 def test_a_dead_activation_gets_a_range_the_int8_kernels_accept():
     # A ReLU whose input is negative on every calibration image (here a bias of -100; in
     # practice a squeeze convolution of channel attention with few channels) is zero
@@ -453,6 +457,7 @@ def test_sequential_sum_rounds_each_partial_sum_to_its_8_bit_range():
         qat.SequentialSum()([a, b])
 
 
+@pytest.mark.slow
 def test_a_one_slope_prelu_is_annotated_as_the_leaky_relu_it_equals():
     keras.utils.set_random_seed(29)
     graph, _ = export_outputs(build("pcnet", **TINY["pcnet"]))
@@ -469,6 +474,7 @@ def test_a_one_slope_prelu_is_annotated_as_the_leaky_relu_it_equals():
         np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_int8_export_runs_a_one_slope_prelu_as_leaky_relu(tmp_path):
     # Full-integer post-training quantization gets the same stand-in as QAT (previous test):
     # without it every int8 PRELU runs outside LiteRT's XNNPACK delegate.

@@ -1,20 +1,25 @@
-"""``export/report.py``: its markdown rows survive a rewrite, older reports still merge."""
+"""``tfderain.export.report`` (run as ``export/report.py``): its markdown rows survive a
+rewrite, older reports still merge, the official weights come from the presets and the PSNR
+column from :mod:`tfderain.evaluation`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
-import time
 
 import pytest
-from conftest import load_script
+from conftest import REPO
+
+import tfderain.export.report
+from tfderain import _machine, models
+from tfderain.export.options import QATSettings
 
 
 @pytest.fixture(scope="module")
 def report():
-    yield load_script("export/report.py", "export_report")
-    del sys.modules["export_report"]
+    return tfderain.export.report
 
 
 def _row(report, model: str, fmt: str, latency: str, cpu: str = "X (avx2)") -> dict[str, str]:
@@ -57,7 +62,7 @@ def test_a_report_from_before_the_cpu_column_is_read_with_an_empty_cpu(report, t
     assert all(row[c] == v for c, v in cells.items())
 
 
-def test_cpu_summary_names_the_model_and_the_int8_relevant_flags(report, tmp_path, monkeypatch):
+def test_cpu_summary_names_the_model_and_the_int8_relevant_flags(report, tmp_path):
     """On a fake /proc/cpuinfo: the model name, then the SIMD flags that decide int8 speed (AVX2,
     AVX-512, VNNI, AMX, Arm dot product and i8mm) in that order, and no other flag."""
     cpuinfo = tmp_path / "cpuinfo"
@@ -65,11 +70,11 @@ def test_cpu_summary_names_the_model_and_the_int8_relevant_flags(report, tmp_pat
         "processor\t: 0\nmodel name\t: Example CPU 9000\n"
         "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_vnni amx_tile amx_int8\n"
     )
-    real_path = report.Path
-    monkeypatch.setattr(report, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
-    assert report.cpu_summary() == "Example CPU 9000 (avx2 avx512f avx512_vnni amx_int8)"
+    cpu = _machine.cpu(cpuinfo)
+    assert report.cpu_summary(cpu) == "Example CPU 9000 (avx2 avx512f avx512_vnni amx_int8)"
     cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: fpu sse2\n")
-    assert report.cpu_summary() == "Old CPU (no SIMD flags)"
+    assert report.cpu_summary(_machine.cpu(cpuinfo)) == "Old CPU (no SIMD flags)"
+    assert report.cpu_summary() == report.cpu_summary(_machine.cpu())  # this machine's
 
 
 def test_latency_shape_is_rounded_up_to_the_models_multiple(report):
@@ -96,38 +101,6 @@ def test_target_lines_judge_every_qat_row_against_both_targets(report):
     assert "pcnet qat: not measured" in lines
 
 
-def test_latencies_are_timed_in_turns_after_a_warm_up_each(monkeypatch):
-    from tfderain.export.tflite import latencies_side_by_side
-
-    calls: list[str] = []
-
-    class Runner:
-        def __init__(self, name: str):
-            self.name = name
-            self.interpreter = self
-
-        def run(self, image):
-            assert image.shape == (8, 12, 3)
-            calls.append(f"warm-up {self.name}")
-
-        def invoke(self):
-            calls.append(self.name)
-
-    # A fake clock: A's invokes take 1, 5 and 2 s, B's 4, 4 and 9 s (each ``invoke`` advances it).
-    spent = {"A": iter([1.0, 5.0, 2.0]), "B": iter([4.0, 4.0, 9.0])}
-    clock = [0.0]
-
-    def invoke_and_tick(self):
-        calls.append(self.name)
-        clock[0] += next(spent[self.name])
-
-    Runner.invoke = invoke_and_tick
-    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    medians = latencies_side_by_side([Runner("A"), Runner("B")], (8, 12), repeats=3)
-    assert calls == ["warm-up A", "warm-up B", "A", "B", "A", "B", "A", "B"]
-    assert medians == [2.0, 4.0]
-
-
 @pytest.mark.parametrize("flag", ["--keep-float", "--weights"])
 def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, capsys):
     assert report.main(["--models", "prenet", flag, "prenet"]) == 2
@@ -137,8 +110,6 @@ def test_a_name_value_option_without_a_value_is_a_one_line_error(report, flag, c
 
 
 def test_qat_setup_names_steps_patches_loss_and_float_layers(report):
-    from tfderain.export.tflite import QATSettings
-
     assert report.qat_setup(QATSettings(300), "l1", []) == ["300 QAT steps"]
     assert report.qat_setup(QATSettings(30, 1), "l1", []) == ["30 QAT steps of 1 patch"]
     assert report.qat_setup(QATSettings(30, 2), "l2", ["conv", "stage*_out"]) == [
@@ -168,16 +139,12 @@ def _args(**given):
     ],
 )
 def test_row_setup_names_the_seed_of_quantized_rows_only(report, fmt, seed, expected):
-    from tfderain.export.tflite import QATSettings
-
     keep = ["conv"] if fmt == "qat" else []
     setup = report.row_setup(_args(seed=seed), fmt, 20, QATSettings(300), keep, (320, 480))
     assert setup == expected
 
 
 def test_row_setup_of_random_weights_and_another_latency_shape(report):
-    from tfderain.export.tflite import QATSettings
-
     args = _args(qat_loss="l2")
     assert report.row_setup(args, "qat", 0, QATSettings(30, 1, 256), [], (512, 512)) == [
         "30 QAT steps of 1 patch of 256×256, l2 loss",
@@ -186,8 +153,6 @@ def test_row_setup_of_random_weights_and_another_latency_shape(report):
 
 
 def test_fine_tune_takes_the_command_line_then_the_recipe(report):
-    from tfderain.export.tflite import QATSettings
-
     # PReNet's recipe (600 steps of 1 patch of 256×256); PCNet has none (200 of 4 of 128×128)
     assert report.fine_tune(_args(), "prenet", False) == QATSettings(600, 1, 256)
     assert report.fine_tune(_args(), "pcnet", False) == QATSettings(200, 4, 128)
@@ -207,8 +172,6 @@ def test_a_negative_seed_is_a_parse_error_naming_the_option(report, capsys):
 
 
 def test_reuse_takes_a_kept_file_only_if_its_build_record_matches(report, tmp_path, capsys):
-    from tfderain.export.tflite import QATSettings
-
     kept = tmp_path / "prenet_qat.tflite"
     seed0 = report.build_record(_args(), "prenet", "qat", "official", QATSettings(600, 1, 256), [])
     assert not report.kept_file_matches(kept, seed0)  # no file
@@ -230,11 +193,73 @@ def test_reuse_takes_a_kept_file_only_if_its_build_record_matches(report, tmp_pa
 
 
 def test_a_float_file_serves_every_seed_but_an_int8_file_does_not(report):
-    from tfderain.export.tflite import QATSettings
-
     def record(fmt, seed):
         return report.build_record(_args(seed=seed), "pcnet", fmt, "trained", QATSettings(), [])
 
     assert record("none", 0) == record("none", 3)
     assert record("int8", 0) != record("int8", 3)
     assert "qat" not in record("int8", 0) and record("qat", 0)["qat"]["steps"] == 200
+
+
+@pytest.mark.slow
+def test_official_weights_are_the_first_preset_of_the_architecture_at_hand(report, shared_dir):
+    """``../shared/weights`` holds the PReNet family's and mCODE-Net's upstream files: each
+    architecture gets its first preset there (the table's order), others none."""
+    weights = shared_dir / "weights"
+    preset, copy = report.official_preset("prenet", weights)
+    assert preset.name == "prenet:rain100h"
+    assert copy == weights / "PReNet/logs/Rain100H/PReNet6/net_latest.pth"
+    assert report.official_preset("prn_r", weights)[0].name == "prn_r:rain100h"
+    assert report.official_preset("mcodenet", weights)[0].name == "mcodenet:rain12"
+    assert report.official_preset("pcnet", weights) is None  # no preset
+    assert report.official_preset("restormer", weights) is None  # presets, no copy at hand
+    model, label = report.load("prn_r", {}, weights, None)
+    assert label == "official (prn_r:rain100h)"
+    assert models.identity(model).source["preset"] == "prn_r:rain100h"
+
+
+def test_models_for_phones_get_every_format_larger_ones_the_float_formats(report):
+    wanted = list(report.ALL_FORMATS)
+    assert models.spec("pcnet").phone and report.formats_for("pcnet", wanted) == wanted
+    assert not models.spec("restormer").phone
+    assert report.formats_for("restormer", wanted) == ["none", "fp16", "dynamic"]
+
+
+@pytest.mark.slow
+def test_a_run_reports_the_official_weights_scored_by_the_evaluation(report, shared_dir, tmp_path):
+    """One small model (PRN_r, 21 K parameters) end to end: its official weights from the
+    presets, the Keras and float32 TFLite rows scored on two test pairs by the evaluation, a
+    row merged into an existing report."""
+    from tfderain import evaluation, inference
+    from tfderain.data.layouts import find_pairs
+
+    out = tmp_path / "REPORT.md"
+    report.write_report(out, [_row(report, "pcnet", "int8", "80.0")], ["earlier"])
+    argv = ["--models", "prn_r", "--formats", "none", "--images", "2", "--repeats", "1"]
+    assert report.main([*argv, "-o", str(out)], shared=shared_dir) == 0
+    rows = {(r["model"], r["format"]): r for r in report.read_rows(out)}
+    assert set(rows) == {("pcnet", "int8"), ("prn_r", "Keras float32"), ("prn_r", "none")}
+    keras_row, none = rows["prn_r", "Keras float32"], rows["prn_r", "none"]
+    assert keras_row["weights"] == none["weights"] == "official (prn_r:rain100h)"
+    assert none["Flex-free"] == "yes" and float(none["max err vs Keras"]) < 1e-4
+    assert none["setup"] == "2 test pairs" and none["CPU"] == report.cpu_summary()
+    # the Keras row's PSNR is what `tfderain evaluate` gives the same weights on the same pairs
+    model, _ = report.load("prn_r", {}, shared_dir / "weights", None)
+    pairs = find_pairs(shared_dir / "data" / "Rain100H-20")[:2]
+    scored = evaluation.collect(evaluation.score_pairs(inference.Derainer(model), pairs), "A")
+    assert abs(float(keras_row["PSNR (dB)"]) - scored.mean_psnr) <= 0.006  # printed to 0.01
+    assert abs(float(none["PSNR (dB)"]) - scored.mean_psnr) <= 0.016
+    assert "- 2 test pairs;" in out.read_text()
+
+
+@pytest.mark.slow
+def test_the_entry_point_passes_the_checkouts_shared_folder_and_report():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "export" / "report.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage: export/report.py")
+    assert "--reuse" in proc.stdout and "--keep-float NAME=PATTERNS" in proc.stdout

@@ -14,8 +14,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tfderain._keras import keras
 from tfderain.export import export_tflite
+from tfderain.export.flatbuffer import float_operators, operators
 from tfderain.export.rewrite import subpixel_kernel, with_subpixel_convolutions
-from tfderain.export.tflite import TFLiteModel, float_operators, keras_reference, operators
+from tfderain.export.runtime import TFLiteModel, keras_reference
 from tfderain.models import build
 
 layers = keras.layers
@@ -130,6 +131,7 @@ def _delegate_partitions(path) -> int:
     return sum(d["op_name"] == "DELEGATE" for d in interpreter._get_ops_details())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quant", ["none", "int8", "qat"])
 def test_dynamic_pcnet_files_run_whole_in_xnnpack(tmp_path, quant):
     # A transposed convolution of a dynamic-size graph gets its output shape at run time

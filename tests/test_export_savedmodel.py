@@ -151,6 +151,7 @@ def fresh(tmp_path_factory):
 # ------------------------------------------------------------------------- fresh-process checks
 
 
+@pytest.mark.slow
 def test_float_signature_matches_keras_on_odd_sizes(fresh):
     model = fresh["models"]["pcnet"]
     for key in ("pcnet:serving_default", "pcnet:serving_default:tiny"):
@@ -161,6 +162,7 @@ def test_float_signature_matches_keras_on_odd_sizes(fresh):
         assert got.min() >= 0.0 and got.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_uint8_signature_rounds_like_the_official_scripts(fresh):
     x = fresh["inputs"]["pcnet:derain_uint8"]
     got = fresh["outputs"]["pcnet:derain_uint8:derained"]
@@ -172,6 +174,7 @@ def test_uint8_signature_rounds_like_the_official_scripts(fresh):
     assert (diff == 0).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_image_bytes_signature_decodes_png_jpeg_gray_and_rgba(fresh):
     images = fresh["images"]
     jpeg_rgb = tf.io.decode_jpeg(images["jpeg"], channels=3).numpy()
@@ -194,6 +197,7 @@ def test_image_bytes_signature_decodes_png_jpeg_gray_and_rgba(fresh):
     assert np.array_equal(_decode_png(scalar.item()), _decode_png(got[0]))
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_with_clear_invalid_argument_errors(fresh):
     report = fresh["report"]
     expected = {
@@ -207,6 +211,7 @@ def test_bad_inputs_fail_with_clear_invalid_argument_errors(fresh):
         assert report[key].startswith("InvalidArgument: ") and words in report[key], report[key]
 
 
+@pytest.mark.slow
 def test_density_aware_model_also_returns_its_density(fresh):
     model = fresh["models"]["codenet"]
     x = fresh["inputs"]["codenet:serving_default"]
@@ -229,6 +234,7 @@ def test_density_aware_model_also_returns_its_density(fresh):
     assert meta["density"]["decoder"] == "tfderain.models.codenet.density_estimate"
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_is_exported_in_float32_with_truncation(fresh):
     mixed = fresh["models"]["prenet"]
     assert fresh["report"]["prenet:dtypes"] == ["float32"]
@@ -246,6 +252,7 @@ def test_mixed_precision_model_is_exported_in_float32_with_truncation(fresh):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_export_writes_metadata_and_the_versioned_layout_atomically(fresh):
     root = fresh["root"]
     version_dir = root / "prenet" / "1"
@@ -279,18 +286,19 @@ def test_export_refuses_to_overwrite_and_unregistered_models(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
 
 
+@pytest.mark.slow
 def test_where_the_weights_came_from_travels_into_both_exports(tmp_path):
     """A preset's name, source sha256 and license note (the model identity's source) are written
-    into the SavedModel's tfderain.json and the TFLite model spec."""
+    into the SavedModel's tfderain.json and the TFLite file's descriptor."""
     from tfderain.export import export_tflite
-    from tfderain.export.spec import read_spec, spec_path
+    from tfderain.export.descriptor import descriptor_path, read_descriptor
 
     source = {"preset": "prn_r:example", "source_sha256": "ab" * 32, "license": "no license"}
     model = models.with_source(models.build("prn_r", stages=1, channels=2), **source)
     assert read_metadata(export_savedmodel(model, tmp_path / "sm"))["source"] == source
     tflite = export_tflite(model, tmp_path / "m.tflite", quant="none", tile=32)
-    assert read_spec(spec_path(tflite))["source"] == source
+    assert read_descriptor(descriptor_path(tflite))["source"] == source
     plain = export_tflite(
         models.build("prn_r", stages=1, channels=2), tmp_path / "p.tflite", tile=32
     )
-    assert "source" not in read_spec(spec_path(plain))
+    assert "source" not in read_descriptor(descriptor_path(plain))

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfderain"
 
 #: Layer of each module or subpackage (a subpackage's modules share its layer), lowest first.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_keras", "_version", "_quiet", "_lazy"),
+    ("_keras", "_version", "_quiet", "_lazy", "_machine"),
     (
         "io",
         "metadata",

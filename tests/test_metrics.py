@@ -20,6 +20,7 @@ from tfderain.metrics import (
     _ssim_mean,
     evaluate_pair,
     psnr,
+    psnr_float,
     quantize_output,
     rgb_to_y,
     ssim,
@@ -399,3 +400,13 @@ def test_luma_ratio_weighs_the_channels_as_bt601_without_offset() -> None:
     assert np.isnan(luma_ratio(red, np.zeros_like(target)))
     with pytest.raises(ValueError):
         luma_ratio(red, target[:2])
+
+
+def test_psnr_float_compares_float_outputs_without_rounding() -> None:
+    a = np.full((4, 4, 3), 0.5)
+    # an error of a tenth of an 8-bit step counts: MSE (0.1/255)^2 gives 10 log10(1/MSE)
+    assert psnr_float(a + 0.1 / 255, a) == pytest.approx(20 * np.log10(2550))
+    assert psnr_float(a, a) == math.inf
+    assert psnr_float(a * 255 + 1, a * 255, peak=255) == pytest.approx(20 * np.log10(255))
+    with pytest.raises(ValueError, match=r"same shape; got \(4, 4, 3\) and \(4, 4\)"):
+        psnr_float(a, a[..., 0])

@@ -133,7 +133,7 @@ def test_int8_tflite_is_flex_free_and_integer_throughout(tmp_path, quant, option
     # Post-training int8 and the QAT path (fake-quant nodes, calibration, no fine-tune steps)
     # the app's default file goes through: every layer is one TFLite has int8 kernels for.
     from tfderain.export import export_tflite
-    from tfderain.export.tflite import float_operators, is_flex_free, operators
+    from tfderain.export.flatbuffer import float_operators, is_flex_free, operators
 
     keras.utils.set_random_seed(2)
     model = models.build("rainunet", **TINY)

@@ -295,7 +295,7 @@ def test_every_shared_copy_has_the_recorded_sha256_and_size(shared_dir):
     checked = 0
     for name in presets.names():
         preset = presets.get(name)
-        copy = mirror_tools.shared_weight(preset, shared_dir / "weights")
+        copy = presets.local_copy(preset, shared_dir / "weights")
         if copy is None:
             continue
         assert sha256(copy) == preset.sha256, name
@@ -303,6 +303,24 @@ def test_every_shared_copy_has_the_recorded_sha256_and_size(shared_dir):
         assert preset.verified, name
         checked += 1
     assert checked == 18  # 12 PReNet family, 2 real-rain, 4 mCODE-Net
+
+
+def test_a_local_copy_is_converted_only_if_it_is_the_presets_file(shared_dir, tmp_path):
+    """:func:`presets.local_copy` finds a preset's file in a folder of copies (none for presets
+    without one); :func:`presets.convert_file` checks its sha256 before converting it."""
+    small = presets.get(SMALL)
+    copy = presets.local_copy(small, shared_dir / "weights")
+    assert copy == shared_dir / "weights" / SMALL_FILE
+    assert presets.local_copy(presets.get("restormer:rain13k"), shared_dir / "weights") is None
+    assert presets.local_copy(presets.get(presets.DEFAULT), shared_dir / "weights") is None
+    assert presets.local_copy(small, tmp_path) is None
+    model = presets.convert_file(small, copy)
+    assert models.identity(model).source["source_sha256"] == small.sha256
+    other = presets.local_copy(presets.get("prn_r:rain100l"), shared_dir / "weights")
+    with pytest.raises(presets.PresetError, match=r"is not preset 'prn_r:rain100h'"):
+        presets.convert_file(small, other)
+    with pytest.raises(presets.PresetError, match="packaged with tfderain: nothing to convert"):
+        presets.convert_file(presets.DEFAULT, copy)
 
 
 def test_table_entries_are_pinned_and_complete():
@@ -434,7 +452,7 @@ def first_pair(shared_dir, tmp_path_factory) -> Path:
 def test_recorded_scores_are_reproduced_on_one_image(name, shared_dir, first_pair):
     """The file's numbers come from the download path; here the shared copy is converted
     directly, so the two routes must agree."""
-    from tfderain import convert, evaluation, inference, models
+    from tfderain import evaluation, inference, models
 
     preset = presets.get(name)
     if preset.arch not in models.names():
@@ -444,10 +462,11 @@ def test_recorded_scores_are_reproduced_on_one_image(name, shared_dir, first_pai
     if preset.packaged is not None:
         model = presets.load(name)
     else:
-        copy = mirror_tools.shared_weight(preset, shared_dir / "weights")
+        copy = presets.local_copy(preset, shared_dir / "weights")
         if copy is None:
             pytest.skip(f"{name}: its file is not in ../shared/weights")
-        model = convert.convert(preset.arch, copy, **preset.config)
+        model = presets.convert_file(preset, copy)
+        assert models.identity(model).source["preset"] == name
     derainer = DerainOnce(inference.Derainer(model))
     for protocol in ("A", "B"):
         recorded = RECORDED[name]["Rain100H-20"][protocol]

@@ -23,16 +23,13 @@ from typing import Any
 import yaml
 
 from tfderain import train_cli
-from tfderain._args import add_output_arguments, non_negative_int
+from tfderain._args import add_output_arguments
 from tfderain.data.layouts import LAYOUTS, SPLIT_ORDERS
 from tfderain.export.options import (
-    DEFAULT_QAT_BATCH_SIZE,
-    DEFAULT_QAT_PATCH_SIZE,
-    DEFAULT_QAT_STEPS,
-    QAT_LOSSES,
     QAT_TARGETS,
     QUANTIZATIONS,
     TFLiteOptions,
+    add_fine_tune_arguments,
 )
 from tfderain.metrics import PROTOCOLS
 
@@ -340,7 +337,7 @@ def cmd_export_savedmodel(args) -> int:
 
 def cmd_export_tflite(args) -> int:
     from tfderain.export import export_tflite
-    from tfderain.export.spec import spec_path
+    from tfderain.export.descriptor import descriptor_path
     from tfderain.export.tflite import qat_settings
 
     model = _resolve(args)
@@ -363,7 +360,7 @@ def cmd_export_tflite(args) -> int:
         fine_tune = qat_settings(model, **sizes, patch_size=args.qat_patch_size, tile=options.tile)
         print(f"QAT fine-tune: {fine_tune}", flush=True)
     path = export_tflite(model, args.output, options)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes) and {spec_path(path)}")
+    print(f"wrote {path} ({path.stat().st_size:,} bytes) and {descriptor_path(path)}")
     return 0
 
 
@@ -393,8 +390,9 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
     p = export_sub.add_parser(
         "tflite",
         parents=[common],
-        help="TFLite file (+ <stem>.json model spec), optionally quantized",
-        description="Writes OUTPUT (.tflite) and its model spec <stem>.json beside it.",
+        help="TFLite file (+ <stem>.json descriptor), optionally quantized",
+        description="Writes OUTPUT (.tflite) and its descriptor <stem>.json beside it (what an "
+        "app needs to run the file: tile, halo, tensors and their quantization).",
     )
     _model_args(p)
     p.add_argument(
@@ -412,28 +410,7 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
         default="synthetic",
         help="int8 calibration images: a folder, or 'synthetic' (default)",
     )
-    recipe = "default: the model's QAT recipe, else"
-    p.add_argument(
-        "--qat-steps", type=int, help=f"QAT fine-tuning steps ({recipe} {DEFAULT_QAT_STEPS})"
-    )
-    p.add_argument(
-        "--qat-batch-size",
-        type=int,
-        help=f"QAT patches per step ({recipe} {DEFAULT_QAT_BATCH_SIZE}; "
-        "fewer if the fine-tune runs out of RAM)",
-    )
-    p.add_argument(
-        "--qat-patch-size",
-        type=int,
-        help=f"side of the QAT patches ({recipe} {DEFAULT_QAT_PATCH_SIZE}; "
-        "memory grows with its square)",
-    )
-    p.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=0,
-        help="seed of the int8 calibration crops and the QAT fine-tuning stream (default 0)",
-    )
+    add_fine_tune_arguments(p)
     p.add_argument(
         "--qat-data",
         default="synthetic",
@@ -444,12 +421,6 @@ def _add_export_parser(sub, common: argparse.ArgumentParser) -> None:
         choices=QAT_TARGETS,
         default="teacher",
         help="QAT target: the float model's output (teacher, default) or the clean images",
-    )
-    p.add_argument(
-        "--qat-loss",
-        choices=QAT_LOSSES,
-        default="l1",
-        help="QAT fine-tuning loss against the target (default l1)",
     )
     p.add_argument(
         "--qat-keep-float",

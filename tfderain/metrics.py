@@ -45,7 +45,9 @@ Similarity", IEEE TIP 2004): 11x11 Gaussian window (sigma 1.5, normalised to sum
 All metric functions take HxWx3 ``uint8`` RGB arrays. The 8-bit quantisation is part of each
 protocol (the official test scripts save 8-bit PNGs before scoring), so float images are
 refused: convert model outputs first with :func:`quantize_output`, which reproduces the official
-test scripts' float -> uint8 step for each protocol.
+test scripts' float -> uint8 step for each protocol. The one exception, :func:`psnr_float`,
+compares two float outputs of a model with each other (an exported file against its Keras
+model), where no protocol applies.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ __all__ = [
     "evaluate_pair",
     "luma_ratio",
     "psnr",
+    "psnr_float",
     "quantize_output",
     "rgb_to_y",
     "ssim",
@@ -403,3 +406,24 @@ def quantize_output(x: np.ndarray, protocol: Protocol) -> np.ndarray:
 
     # A: truncation (np.uint8 of a non-negative float); B and rgb: np.rint, ties to even.
     return round_output(x, _OUTPUT_RULES[protocol]).numpy()
+
+
+def psnr_float(output: np.ndarray, target: np.ndarray, peak: float = 1.0) -> float:
+    """PSNR (dB) of two float arrays of the same shape: ``10 log10(peak^2 / MSE)`` over every
+    value, in float64, without rounding or clamping.
+
+    Not a score of the published protocols (those are defined on 8-bit images, :func:`psnr`):
+    it measures how far one float output of a model is from another, e.g. a quantized TFLite
+    file's from its Keras model's, where an error below one 8-bit step still counts.
+
+    Returns:
+        PSNR in dB; ``math.inf`` for equal arrays.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    a, b = np.asarray(output, np.float64), np.asarray(target, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"output and target must have the same shape; got {a.shape} and {b.shape}")
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)

@@ -543,11 +543,26 @@ def resolve(name: str, progress: bool = True) -> Path:
     return target
 
 
-def _convert(preset: Preset, source: Path, target: Path) -> None:
+def convert_file(preset: Preset | str, source: str | os.PathLike):
+    """The Keras model of ``preset`` converted from a copy of its upstream file at ``source``.
+
+    ``source`` is a download (:func:`download`) or any other copy of the file, such as one
+    :func:`local_copy` finds; its sha256 is checked against the preset's, so what is converted is
+    the preset's file. The model's identity records the preset (see :func:`load`). Raises
+    :class:`PresetError` for a packaged preset, a file that is not the preset's or weights that
+    do not fit its architecture.
+    """
     from tfderain.convert import CONVERTER_VERSION, ConversionError, convert_state_dict
     from tfderain.pth import load_state_dict
-    from tfderain.saving import save_model
 
+    preset = get(preset) if isinstance(preset, str) else preset
+    if preset.sha256 is None:
+        raise PresetError(f"preset {preset.name!r} is packaged with tfderain: nothing to convert")
+    digest = sha256_file(source)
+    if not _hash_matches(digest, preset.sha256):
+        raise PresetError(
+            f"{source}: sha256 {digest} is not preset {preset.name!r}'s ({preset.sha256})"
+        )
     state = load_state_dict(source)
     prefix = preset.strip_prefix
     if prefix and all(key.startswith(prefix) for key in state):
@@ -556,14 +571,20 @@ def _convert(preset: Preset, source: Path, target: Path) -> None:
         model = convert_state_dict(preset.arch, state, **preset.config)
     except (ConversionError, ValueError) as exc:
         raise PresetError(f"preset {preset.name!r} ({source}): {exc}") from None
-    models.with_source(
+    return models.with_source(
         model,
         preset=preset.name,
         source_url=preset.url,
-        source_sha256=sha256_file(source),
+        source_sha256=digest,
         license=preset.license,
         converter_version=CONVERTER_VERSION,
     )
+
+
+def _convert(preset: Preset, source: Path, target: Path) -> None:
+    from tfderain.saving import save_model
+
+    model = convert_file(preset, source)
     try:
         save_model(model, target)
     except OSError as exc:
@@ -582,6 +603,34 @@ def load(name: str, progress: bool = True):
     from tfderain.saving import load_model
 
     return load_model(resolve(name, progress=progress))
+
+
+# ---------------------------------------------------------------------------- local copies
+
+#: Where a folder of local copies of upstream files keeps each repository's files (the layout of
+#: ``../shared/weights``, the development copies of the official checkpoints): GitHub
+#: repository → (its subfolder, the repository path prefix the subfolder leaves out).
+COPY_FOLDERS = {
+    "csdwren/PReNet": ("PReNet", ""),
+    "Achhhe/CODE-Net": ("CODE-Net", "CODE-Net/pretrained/"),
+}
+
+
+def local_copy(preset: Preset, folder: str | os.PathLike) -> Path | None:
+    """The copy of ``preset``'s upstream file in ``folder`` (laid out as :data:`COPY_FOLDERS`
+    says), or ``None`` when there is none. The copy is not hashed here; :func:`convert_file`
+    checks it."""
+    if preset.url is None:
+        return None
+    parts = urllib.parse.urlsplit(preset.url)
+    if parts.netloc != "raw.githubusercontent.com":
+        return None
+    owner, repo, _commit, rest = parts.path.lstrip("/").split("/", 3)
+    subfolder, drop = COPY_FOLDERS.get(f"{owner}/{repo}", (None, ""))
+    if subfolder is None or not rest.startswith(drop):
+        return None
+    path = Path(folder) / subfolder / urllib.parse.unquote(rest[len(drop) :])
+    return path if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------ maintenance

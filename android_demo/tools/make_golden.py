@@ -148,38 +148,38 @@ def blend(
 class LiteRTEngine:
     """Runs one tile through ``ai_edge_litert``, bytes in and bytes out (like the app)."""
 
-    def __init__(self, tflite: Path, spec: dict):
+    def __init__(self, tflite: Path, descriptor: dict):
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(tflite))
         self.interpreter.allocate_tensors()
-        self.spec = spec
+        self.descriptor = descriptor
 
     def run(self, data: bytes) -> list[bytes]:
         ins = self.interpreter.get_input_details()
         outs = self.interpreter.get_output_details()
-        tensor = self.spec["inputs"][0]
+        tensor = self.descriptor["inputs"][0]
         array = np.frombuffer(data, np.dtype(tensor["dtype"]).newbyteorder("<"))
         self.interpreter.set_tensor(ins[tensor["index"]]["index"], array.reshape(tensor["shape"]))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(d["index"]).astype(d["dtype"]).tobytes() for d in outs]
 
 
-def derain(rgb: np.ndarray, spec: dict, run) -> tuple[np.ndarray, list[dict]]:
+def derain(rgb: np.ndarray, descriptor: dict, run) -> tuple[np.ndarray, list[dict]]:
     """The whole ``TiledDerainer`` pipeline on an 8-bit image: (float32 result, tile records)."""
     from tfderain.inference import tile_starts
 
-    tile, halo, multiple = spec["tile"]["height"], spec["halo"], spec["multiple"]
+    tile, halo, multiple = descriptor["tile"]["height"], descriptor["halo"], descriptor["multiple"]
     height, width = rgb.shape[:2]
     ph, pw = padded_size(height, width, tile, multiple)
     image = pad(to_float(rgb), ph, pw)
     ys = tile_starts(ph, tile, 2 * halo, multiple)
     xs = tile_starts(pw, tile, 2 * halo, multiple)
-    derained = next(o for o in spec["outputs"] if o["name"] == "derained")
+    derained = next(o for o in descriptor["outputs"] if o["name"] == "derained")
     predictions, records = {}, []
     for y in ys:
         for x in xs:
-            data = encode(image[y : y + tile, x : x + tile], spec["inputs"][0])
+            data = encode(image[y : y + tile, x : x + tile], descriptor["inputs"][0])
             outputs = run(data)
             predictions[y, x] = decode(outputs[derained["index"]], derained).reshape(tile, tile, 3)
             records.append({"y": y, "x": x, "input": data, "outputs": outputs})
@@ -213,11 +213,11 @@ def test_image(height: int, width: int) -> np.ndarray:
 
 def tiny_tflite(folder: Path, quant: str, tile: int, halo: int, multiple: int) -> tuple[Path, dict]:
     """A tiny PReNet as ``.tflite`` (``tfderain.export.export_tflite``; ``int8`` calibrated on a
-    crop of the test image, with uint8 input/output) plus its spec with the test's halo."""
+    crop of the test image, with uint8 input/output) plus its descriptor with the test's halo."""
     from tfderain import io, models
     from tfderain._keras import keras
     from tfderain.export import export_tflite
-    from tfderain.export import spec as spec_io
+    from tfderain.export.descriptor import descriptor_path, read_descriptor
 
     keras.utils.set_random_seed(0)
     model = models.build("prenet", **TINY_PRENET)
@@ -232,9 +232,9 @@ def tiny_tflite(folder: Path, quant: str, tile: int, halo: int, multiple: int) -
         uint8_io=quant == "int8",
         samples=4,
     )
-    spec = spec_io.read_spec(spec_io.spec_path(path))
-    spec.update(multiple=multiple, halo=halo, overlap=2 * halo)  # the test's, not the registry's
-    return path, spec
+    descriptor = read_descriptor(descriptor_path(path))
+    descriptor.update(multiple=multiple, halo=halo, overlap=2 * halo)  # the test's, not registry's
+    return path, descriptor
 
 
 def write_case(out: Path, name: str, work: Path) -> dict:
@@ -242,12 +242,12 @@ def write_case(out: Path, name: str, work: Path) -> dict:
     from tfderain import io
 
     quant, tile, halo, multiple, height, width = CASES[name]
-    tflite, spec = tiny_tflite(work, quant, tile, halo, multiple)
+    tflite, descriptor = tiny_tflite(work, quant, tile, halo, multiple)
     rgb = test_image(height, width)
-    engine = LiteRTEngine(tflite, spec)
-    result, records = derain(rgb, spec, engine.run)
+    engine = LiteRTEngine(tflite, descriptor)
+    result, records = derain(rgb, descriptor, engine.run)
     folder = out / name
-    _write(folder / "model_spec.json", (json.dumps(spec, indent=2) + "\n").encode())
+    _write(folder / "model_spec.json", (json.dumps(descriptor, indent=2) + "\n").encode())
     _write(folder / "image.rgb", rgb.tobytes())
     tiles = []
     for k, record in enumerate(records):
@@ -348,11 +348,11 @@ def compare_with_inference(work: Path) -> float:
     from tfderain._keras import keras
     from tfderain.inference import derain_array
 
-    tflite, spec = tiny_tflite(work, "none", 32, 8, 1)
+    tflite, descriptor = tiny_tflite(work, "none", 32, 8, 1)
     keras.utils.set_random_seed(0)
     model = models.build("prenet", **TINY_PRENET)  # the same weights as the converted model
     rgb = test_image(60, 70)
-    ours, _ = derain(rgb, spec, LiteRTEngine(tflite, spec).run)
+    ours, _ = derain(rgb, descriptor, LiteRTEngine(tflite, descriptor).run)
     reference = derain_array(model, to_float(rgb), multiple=1, halo=8, tile=32, max_pixels=0)
     return float(np.max(np.abs(ours - reference)))
 

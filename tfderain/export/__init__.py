@@ -3,9 +3,12 @@
 >>> export_tflite(model, "prenet_int8.tflite", quant="int8", tile=(256, 256))  # doctest: +SKIP
 >>> export_savedmodel(model, "serving/prenet/1")                              # doctest: +SKIP
 
-:func:`export_tflite` (:mod:`tfderain.export.tflite`) writes a ``.tflite`` file and its model spec
-(:mod:`tfderain.export.spec`); quantization-aware training lives in :mod:`tfderain.export.qat`;
-:mod:`tfderain.export.options` holds the export options without importing TensorFlow.
+:func:`export_tflite` (:mod:`tfderain.export.tflite`) writes a ``.tflite`` file and its descriptor
+(:mod:`tfderain.export.descriptor`, the JSON file apps read); quantization-aware training lives in
+:mod:`tfderain.export.qat`; :mod:`tfderain.export.options` holds the export options without
+importing TensorFlow. A file's operators are read by :mod:`tfderain.export.flatbuffer`, and
+:mod:`tfderain.export.runtime` runs it in LiteRT beside its Keras model;
+:mod:`tfderain.export.report` measures the model zoo's files (``export/REPORT.md``).
 The names below load on first use.
 """
 

@@ -1,12 +1,16 @@
 """Options of a TFLite export, with no TensorFlow import (the command line reads them for its
-help): the quantization modes, the QAT fine-tune's targets, losses and sizes, calibration sizes.
+help): the quantization modes, the QAT fine-tune's targets, losses and sizes, calibration sizes,
+and the command-line options of the fine-tune (:func:`add_fine_tune_arguments`).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Sequence
+
+from tfderain._args import non_negative_int
 
 __all__ = [
     "DEFAULT_CALIBRATION_SAMPLES",
@@ -20,6 +24,7 @@ __all__ = [
     "QUANTIZATIONS",
     "QATSettings",
     "TFLiteOptions",
+    "add_fine_tune_arguments",
 ]
 
 #: The quantization modes of :func:`export_tflite`.
@@ -99,3 +104,38 @@ class TFLiteOptions:
     uint8_io: bool = False
     samples: int = DEFAULT_CALIBRATION_SAMPLES
     seed: int = 0
+
+
+def add_fine_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of the QAT fine-tune and of the seed, shared by
+    ``tfderain export tflite`` and ``export/report.py``: ``--qat-steps``, ``--qat-batch-size``
+    and ``--qat-patch-size`` (``None`` when not given: the model's recipe, else the defaults of
+    :class:`QATSettings`), ``--qat-loss`` and ``--seed``."""
+    recipe = "default: the model's QAT recipe, else"
+    parser.add_argument(
+        "--qat-steps", type=int, help=f"QAT fine-tuning steps ({recipe} {DEFAULT_QAT_STEPS})"
+    )
+    parser.add_argument(
+        "--qat-batch-size",
+        type=int,
+        help=f"QAT patches per step ({recipe} {DEFAULT_QAT_BATCH_SIZE}; "
+        "fewer if the fine-tune runs out of RAM)",
+    )
+    parser.add_argument(
+        "--qat-patch-size",
+        type=int,
+        help=f"side of the QAT patches ({recipe} {DEFAULT_QAT_PATCH_SIZE}; "
+        "memory grows with its square)",
+    )
+    parser.add_argument(
+        "--qat-loss",
+        choices=QAT_LOSSES,
+        default="l1",
+        help="QAT fine-tuning loss against the target (default l1)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the int8 calibration crops and the QAT fine-tuning stream (default 0)",
+    )

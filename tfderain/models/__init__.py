@@ -30,6 +30,10 @@ StateDict = Mapping[str, np.ndarray]
 #: Modules of this package that hold shared code rather than architectures.
 _NOT_ARCHITECTURES = {"blocks"}
 
+#: Models for phones (:attr:`ModelSpec.phone`) have fewer parameters than this at their paper
+#: config.
+PHONE_PARAMS = 5_000_000
+
 #: Rain-density levels, indexed by the level a ``density_decoder`` returns.
 DENSITY_LEVELS = density.DENSITY_LEVELS
 
@@ -97,6 +101,10 @@ class ModelSpec:
         tiny: the model's reduced config (:class:`Tiny`), for tests, examples and quick
             experiments; ``None`` for the few networks that have no small variant (fixed
             widths and a fixed input size).
+        phone: the paper config is small enough for phones (fewer than :data:`PHONE_PARAMS`
+            parameters; checked by ``tests/test_export_qat.py``): the export report quantizes
+            it to ``int8`` and ``qat`` besides the float formats, and the QAT tests export it
+            at its ``tiny`` config.
     """
 
     name: str
@@ -115,6 +123,7 @@ class ModelSpec:
     description: str = ""
     qat_recipe: Mapping[str, int] = field(default_factory=dict)
     tiny: Tiny | None = None
+    phone: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -291,6 +300,7 @@ def full_config(builder: Callable[..., Any], config: Mapping[str, Any]) -> dict[
 
 __all__ = [
     "DENSITY_LEVELS",
+    "PHONE_PARAMS",
     "UNREGISTERED",
     "ConversionError",
     "Identity",

@@ -249,6 +249,7 @@ def _codenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     density_decoder=density_estimate,
     description="CODE-Net (single-scale reweighted CSC, continuous rain density, TMM 2023)",
     tiny=Tiny({"channels": 8, "code_channels": 16, "reduction": 4, "iterations": 2}),
+    phone=True,
 )
 def codenet(
     channels: int = 128, code_channels: int = 256, reduction: int = 16, iterations: int = 25
@@ -348,6 +349,7 @@ def _mcodenet_infer_config(state_dict: Mapping[str, np.ndarray]) -> dict:
     density_decoder=density_estimate,
     description="mCODE-Net (multi-scale reweighted CSC, continuous rain density, TMM 2023)",
     tiny=Tiny({"channels": 4, "code_channels": 8, "reduction": 2, "iterations": 2}),
+    phone=True,
     # QAT keeps the activations of 25 full-resolution iterations for the backward pass: about
     # 5 GB per 128×128 patch (peak 7.4 GB with 1 patch per step, 12.3 GB with 2; export/README.md)
     qat_recipe={"batch_size": 1},

@@ -746,6 +746,7 @@ def didmdn(
     description="DID-MDN multi-stream dense deraining network with a fixed density label",
     # No width options (the official network is fixed); the deraining network alone is small.
     tiny=Tiny({}),
+    phone=True,
 )
 def didmdn_derain(label: float = DEFAULT_LABEL, batchnorm_train_mode: bool = False) -> keras.Model:
     """``Dense_rain`` alone with a fixed density label (converts the official ``netG`` file).

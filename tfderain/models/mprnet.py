@@ -418,6 +418,7 @@ class _MPRNetBuilder:
     protocol="B",  # the official evaluate_PSNR_SSIM.m
     description="MPRNet (CVPR 2021): multi-patch, multi-stage U-Nets with SAM and ORSNet",
     tiny=Tiny({"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}),
+    phone=True,
 )
 def mprnet(
     n_feat: int = 40,

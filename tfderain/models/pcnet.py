@@ -271,6 +271,7 @@ class _PCNetBuilder:
     ignore_keys=tuple(_shared_act_copies(_MAX_CRB, _MAX_RCAB)),
     description="PCNet (TIP 2021): coupled rain-free/residue streams, real-time",
     tiny=Tiny({"n_feat": 8, "num_crb": 1, "num_rcab": 1}),
+    phone=True,
 )
 def pcnet(
     n_feat: int = 32,

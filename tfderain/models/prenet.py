@@ -146,6 +146,7 @@ def _register(
         output_rule="truncate",
         description=description,
         tiny=Tiny({"stages": 2, "channels": 4}),
+        phone=True,
         **spec,
     )
     def builder(stages: int = stages, channels: int = 32) -> keras.Model:

@@ -144,6 +144,7 @@ def _rain_unet(
             "decoder_blocks": [1, 1],
         }
     ),
+    phone=True,
 )
 def rainunet(
     levels: int = 3,

@@ -260,6 +260,7 @@ def _infer_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
     outputs=("derained", "rain", "stages"),
     description="ReMAEN (ICME 2019)",
     tiny=Tiny({"stages": 2, "channels": 8}),
+    phone=True,
 )
 def remaen(stages: int = 3, channels: int = 32) -> keras.Model:
     """ReMAEN with ``stages`` weight-sharing recurrent stages of width ``channels``."""

@@ -310,6 +310,7 @@ def restoration_network(
     outputs=("derained", "rain"),
     description="SPAIR (ICCV 2021, from the paper): distortion mask + mask-guided restoration",
     tiny=Tiny({"width": 8, "blocks": 1, "loc_width": 4, "loc_blocks": 1}),
+    phone=True,
 )
 def spair(
     width: int = 32,

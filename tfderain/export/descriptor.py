@@ -1,8 +1,10 @@
-"""``model_spec.json``: what an app needs to know to run an exported ``.tflite`` file.
+"""The descriptor of an exported ``.tflite`` file: what an app needs to know to run it.
 
-The file is written beside the model as ``<model file stem>.json`` (``prenet_int8.tflite`` →
-``prenet_int8.json``), so several exported models can share a folder. Its schema (version 1) is
-fixed and shared with the Android app::
+A descriptor is a JSON file written beside the model as ``<model file stem>.json``
+(``prenet_int8.tflite`` → ``prenet_int8.json``), so several exported models can share a folder;
+the Android app reads it from its assets as ``model_spec.json`` (``org.tfderain.core.ModelSpec``).
+Its schema (version 1) is fixed and shared with the app, including the names it has carried
+since the first files were written (``"format": "tfderain-model-spec"``, ``"spec_version"``)::
 
     {"format": "tfderain-model-spec", "spec_version": 1,
      "model": "prenet", "config": {...builder kwargs...}, "tfderain_version": "0.1.0",
@@ -20,7 +22,10 @@ keeps them as the signature's names), ``index`` its position in the interpreter'
 ``get_input_details()`` / ``get_output_details()`` list. ``shape`` is the interpreter's shape
 signature: ``-1`` marks a dynamic dimension (``[1, -1, -1, 3]``). ``quantization`` is ``null``
 for float tensors; a quantized value ``q`` means ``scale * (q - zero_point)`` in
-``value_range`` units.
+``value_range`` units. ``source`` (where the weights came from) is added when known.
+
+(Not to be confused with :class:`tfderain.models.ModelSpec`, the registry entry of an
+architecture.)
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ import numpy as np
 
 from tfderain.io import write_bytes_atomically
 
+#: The ``format`` of every descriptor (its on-disk name, read by the app).
 FORMAT = "tfderain-model-spec"
-SPEC_VERSION = 1
-#: Keys of a spec, in the order they are written.
+#: The schema version, written as ``spec_version``.
+VERSION = 1
+#: Keys of a descriptor, in the order they are written.
 KEYS = (
     "format",
     "spec_version",
@@ -58,8 +65,8 @@ KEYS = (
 )
 
 
-def spec_path(tflite_path: str | os.PathLike) -> Path:
-    """Where the spec of ``tflite_path`` goes: ``<stem>.json`` in the same folder."""
+def descriptor_path(tflite_path: str | os.PathLike) -> Path:
+    """Where the descriptor of ``tflite_path`` goes: ``<stem>.json`` in the same folder."""
     path = Path(tflite_path)
     return path.with_name(f"{path.stem}.json")
 
@@ -77,7 +84,8 @@ def _jsonable(value: Any) -> Any:
 def tensor_entries(
     details: Sequence[Mapping[str, Any]], names: Mapping[int, str]
 ) -> list[dict[str, Any]]:
-    """Spec entries of interpreter tensor ``details``; ``names`` maps tensor index → name."""
+    """Descriptor entries of interpreter tensor ``details``; ``names`` maps tensor index →
+    name."""
     entries = []
     for position, detail in enumerate(details):
         scale, zero_point = detail.get("quantization", (0.0, 0))
@@ -98,7 +106,7 @@ def tensor_entries(
     return entries
 
 
-def build_spec(
+def build_descriptor(
     *,
     model: str,
     config: Mapping[str, Any],
@@ -112,7 +120,7 @@ def build_spec(
     outputs: list[dict[str, Any]],
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The spec dict of an exported model (``data``: the bytes of the ``.tflite`` file).
+    """The descriptor of an exported model (``data``: the bytes of the ``.tflite`` file).
 
     ``source`` says where the weights came from (a preset's name, source sha256 and license
     note: :attr:`tfderain.models.Identity.source`); written only when known.
@@ -121,7 +129,7 @@ def build_spec(
 
     return {
         "format": FORMAT,
-        "spec_version": SPEC_VERSION,
+        "spec_version": VERSION,
         "model": model,
         "config": _jsonable(dict(config)),
         "tfderain_version": __version__,
@@ -144,18 +152,18 @@ def write_json_atomically(path: str | os.PathLike, content: Mapping[str, Any]) -
     return write_bytes_atomically(path, (json.dumps(content, indent=2) + "\n").encode())
 
 
-def read_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a spec file; a clear one-line error naming the file otherwise."""
+def read_descriptor(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a descriptor file; a clear one-line error naming the file otherwise."""
     path = Path(path)
     try:
-        spec = json.loads(path.read_text())
+        descriptor = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such model spec file") from None
+        raise ValueError(f"{path}: no such descriptor file") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable model spec ({exc})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ValueError(f"{path}: unreadable descriptor ({exc})") from None
+    if not isinstance(descriptor, dict) or descriptor.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file")
-    missing = [k for k in KEYS if k not in spec]
+    missing = [k for k in KEYS if k not in descriptor]
     if missing:
-        raise ValueError(f"{path}: model spec lacks {', '.join(missing)}")
-    return spec
+        raise ValueError(f"{path}: descriptor lacks {', '.join(missing)}")
+    return descriptor
