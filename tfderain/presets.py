@@ -184,9 +184,11 @@ _CODENET_TRAINING = (
     "the authors' training sets (12,000 DID-MDN pairs, 1,800 JORDER pairs, SPANet real pairs); "
     "released for testing on "
 )
+#: Rain1200 first: the checkpoint of the golden fixture, which the export report (first preset of
+#: an architecture) and the Android exporter take as mCODE-Net's official weights.
 _CODENET_FILES = {
-    "rain12": ("9271c8934fbfb41f68a41b90309293e86bda52081b53439006ea294bc910289c", "Rain12"),
     "rain1200": ("010d14f9d2cceee4884efdcd28c9e83ae74c03980150b89fa44648b457c60dca", "Rain1200"),
+    "rain12": ("9271c8934fbfb41f68a41b90309293e86bda52081b53439006ea294bc910289c", "Rain12"),
     "real": ("b13df940f200d3c1d1b3dba94230b6d6a7704e13e16ebad36de91f7ac3920b80", "real photos"),
     "test1000": ("e9923b7803d8e9035252af5e672be6c2927cd14ededf4822d80f6bc0af058d7c", "Test1000"),
 }
