@@ -367,13 +367,15 @@ def test_preset_is_resolved_when_the_pipeline_is_built(work, monkeypatch):
 
 
 def test_density_matches_the_density_estimator():
-    from tfderain import api
+    from tfderain.density_estimation import DensityEstimator
 
     model = models.build("mcodenet", channels=4, code_channels=8, reduction=2, iterations=2)
     image = np.random.default_rng(1).random((40, 56, 3), np.float32)
     value, level = beam_model.LoadedModel(model).density(image)
-    expected = api.DensityEstimator(model).estimate(image)
+    expected = DensityEstimator(model).estimate(image)
     assert abs(value - expected.value) <= 1e-6 and level == expected.level
+    # Models that estimate no density leave the manifest's density columns empty.
+    assert beam_model.LoadedModel(models.build("prn", stages=1, channels=4)).density(image) is None
 
 
 def test_help_loads_neither_tensorflow_nor_beam():
