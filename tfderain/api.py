@@ -36,7 +36,9 @@ def list_models() -> list[str]:
 def build_model(name: str, **config: Any):
     """Build the registered architecture ``name`` (random weights); ``config`` overrides defaults.
 
-    Every builder's defaults are the paper configuration.
+    Every builder's defaults are the paper configuration. The result is a plain functional
+    ``keras.Model``; its architecture name, config and processor are
+    :func:`tfderain.models.identity` of it.
     """
     return models.build(name, **config)
 
@@ -56,6 +58,13 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
         arch: registry name; required for official checkpoints, checked against ``.keras`` files.
         overrides: config values that the checkpoint's shapes cannot tell (e.g. ``stages``);
             official checkpoints only.
+
+    Returns:
+        The plain functional ``keras.Model`` (``fit``, ``save``, TFMOT QAT and SavedModel export
+        take it as any Keras model). The rest of its bundle is kept by the registry, not set on
+        the model: :func:`tfderain.models.identity` gives its architecture name, config and
+        weight source (``Identity(arch, config, source)``; for a preset its name, source URL
+        and sha256, and license note), and ``identity(model).spec.processor`` its processing.
     """
     from tfderain import saving
 
