@@ -110,6 +110,7 @@ def mcodenet_golden(golden):
     return convert("mcodenet", folder / "weights.pth"), io
 
 
+@pytest.mark.slow
 def test_mcodenet_estimate_is_the_official_rde(mcodenet_golden):
     model, io = mcodenet_golden
     result = tfderain.estimate_density(io["input"][0], model=model)
@@ -120,6 +121,7 @@ def test_mcodenet_estimate_is_the_official_rde(mcodenet_golden):
     assert result.level == "light"
 
 
+@pytest.mark.slow
 def test_cli_prints_file_value_and_level_and_skips_bad_files(mcodenet_golden, tmp_path, capsys):
     from tfderain import io as tio
 
@@ -153,6 +155,7 @@ def test_cli_with_a_model_that_estimates_no_density_exits_2(tmp_path, capsys):
 # ------------------------------------------------------------------ golden: CRDNet, DID-MDN
 
 
+@pytest.mark.slow
 def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     manifest, io, sd = crdnet_golden_state_dict(golden)
     model = convert_state_dict("crdnet", sd)
@@ -170,6 +173,7 @@ def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     assert 0 <= other.value <= 1 and other.level in models.DENSITY_LEVELS
 
 
+@pytest.mark.slow
 def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
     """The pipeline with the golden classifier and deraining weights; the residue network's
     last convolution is zero, so ``tanh(0) = 0`` and the classifier sees the golden input."""
