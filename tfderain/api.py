@@ -37,8 +37,8 @@ def build_model(name: str, **config: Any):
     """Build the registered architecture ``name`` (random weights); ``config`` overrides defaults.
 
     Every builder's defaults are the paper configuration. The result is a plain functional
-    ``keras.Model``; its architecture name, config and processor are
-    :func:`tfderain.models.identity` of it.
+    ``keras.Model``; :func:`tfderain.models.identity` gives its architecture name and config,
+    and ``identity(model).spec.processor`` its processing.
     """
     return models.build(name, **config)
 
