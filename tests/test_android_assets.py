@@ -70,6 +70,7 @@ def test_gradle_requires_the_descriptors_the_app_requires():
     assert "export/android_assets.py" in gradle  # the failure message names the command
 
 
+@pytest.mark.slow
 def test_exported_descriptor_has_exactly_the_keys_the_core_reads(tmp_path):
     from tfderain import models
     from tfderain._keras import keras

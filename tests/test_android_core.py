@@ -59,6 +59,7 @@ def _run_junit(golden_dir: Path, build: Path, *classes: str) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_jvm_core_passes_its_junit_tests_on_the_committed_goldens(core_build):
     _require_jvm()
     output = _run_junit(GOLDEN, core_build)
@@ -66,6 +67,7 @@ def test_jvm_core_passes_its_junit_tests_on_the_committed_goldens(core_build):
     assert count >= 20  # every test class ran
 
 
+@pytest.mark.slow
 def test_jvm_core_matches_goldens_written_now_from_litert(tmp_path, core_build):
     """Fresh int8 model → LiteRT tile outputs → Java reproduces Python's bytes."""
     _require_jvm()
@@ -108,6 +110,7 @@ def test_committed_goldens_are_what_the_python_twin_computes(name):
     assert io.to_uint8(result).tobytes() == (folder / case["expected_rgb"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_committed_goldens_stay_small():
     total = sum(p.stat().st_size for p in GOLDEN.rglob("*") if p.is_file())
     assert total < 200 * 1024, total

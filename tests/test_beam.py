@@ -133,6 +133,7 @@ def first_run(work, worker_path):
 # ------------------------------------------------------------------------------- deraining
 
 
+@pytest.mark.slow
 def test_outputs_equal_derainer_within_one_level(work, first_run, derainer):
     assert io.read_image(work["images"] / LARGE).rgb.size // 3 > inference.DEFAULT_MAX_PIXELS
     for name in (*GOOD, LARGE):
@@ -146,6 +147,7 @@ def test_outputs_equal_derainer_within_one_level(work, first_run, derainer):
         assert np.abs(written.rgb - expected.rgb).max() <= 1 / 255 + 1e-6, name
 
 
+@pytest.mark.slow
 def test_alpha_bit_depth_and_metadata_are_kept(work, first_run):
     source = io.read_image(work["images"] / "rgba16.png")
     written = io.read_image(first_run["out"] / "rgba16.png")
@@ -156,6 +158,7 @@ def test_alpha_bit_depth_and_metadata_are_kept(work, first_run):
     assert io.read_image(first_run["out"] / "good0.png").metadata == tagged
 
 
+@pytest.mark.slow
 def test_manifest_lists_every_input_exactly_once(work, first_run):
     rows = _manifest(first_run["out"] / transforms.MANIFEST)
     inputs = [r["input"] for r in rows]
@@ -177,6 +180,7 @@ def test_manifest_lists_every_input_exactly_once(work, first_run):
     assert by_input["*.png"]["cause"] == "pattern matches no images"
 
 
+@pytest.mark.slow
 def test_bad_images_are_counted_not_fatal(first_run):
     counts = first_run["counts"]
     assert counts["images_written"] == len(GOOD) + 1
@@ -185,6 +189,7 @@ def test_bad_images_are_counted_not_fatal(first_run):
     assert counts.get("images_skipped", 0) == 0
 
 
+@pytest.mark.slow
 def test_rerun_keeps_finished_outputs(work, first_run):
     out = first_run["out"]
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix != ".jsonl"}
@@ -202,6 +207,7 @@ def test_rerun_keeps_finished_outputs(work, first_run):
     assert counts.get("images_written", 0) == 0
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_outputs_atomically(work, tmp_path, derainer):
     out = tmp_path / "out"
     out.mkdir()
@@ -218,6 +224,7 @@ def test_overwrite_replaces_outputs_atomically(work, tmp_path, derainer):
     assert sorted(p.name for p in out.iterdir()) == ["good0.png", transforms.MANIFEST]
 
 
+@pytest.mark.slow
 def test_inputs_are_never_overwritten(work, tmp_path):
     """Output folder = input folder, and two inputs of the same name: refused, nothing lost."""
     folder, other = tmp_path / "photos", tmp_path / "other"
@@ -265,6 +272,7 @@ def _reference(work):
     return evaluation.evaluate(inference.Derainer(saving.load_model(work["model"])), work["data"])
 
 
+@pytest.mark.slow
 def test_scores_equal_tfderain_evaluate(work, first_run):
     expected = _reference(work)
     rows = [json.loads(line) for line in (first_run["scores"] / "scores.jsonl").open()]
@@ -283,6 +291,7 @@ def test_scores_equal_tfderain_evaluate(work, first_run):
     assert first_run["counts"]["pairs_failed"] == 1
 
 
+@pytest.mark.slow
 def test_csv_of_pairs_scores_like_the_folder(work, tmp_path, capsys):
     """A CSV of rainy,clean paths (what remote datasets use), through the command line."""
     listing = tmp_path / "pairs.csv"
@@ -303,6 +312,7 @@ def test_csv_of_pairs_scores_like_the_folder(work, tmp_path, capsys):
     assert f"PSNR {expected.mean_psnr:.3f} dB" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_command_line_derain_reports_failures(work, tmp_path, capsys):
     out = tmp_path / "out"
     args = [str(work["images"] / n) for n in ("good0.png", "text.png", "absent.png")]
@@ -367,13 +377,15 @@ def test_preset_is_resolved_when_the_pipeline_is_built(work, monkeypatch):
 
 
 def test_density_matches_the_density_estimator():
-    from tfderain import api
+    from tfderain.density_estimation import DensityEstimator
 
     model = models.build("mcodenet", channels=4, code_channels=8, reduction=2, iterations=2)
     image = np.random.default_rng(1).random((40, 56, 3), np.float32)
     value, level = beam_model.LoadedModel(model).density(image)
-    expected = api.DensityEstimator(model).estimate(image)
+    expected = DensityEstimator(model).estimate(image)
     assert abs(value - expected.value) <= 1e-6 and level == expected.level
+    # Models that estimate no density leave the manifest's density columns empty.
+    assert beam_model.LoadedModel(models.build("prn", stages=1, channels=4)).density(image) is None
 
 
 def test_help_loads_neither_tensorflow_nor_beam():

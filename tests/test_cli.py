@@ -31,6 +31,7 @@ def photos(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_convert_writes_a_self_describing_file(golden, tmp_path, capsys):
     _, io, folder = golden("prn_r")
     out = tmp_path / "prn_r.keras"
@@ -54,6 +55,7 @@ def test_convert_writes_a_self_describing_file(golden, tmp_path, capsys):
     np.testing.assert_allclose(restored, io["output"], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_convert_of_a_wrong_checkpoint_is_one_line_naming_the_file(golden, tmp_path, capsys):
     _, _, folder = golden("prn")
     code = cli.main(
@@ -72,6 +74,7 @@ def test_convert_of_a_wrong_checkpoint_is_one_line_naming_the_file(golden, tmp_p
     assert not (tmp_path / "x.keras").exists()
 
 
+@pytest.mark.slow
 def test_derain_folder_with_a_bad_file_finishes_the_rest(small_model, photos, tmp_path, capsys):
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     out = tmp_path / "out"
@@ -203,6 +206,7 @@ def test_table_names_weights_by_as_much_of_their_path_as_tells_them_apart():
     assert cli._short_paths(["/t/a.keras", "/u/b.keras"]) == ["a.keras", "b.keras"]  # noqa: SLF001
 
 
+@pytest.mark.slow
 def test_evaluate_without_protocol_uses_the_models_own(
     small_restormer, shared_dir, tmp_path, capsys
 ):
@@ -211,6 +215,7 @@ def test_evaluate_without_protocol_uses_the_models_own(
     assert "protocol B: 2 images" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluate_several_models_on_several_datasets_prints_one_table(
     small_model, small_restormer, shared_dir, tmp_path, capsys
 ):
@@ -296,6 +301,7 @@ def test_models_lists_the_zoo(capsys):
 # ------------------------------------------------------------------------------ train
 
 
+@pytest.mark.slow
 def test_train_runs_a_packaged_recipe_by_name(tmp_path, capsys):
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -367,6 +373,7 @@ def test_export_tflite_takes_the_architecture_from_the_keras_file(small_model, t
     assert f"and {tmp_path / 'small.json'}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_export_savedmodel_takes_the_architecture_from_the_keras_file(small_model, tmp_path):
     out = tmp_path / "served"
     argv = ["export", "savedmodel", "--weights", str(small_model), "-o", str(out)]

@@ -218,6 +218,7 @@ def _log_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if _quiet.is_log_line(line)]
 
 
+@pytest.mark.slow
 def test_derain_of_a_tiny_image_prints_only_its_summary(tmp_path):
     from tfderain import models
     from tfderain.saving import save_model
@@ -232,6 +233,7 @@ def test_derain_of_a_tiny_image_prints_only_its_summary(tmp_path):
     assert cv2.imread(str(tmp_path / "out.png")).shape == (24, 32, 3)
 
 
+@pytest.mark.slow
 def test_verbose_shows_the_log_lines_that_are_hidden_by_default():
     # Not vacuous: on this TensorFlow build, loading it does log (oneDNN, CUDA probing).
     loud = _python(["-m", "tfderain.cli", "models", "-v"])

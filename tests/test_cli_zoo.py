@@ -25,6 +25,7 @@ def tiny_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(n for n in TINY_MODELS if n in models.names()))
 def test_derain_and_evaluate_with_any_model(name, tiny_dataset, tmp_path, capsys):
     config, _ = TINY_MODELS[name]

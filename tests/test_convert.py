@@ -17,6 +17,7 @@ OFFICIAL_PRENET = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["Rain100H", "Rain100L", "Rain1400"])
 @pytest.mark.parametrize("folder, arch", OFFICIAL_PRENET.items())
 def test_every_official_prenet_checkpoint_converts(shared_dir, dataset, folder, arch):
@@ -25,11 +26,13 @@ def test_every_official_prenet_checkpoint_converts(shared_dir, dataset, folder, 
     assert model.count_params() == models.build(arch).count_params()
 
 
+@pytest.mark.slow
 def test_real_rain_checkpoints_convert(shared_dir):
     for path in sorted((shared_dir / "weights/PReNet/logs/real").glob("*.pth")):
         convert("prenet_real", path)
 
 
+@pytest.mark.slow
 def test_strict_loading_lists_missing_and_unexpected_keys(golden):
     _, _, folder = golden("prenet")
     state = load_state_dict(folder / "weights.pth")
@@ -44,6 +47,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys(golden):
     assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_shape_mismatch_is_reported(golden):
     _, _, folder = golden("prenet")
     state = dict(load_state_dict(folder / "weights.pth"))
@@ -66,6 +70,7 @@ def test_channels_inferred_and_stages_overridable(golden):
     np.testing.assert_allclose(out, io["stages"][1:2], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_saved_keras_file_is_self_describing(golden, tmp_path):
     _, io, folder = golden("prenet")
     path = save_model(convert("prenet", folder / "weights.pth"), tmp_path / "prenet.keras")

@@ -44,6 +44,7 @@ def _batches(ds, n: int) -> list[dict]:
     return [{k: v.numpy() for k, v in batch.items()} for batch in islice(ds, n)]
 
 
+@pytest.mark.slow
 def test_paired_batches_have_the_documented_structure(rain13k):
     ds = paired_dataset(rain13k, patch_size=PATCH, batch_size=4)
     assert ds.element_spec["rainy"].shape.as_list() == [4, PATCH, PATCH, 3]
@@ -74,6 +75,7 @@ def test_augmentation_produces_all_eight_flips_and_rotations():
     assert len(seen) == 8
 
 
+@pytest.mark.slow
 def test_same_seed_same_stream_other_seed_other_stream(rain13k):
     def first(seed):
         return _batches(paired_dataset(rain13k, patch_size=PATCH, batch_size=4, seed=seed), 3)
@@ -237,6 +239,7 @@ def _pair_of(batch: dict) -> list[int]:
     return list((values - 5) // 10)
 
 
+@pytest.mark.slow
 def test_each_epoch_is_a_permutation_drawn_from_seed_and_epoch(flat):
     ds = paired_dataset(flat, patch_size=16, batch_size=N_FLAT, seed=4)
     seen = [_pair_of(b) for b in _batches(ds, 3)]
@@ -254,6 +257,7 @@ def test_a_resumed_paired_stream_equals_the_uninterrupted_one(flat):
             np.testing.assert_array_equal(a[key], b[key])
 
 
+@pytest.mark.slow
 def test_paired_shards_concatenated_are_the_global_batches(flat):
     whole = _batches(paired_dataset(flat, patch_size=16, batch_size=6, seed=1), 3)
     shards = [
@@ -310,6 +314,7 @@ def test_bad_pairs_are_reported_once_and_replaced_by_the_next_pair(flat, caplog)
     assert BAD_PAIRS.items  # also collected process-wide
 
 
+@pytest.mark.slow
 def test_side_by_side_pairs_are_split_in_their_order(tmp_path):
     clean = np.random.default_rng(0).integers(0, 128, (20, 20, 3), dtype=np.uint8)
     for name, left, right in (("a", 2 * clean, clean), ("b", clean, 2 * clean)):

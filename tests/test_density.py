@@ -1,4 +1,8 @@
-"""Rain-density estimation: each model's decoder, ``estimate_density`` and ``tfderain density``."""
+"""Rain density end to end: each model's decoder, ``estimate_density`` and ``tfderain density``.
+
+The estimator itself (image forms, resizing, bounding) is tested in
+``tests/test_density_estimation.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 from conftest import crdnet_golden_state_dict, torch_layout
 
 import tfderain
-from tfderain import api, cli, models
+from tfderain import cli, models
 from tfderain._keras import keras
 from tfderain.convert import convert, convert_state_dict, load_state_dict
 from tfderain.models import codenet, crdnet, didmdn
@@ -81,51 +85,11 @@ def test_didmdn_logits_give_the_most_likely_trained_class_and_the_expected_densi
         didmdn.density_estimate(np.zeros(3))
 
 
-# ------------------------------------------------------------------- API with small models
-
-
-@pytest.fixture(scope="module")
-def tiny_mcodenet():
-    keras.utils.set_random_seed(0)
-    return models.build(
-        "mcodenet", channels=4, code_channels=8, kernel_sizes=(3,), reduction=2, iterations=1
-    )
+# -------------------------------------------------------------------------- API errors
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((h, w, 3), dtype=np.float32)
-
-
-def test_image_forms_are_read_like_derain_accepts_them(tiny_mcodenet):
-    estimator = api.DensityEstimator(tiny_mcodenet)
-    rgb8 = (_image(24, 40) * 255).astype(np.uint8)
-    base = estimator.estimate(rgb8.astype(np.float32) / 255)
-    rgba = np.concatenate([rgb8, np.full((24, 40, 1), 7, np.uint8)], axis=2)
-    for form in (rgb8, rgba, rgb8.astype(np.uint16) * 257):
-        result = estimator.estimate(form)
-        assert result.value == pytest.approx(base.value, abs=1e-6)
-        assert result.level == base.level and result.model == "mcodenet"
-    gray = estimator.estimate(rgb8[:, :, 0])
-    assert gray == estimator.estimate(np.repeat(rgb8[:, :, :1], 3, axis=2))
-    with pytest.raises(ValueError, match="shape"):
-        estimator.estimate(np.zeros((4, 5, 2), np.float32))
-    with pytest.raises(ValueError, match="dtype"):
-        estimator.estimate(np.zeros((4, 5, 3), np.int32))
-
-
-def test_inputs_are_resized_whole_to_a_fixed_density_size_or_bounded_in_pixels(tiny_mcodenet):
-    # A fixed size (CRDNet's 512) takes the whole image, whatever its aspect ratio.
-    fixed = api.DensityEstimator(tiny_mcodenet, models.spec("crdnet"))
-    assert fixed.prepare(_image(321, 481)).shape == (512, 512, 3)
-    exact = _image(512, 512)
-    np.testing.assert_array_equal(fixed.prepare(exact), exact)
-    # Otherwise the image keeps its size up to max_pixels and is shrunk beyond, aspect kept.
-    bounded = api.DensityEstimator(tiny_mcodenet, max_pixels=60 * 90)
-    assert bounded.prepare(_image(60, 90)).shape == (60, 90, 3)
-    h, w, _ = bounded.prepare(_image(120, 180)).shape
-    assert h * w <= 60 * 90 and abs(w / h - 1.5) < 0.05
-    flat = np.full((120, 180, 3), 0.25, np.float32)
-    np.testing.assert_allclose(bounded.prepare(flat), 0.25, atol=1e-6)
 
 
 def test_models_without_density_are_a_clear_error():
@@ -146,6 +110,7 @@ def mcodenet_golden(golden):
     return convert("mcodenet", folder / "weights.pth"), io
 
 
+@pytest.mark.slow
 def test_mcodenet_estimate_is_the_official_rde(mcodenet_golden):
     model, io = mcodenet_golden
     result = tfderain.estimate_density(io["input"][0], model=model)
@@ -156,6 +121,7 @@ def test_mcodenet_estimate_is_the_official_rde(mcodenet_golden):
     assert result.level == "light"
 
 
+@pytest.mark.slow
 def test_cli_prints_file_value_and_level_and_skips_bad_files(mcodenet_golden, tmp_path, capsys):
     from tfderain import io as tio
 
@@ -189,6 +155,7 @@ def test_cli_with_a_model_that_estimates_no_density_exits_2(tmp_path, capsys):
 # ------------------------------------------------------------------ golden: CRDNet, DID-MDN
 
 
+@pytest.mark.slow
 def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     manifest, io, sd = crdnet_golden_state_dict(golden)
     model = convert_state_dict("crdnet", sd)
@@ -206,6 +173,7 @@ def test_crdnet_estimate_decodes_the_official_cumulative_scores(golden):
     assert 0 <= other.value <= 1 and other.level in models.DENSITY_LEVELS
 
 
+@pytest.mark.slow
 def test_didmdn_estimate_reads_the_official_classifier_logits(golden):
     """The pipeline with the golden classifier and deraining weights; the residue network's
     last convolution is zero, so ``tanh(0) = 0`` and the classifier sees the golden input."""

@@ -52,6 +52,7 @@ def subset(shared_dir, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["A", "B"])
 def test_official_prenet_matches_published_per_image_metrics(
     official_prenet, reference, subset, protocol, tmp_path
@@ -71,6 +72,7 @@ def test_official_prenet_matches_published_per_image_metrics(
     assert float(rows[0]["psnr"]) == pytest.approx(result.scores[0].psnr, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_outputs_are_quantized_as_the_official_test_script(
     official_prenet, subset, shared_dir, tmp_path
 ):
@@ -120,6 +122,7 @@ def test_luma_ratio_is_the_mean_grey_level_of_the_output_over_the_clean_images(
     assert darker.brightness_error > 0.1
 
 
+@pytest.mark.slow
 def test_bad_pair_is_reported_and_the_rest_evaluated(official_prenet, subset):
     (subset / "input" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = evaluation.evaluate(official_prenet, subset, "A")
@@ -127,6 +130,7 @@ def test_bad_pair_is_reported_and_the_rest_evaluated(official_prenet, subset):
     assert len(result.failed) == 1 and "7.png" in result.failed[0][1]
 
 
+@pytest.mark.slow
 def test_side_by_side_files_score_like_their_separate_halves(official_prenet, subset, tmp_path):
     """DID-MDN's [rainy | clean] files and Rain800's [clean | rainy] files give the same scores
     as the two-folder layout of the same pairs."""
@@ -210,6 +214,7 @@ def test_missing_ambiguous_and_mis_sized_predictions_are_reported_and_the_rest_s
     assert all("\n" not in cause for cause in failed.values())
 
 
+@pytest.mark.slow
 def test_score_finds_predictions_in_the_folders_evaluate_saves(official_prenet, subset, tmp_path):
     """The outputs `evaluate` saves score exactly as `evaluate` scored them."""
     saved = tmp_path / "saved"

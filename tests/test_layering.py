@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("saving", "convert"),
     ("data",),
-    ("inference", "video", "evaluation", "presets"),
+    ("inference", "video", "evaluation", "presets", "density_estimation"),
     ("callbacks", "distribute", "training", "export", "beam"),
     ("api",),
     ("cli", "train_cli", "__main__"),

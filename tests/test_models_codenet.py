@@ -68,11 +68,13 @@ def mcodenet_run(golden, shared_dir, paper_models):
     return manifest, io, _run(paper_models["mcodenet"], cas, io["input"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, count", PAPER_PARAMS.items())
 def test_paper_config_has_official_parameter_count(paper_models, name, count):
     assert paper_models[name].count_params() == count
 
 
+@pytest.mark.slow
 def test_codenet_matches_official_outputs_density_and_attention(codenet_run):
     manifest, io, out = codenet_run
     assert manifest["param_count_this_config"] == PAPER_PARAMS["codenet"]
@@ -83,6 +85,7 @@ def test_codenet_matches_official_outputs_density_and_attention(codenet_run):
     np.testing.assert_allclose(weights.mean(-1), io["ca_first_mean_per_iter"], rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_mcodenet_rain1200_matches_official_outputs_density_and_attention(mcodenet_run):
     manifest, io, out = mcodenet_run
     assert manifest["param_count_this_config"] == PAPER_PARAMS["mcodenet"]
@@ -105,6 +108,7 @@ def test_golden_checkpoints_are_the_official_rain1200_weights(golden, shared_dir
             np.testing.assert_array_equal(value, official[key], err_msg=f"{file}: {key}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", OFFICIAL_MCODENET)
 def test_every_official_mcodenet_checkpoint_converts_and_runs(
     shared_dir, paper_models, mcodenet_run, dataset

@@ -83,17 +83,20 @@ def _load_derain_only(model, state_dict):
     apply_state_dict(model, state_dict, table, ignore=ignore)
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count(paper_run):
     assert paper_run["config"] == models.full_config(models.spec("crdnet").builder, {})
     assert paper_run["trainable"] == PAPER_PARAMS
     assert paper_run["count_params"] == PAPER_PARAMS + 2 * paper_run["bn_channels"]
 
 
+@pytest.mark.slow
 def test_deraining_path_parameter_count(derain_model):
     assert trainable_params(derain_model) == DERAIN_PARAMS
     assert PAPER_PARAMS - DERAIN_PARAMS == CLASSIFIER_PARAMS
 
 
+@pytest.mark.slow
 def test_matches_official_outputs(golden_state_dict, paper_run):
     manifest, io, _ = golden_state_dict
     assert manifest["param_count_paper_config"] == PAPER_PARAMS
@@ -105,6 +108,7 @@ def test_matches_official_outputs(golden_state_dict, paper_run):
     assert decode_density(out["density"]).tolist() == [1]  # [0.50, 0.41, 0.54] → light
 
 
+@pytest.mark.slow
 def test_anysize_variant_equals_paper_at_512_and_runs_at_other_sizes(golden_state_dict):
     _, io, sd = golden_state_dict
     model = convert_state_dict("crdnet_anysize", sd)
@@ -119,6 +123,7 @@ def test_anysize_variant_equals_paper_at_512_and_runs_at_other_sizes(golden_stat
     assert np.isfinite(other["density"].numpy()).all()
 
 
+@pytest.mark.slow
 def test_derain_only_model_from_the_four_official_files(golden_state_dict, derain_model):
     """The official checkpoints are per module and unprefixed; without ``classfy``: derain-only."""
     _, io, sd = golden_state_dict
@@ -136,12 +141,14 @@ def test_derain_only_model_from_the_four_official_files(golden_state_dict, derai
     _load_derain_only(derain_model, sd)
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(golden_state_dict, derain_model):
     _, _, sd = golden_state_dict
     load = partial(_load_derain_only, derain_model)
     assert_missing_key_reported(load, sd, "stage2.ddecode3.bn.running_var")
 
 
+@pytest.mark.slow
 def test_rain_branch_encoders_share_one_decoder(derain_model):
     for k in range(3):
         for part in ("conv1", "bn", "conv2"):
@@ -150,6 +157,7 @@ def test_rain_branch_encoders_share_one_decoder(derain_model):
     assert len(decoder_weights) == 3 * (2 + 4 + 2)  # one set: conv1, bn, conv2 per block
 
 
+@pytest.mark.slow
 def test_blocks_have_one_batchnorm_and_no_activation_after_conv2(derain_model):
     """The official builders re-register ``bn``/``relu``: conv1 → bn → relu → conv2 → pool."""
     block = [
@@ -161,6 +169,7 @@ def test_blocks_have_one_batchnorm_and_no_activation_after_conv2(derain_model):
     assert bns and all(layer.epsilon == 1e-5 for layer in bns)
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size_derain_only(derain_model):
     assert models.spec("crdnet").multiple == 512  # the classifier of the paper config
     for shape in [(1, 64, 96, 3), (2, 32, 160, 3)]:

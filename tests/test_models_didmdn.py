@@ -73,6 +73,7 @@ def classifier_golden(golden):
 # ------------------------------------------------------------------------- deraining network
 
 
+@pytest.mark.slow
 def test_derain_network_has_official_parameter_count(derain_golden, derain_model):
     manifest, _, _ = derain_golden
     assert manifest["param_count_paper_config"] == DERAIN_OFFICIAL
@@ -92,6 +93,7 @@ def test_unused_official_modules_are_skipped_on_purpose(derain_golden):
     assert sum(sizes) == DERAIN_UNUSED
 
 
+@pytest.mark.slow
 def test_derain_network_matches_official_outputs(derain_golden, derain_model):
     """``derained`` = (clean2 + 1) / 2, ``rain`` = residual / 2 of the official [-1, 1] outputs."""
     _, io, _ = derain_golden
@@ -102,6 +104,7 @@ def test_derain_network_matches_official_outputs(derain_golden, derain_model):
     np.testing.assert_allclose(scaled(io["input"]).numpy(), io["model_input"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batchnorm_train_mode_matches_official_test_protocol(derain_golden):
     """The official test runs BatchNorm on the statistics of the single test image."""
     _, io, sd = derain_golden
@@ -115,6 +118,7 @@ def test_batchnorm_train_mode_matches_official_test_protocol(derain_golden):
     assert_matches(rain * 2, io["residual_trainmode_bn"])
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(derain_golden, derain_model):
     _, _, sd = derain_golden
     spec = models.spec("didmdn_derain")
@@ -126,6 +130,7 @@ def test_missing_key_is_reported(derain_golden, derain_model):
     )
 
 
+@pytest.mark.slow
 def test_each_stream_repeats_one_side_map_five_times(derain_model):
     """Official forward: x11 … x51 all come from ``conv11``; ``conv21 … conv61`` are unused."""
     names = {layer.name for layer in derain_model.layers}
@@ -137,6 +142,7 @@ def test_each_stream_repeats_one_side_map_five_times(derain_model):
     assert len(derain_model.get_layer("dense2_trans_block1_conv1").weights) == 1  # no bias
 
 
+@pytest.mark.slow
 def test_label_is_a_constant_map_of_its_raw_value(derain_model):
     x = np.zeros((2, 64, 96, 3), np.float32)
     probe = keras.Model(derain_model.input, derain_model.get_layer("label_map").output)
@@ -147,6 +153,7 @@ def test_label_is_a_constant_map_of_its_raw_value(derain_model):
     assert DIDMDNInstanceNorm.from_config(DIDMDNInstanceNorm().get_config()).epsilon == 1e-5
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size(derain_model):
     assert models.spec("didmdn_derain").multiple == 32
     assert models.spec("didmdn").multiple == 32
@@ -230,6 +237,7 @@ def pipeline_run(derain_golden, classifier_golden, derain_model):
     return run
 
 
+@pytest.mark.slow
 def test_pipeline_has_official_parameter_count(pipeline_run, classifier_golden):
     manifest, _, _ = classifier_golden
     assert manifest["param_count_paper_config"] == CLASSIFIER_PARAMS
@@ -238,6 +246,7 @@ def test_pipeline_has_official_parameter_count(pipeline_run, classifier_golden):
     assert models.spec("didmdn").density_aware
 
 
+@pytest.mark.slow
 def test_classifier_matches_official_outputs(pipeline_run, classifier_golden):
     _, io, _ = classifier_golden
     out = pipeline_run["outputs"]
@@ -248,6 +257,7 @@ def test_classifier_matches_official_outputs(pipeline_run, classifier_golden):
     assert_matches(out["density"], io["density_logits"])
 
 
+@pytest.mark.slow
 def test_pipeline_feeds_argmax_plus_one_to_the_deraining_network(pipeline_run):
     """test.py: label = argmax(softmax(logits)) + 1; here argmax is 1 (medium), so label 2."""
     out = pipeline_run["outputs"]
@@ -260,6 +270,7 @@ def test_pipeline_feeds_argmax_plus_one_to_the_deraining_network(pipeline_run):
     assert small == {"derained": (2, 64, 96, 3), "rain": (2, 64, 96, 3), "density": (2, 4)}
 
 
+@pytest.mark.slow
 def test_classifier_batchnorm_train_mode_matches_official_test_protocol(classifier_golden):
     _, io, sd = classifier_golden
     model = build_density_classifier(batchnorm_train_mode=True)

@@ -33,6 +33,7 @@ def _torch_pixel_shuffle(x: np.ndarray, r: int) -> np.ndarray:
     return x.reshape(n, h * r, w * r, c)
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count():
     # Every Keras weight is a torch parameter (no BatchNorm statistics in this network).
     assert models.build("dtpnet").count_params() == PAPER_PARAMS
@@ -53,6 +54,7 @@ def small_model():
     return models.build("dtpnet", recurrent_iter=2, layer_norm_type="BiasFree", **SMALL)
 
 
+@pytest.mark.slow
 def test_matches_official_outputs_final_and_coarse_prediction(golden, golden_model):
     manifest, io, _ = golden("dtpnet")
     model, state_dict = golden_model
@@ -70,6 +72,7 @@ def test_matches_official_outputs_final_and_coarse_prediction(golden, golden_mod
     np.testing.assert_array_equal(stages[:, -1], out["derained"].numpy())
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(golden_model):
     model, state_dict = golden_model
     table = models.spec("dtpnet").key_table(**dict(models.identity(model).config))
@@ -79,6 +82,7 @@ def test_missing_key_is_reported(golden_model):
     )
 
 
+@pytest.mark.slow
 def test_decoder_levels_have_num_blocks_1_and_resamplers_are_shared(small_model):
     names = {layer.name for layer in small_model.layers}
     for stack in ("conv4_3_HSI", "conv3_2_HSI", "conv2_1_HSI"):
@@ -101,6 +105,7 @@ def test_pixel_shuffle_layers_follow_torch_channel_order():
     np.testing.assert_array_equal(PixelUnshuffle(2)(shuffled).numpy(), x)
 
 
+@pytest.mark.slow
 def test_bias_free_layer_norm_variant(small_model):
     x = np.random.default_rng(1).standard_normal((1, 4, 4, 6)).astype(np.float32) + 3.0
     norm = BiasFreeLayerNorm()
@@ -124,6 +129,7 @@ def test_bias_free_checkpoint_is_recognised(golden):
     assert config_from_state_dict("dtpnet", state_dict)["layer_norm_type"] == "WithBias"
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size_multiple_of_eight(small_model):
     assert models.spec("dtpnet").multiple == 8
     for shape in [(1, 64, 96, 3), (2, 16, 24, 3)]:

@@ -12,6 +12,7 @@ from tfderain import models
 from tfderain._keras import keras
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", models.names())
 def test_registered_model_passes_the_harness(name, tmp_path):
     if models.spec(name).tiny is None:

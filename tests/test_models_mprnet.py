@@ -52,12 +52,14 @@ def one_cab(golden):
     return cut, convert_state_dict("mprnet", unwrapped)
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count():
     model = models.build("mprnet")
     # The network-wide PReLU is one Keras layer, so it is counted once, like parameters().
     assert model.count_params() == PAPER_PARAMS
 
 
+@pytest.mark.slow
 def test_matches_official_outputs(golden):
     io, out = paper_config_outputs(golden, "mprnet", PAPER_PARAMS)
     stages = out["stages"]
@@ -68,6 +70,7 @@ def test_matches_official_outputs(golden):
         assert_matches(stages[:, i], io[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_published_checkpoint_layout_converts(one_cab):
     """Published checkpoints: `{"state_dict": ...}` holding `module.`-prefixed keys."""
     sd, model = one_cab
@@ -82,6 +85,7 @@ def test_published_checkpoint_layout_converts(one_cab):
     )
 
 
+@pytest.mark.slow
 def test_missing_or_inconsistent_keys_are_reported(one_cab):
     sd, model = one_cab
     spec, config = models.spec("mprnet"), dict(models.identity(model).config)
@@ -95,6 +99,7 @@ def test_missing_or_inconsistent_keys_are_reported(one_cab):
     assert_mismatch_reported(convert, sd, "stage3_orsnet.orb3.body.0.body.1.weight")
 
 
+@pytest.mark.slow
 def test_one_prelu_is_shared_network_wide_and_patches_share_weights(small_model):
     prelus = [layer for layer in small_model.layers if type(layer).__name__ == "PReLU"]
     assert [p.name for p in prelus] == ["act"]
@@ -111,6 +116,7 @@ def test_one_prelu_is_shared_network_wide_and_patches_share_weights(small_model)
     assert sorted(weighted) == sorted(table)
 
 
+@pytest.mark.slow
 def test_stage1_restores_top_and_bottom_halves_separately(small_model):
     """Stage 1 never looks across the middle row; stage 2 decodes the whole image at once."""
     rng = np.random.default_rng(0)
@@ -122,6 +128,7 @@ def test_stage1_restores_top_and_bottom_halves_separately(small_model):
     assert np.abs(a[:, 1, :16] - b[:, 1, :16]).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size_multiple_of_eight(small_model):
     assert models.spec("mprnet").multiple == 8
     for shape in [(1, 64, 96, 3), (2, 40, 24, 3)]:

@@ -27,11 +27,13 @@ def _one_crb_state_dict(folder):
     return {k: v for k, v in sd.items() if not (m := _CRB_KEY.match(k)) or m.group(1) == "0"}
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count():
     # The network-wide PReLU is one Keras layer, so it is counted once, like parameters().
     assert models.build("pcnet").count_params() == PAPER_PARAMS
 
 
+@pytest.mark.slow
 def test_matches_official_outputs(golden):
     io, out = paper_config_outputs(golden, "pcnet", PAPER_PARAMS)
     # Outputs are small (|x| <= 0.04) in this fixture, hence the tight tolerance.
@@ -39,6 +41,7 @@ def test_matches_official_outputs(golden):
     assert_matches(out["rain"], io["rain_image"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_prelu_is_shared_network_wide():
     num_crb, num_rcab = 2, 2
     model = models.build("pcnet", n_feat=8, num_crb=num_crb, num_rcab=num_rcab)
@@ -70,6 +73,7 @@ def test_missing_or_inconsistent_keys_are_reported(golden):
     assert_mismatch_reported(convert, sd, "model.crm.body.0.act1.weight")
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size_multiple_of_four():
     assert models.spec("pcnet").multiple == 4
     model = models.build("pcnet", **models.spec("pcnet").tiny.config)

@@ -34,6 +34,7 @@ def test_defaults_are_test_real_py_settings(golden):
     assert spec.output_rule == "truncate"  # test_real.py saves np.uint8(255 * out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS)
 def test_official_checkpoints_reproduce_final_and_per_stage_outputs(checkpoint, golden):
     _, io, folder = golden("prenet_real")

@@ -125,6 +125,7 @@ def test_an_invalid_config_is_a_one_line_error(bad, message):
         models.build("rainunet", **bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "quant, options",
     [("int8", {"samples": 2}), ("qat", {"samples": 2, "qat_steps": 0})],

@@ -45,6 +45,7 @@ def small():
     return model, tf_variables(model)
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count():
     model = models.build("remaen")
     assert model.count_params() == PAPER_PARAMS
@@ -53,6 +54,7 @@ def test_paper_config_has_official_parameter_count():
     assert len(layers_with_weights(model)) == 69
 
 
+@pytest.mark.slow
 def test_remaen_matches_official_outputs(golden):
     manifest, io, folder = golden("remaen")
     assert manifest["param_count_paper_config"] == PAPER_PARAMS
@@ -73,6 +75,7 @@ def test_remaen_matches_official_outputs(golden):
     assert_matches(out["rain"].numpy(), io["residual"])
 
 
+@pytest.mark.slow
 def test_official_variables_round_trip_through_the_key_table(small):
     model, variables = small
     assert models.spec("remaen").infer_config(state_dict_from_tf(variables)) == {"channels": 8}
@@ -94,6 +97,7 @@ def test_official_variables_round_trip_through_the_key_table(small):
         model.set_weights(trained)
 
 
+@pytest.mark.slow
 def test_tf_checkpoint_reader_skips_optimizer_slots(small, tmp_path):
     _, variables = small
     extra = {"global_step": np.array(7, np.int64), "beta1_power": np.array(0.9, np.float32)}
@@ -111,6 +115,7 @@ def test_tf_checkpoint_reader_skips_optimizer_slots(small, tmp_path):
         np.testing.assert_array_equal(state[key], value)
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(small):
     model, variables = small
     state = state_dict_from_tf(variables)
@@ -139,6 +144,7 @@ def test_shared_kernel_dilation_equals_atrous_convolution(rate):
     assert ReMAENSpaceToBatch.from_config(layer.get_config()).rate == rate
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size(small):
     model, _ = small
     shape = (2, 17, 23, 3)  # odd sizes: not multiples of the dilation rates 2 and 3

@@ -47,6 +47,7 @@ KWARGS = {
 SMALL = {"dim": 8, "num_blocks": (1, 2, 1, 1), "num_refinement_blocks": 2, "heads": (1, 2, 2, 4)}
 
 
+@pytest.mark.slow
 def test_paper_config_has_official_parameter_count():
     # Every Keras weight is a torch parameter (no BatchNorm statistics in this network).
     assert models.build("restormer").count_params() == PAPER_PARAMS
@@ -63,6 +64,7 @@ def converted(golden):
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GOLDENS)
 def test_matches_official_outputs_for_both_layer_norm_types(name, golden, converted):
     manifest, io, _ = golden(name)
@@ -102,6 +104,7 @@ def _wrap_as_published(source: Path, target: Path, prefix: str = "module.") -> N
             archive.writestr(name, payload)
 
 
+@pytest.mark.slow
 def test_published_params_wrapper_and_module_prefix_convert(golden, converted, tmp_path):
     _, _, folder = golden("restormer")
     wrapped = tmp_path / "deraining.pth"
@@ -114,6 +117,7 @@ def test_published_params_wrapper_and_module_prefix_convert(golden, converted, t
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(converted):
     model, state_dict = converted["restormer"]
     table = models.spec("restormer").key_table(**dict(models.identity(model).config))
@@ -130,6 +134,7 @@ def small_model():
     return models.build("restormer", bias=True, **SMALL)
 
 
+@pytest.mark.slow
 def test_decoder_level1_runs_at_twice_dim_without_channel_reduction(small_model):
     names = {layer.name for layer in small_model.layers}
     assert {"reduce_chan_level3", "reduce_chan_level2"} <= names
@@ -148,6 +153,7 @@ def test_decoder_level1_runs_at_twice_dim_without_channel_reduction(small_model)
         assert not small_model.get_layer(layer).use_bias
 
 
+@pytest.mark.slow
 def test_checkpoint_with_biases_is_recognised_and_dual_pixel_refused(converted):
     _, state_dict = converted["restormer_bf"]
     assert config_from_state_dict("restormer", state_dict)["bias"] is False
@@ -158,6 +164,7 @@ def test_checkpoint_with_biases_is_recognised_and_dual_pixel_refused(converted):
         config_from_state_dict("restormer", dual_pixel)
 
 
+@pytest.mark.slow
 def test_dynamic_spatial_size_multiple_of_eight(small_model):
     assert models.spec("restormer").multiple == 8
     for shape in [(1, 64, 96, 3), (2, 16, 24, 3)]:

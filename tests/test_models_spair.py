@@ -59,6 +59,7 @@ def _netr(w: int, b: int, lw: int) -> int:
     return _unet_body(w, b) + decoder + _conv(3, w, 3)
 
 
+@pytest.mark.slow
 def test_default_config_parameter_count_matches_hand_count():
     model = models.build("spair")
     assert _netl(16, 1) == 154_145 and _netr(32, 2, 16) == 2_504_030  # as in the docstring
@@ -68,6 +69,7 @@ def test_default_config_parameter_count_matches_hand_count():
     assert netl == _netl(16, 1)
 
 
+@pytest.mark.slow
 def test_reduced_config_parameter_count_matches_hand_count():
     model = models.build("spair", **SMALL)
     assert model.count_params() == _netl(4, 1) + _netr(8, 1, 4)
@@ -81,6 +83,7 @@ def small():
     return models.build("spair", **SMALL)
 
 
+@pytest.mark.slow
 def test_dynamic_size_forward_shapes_and_ranges(small):
     rng = np.random.default_rng(0)
     for shape in [(1, 32, 48, 3), (2, 20, 12, 3)]:
@@ -132,6 +135,7 @@ def _guided_layers(model: keras.Model) -> list[keras.layers.Layer]:
     ]
 
 
+@pytest.mark.slow
 def test_zero_mask_switches_the_guided_branches_off():
     model = models.build("spair", **SMALL)
     _force_mask(model, 0.0)
@@ -150,6 +154,7 @@ def test_zero_mask_switches_the_guided_branches_off():
     np.testing.assert_array_equal(model(x)["derained"].numpy(), out["derained"])
 
 
+@pytest.mark.slow
 def test_full_mask_engages_the_guided_branches():
     model = models.build("spair", **SMALL)
     _force_mask(model, 1.0)
@@ -179,6 +184,7 @@ def test_sfm_gives_degraded_region_the_clean_statistics():
     np.testing.assert_allclose(degraded.std(1), clean.std(1), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_mask_threshold_binarizes_the_guidance_but_not_the_output():
     model = models.build("spair", **SMALL, mask_threshold=0.5)
     head = model.get_layer("netl_mask")
@@ -207,6 +213,7 @@ def test_invalid_config_is_a_clear_error():
 # --------------------------------------------------------------------------- save and train
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     model = models.build("spair", **SMALL, mask_threshold=0.4)
     x = np.random.default_rng(5).random((1, 16, 20, 3), dtype=np.float32)
@@ -217,6 +224,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy())
 
 
+@pytest.mark.slow
 def test_three_fit_steps_lower_the_mse_on_a_fixed_batch():
     keras.utils.set_random_seed(0)
     model = models.build("spair", **SMALL)

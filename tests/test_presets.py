@@ -256,6 +256,7 @@ def test_disk_full_removes_the_partial_file(server, home, monkeypatch):
     assert presets.resolve(SMALL).is_file()  # the next run starts clean
 
 
+@pytest.mark.slow
 def test_two_processes_doing_the_first_use_at_once_both_succeed(server, home):
     code = f"from tfderain import presets; print(presets.resolve({SMALL!r}, progress=False))"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -350,6 +351,7 @@ def test_default_alias_is_the_packaged_model_without_download(home, monkeypatch)
     assert not home.exists()
 
 
+@pytest.mark.slow
 def test_verify_removes_a_corrupted_download_and_clear_empties_the_cache(server, home):
     presets.resolve(SMALL)
     assert presets.verify([SMALL]) == {SMALL: "ok"}
@@ -365,6 +367,7 @@ def test_verify_removes_a_corrupted_download_and_clear_empties_the_cache(server,
 # --------------------------------------------------------------------------- integration
 
 
+@pytest.mark.slow
 def test_api_load_model_and_resolve_model_accept_a_preset_name(server):
     from tfderain import api
 
@@ -390,6 +393,7 @@ def test_cli_presets_table_json_verify_clear(server, home, capsys):
     assert leftovers(home) == []
 
 
+@pytest.mark.slow
 def test_saved_extra_metadata_round_trips_and_old_files_still_read(tmp_path):
     from tfderain import saving
 
@@ -405,6 +409,7 @@ def test_saved_extra_metadata_round_trips_and_old_files_still_read(tmp_path):
     assert models.identity(saving.load_model(old_file)).source == {}
 
 
+@pytest.mark.slow
 def test_prenet_real_presets_reproduce_the_official_real_rain_outputs(
     mirror, home, golden, monkeypatch
 ):
@@ -448,6 +453,7 @@ def first_pair(shared_dir, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_recorded_scores_are_reproduced_on_one_image(name, shared_dir, first_pair):
     """The file's numbers come from the download path; here the shared copy is converted

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,7 @@ def _console_script() -> str:
     return str(beside_python) if beside_python.exists() else (shutil.which("tfderain") or "")
 
 
+@pytest.mark.slow
 def test_quickstart_derains_the_sample_with_the_bundled_model(tmp_path):
     script = _console_script()
     assert script, "the tfderain console script is not installed"

@@ -61,6 +61,7 @@ def test_the_table_is_consistent():
         assert f'rc.commands_of("{key}")' in (rc.REPO / "tests" / name).read_text(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", rc.commands_of("docs"), ids=rc.test_id)
 def test_documented_command(command, readme_inputs, tmp_path):
     rc.run_documented(command, readme_inputs, tmp_path)

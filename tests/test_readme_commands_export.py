@@ -11,6 +11,7 @@ import pytest
 import readme_commands as rc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", rc.commands_of("export"), ids=rc.test_id)
 def test_documented_command(command, readme_inputs, tmp_path):
     rc.run_documented(command, readme_inputs, tmp_path)

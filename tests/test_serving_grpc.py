@@ -92,6 +92,7 @@ def _check(response: predict_pb2.PredictResponse, expected: dict, kind: str) -> 
     assert np.abs(got.astype(int) - expected["derained"].astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_concurrent_clients_all_get_correct_answers(served):
     model, server = served
     cases = _cases(model)
@@ -151,6 +152,7 @@ def _bad_requests():
 BAD_REQUESTS = _bad_requests()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label,request_,words", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_malformed_requests_get_invalid_argument_and_the_server_keeps_working(
     served, label, request_, words
@@ -171,6 +173,7 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_working(
         _check(stub.Predict(request, timeout=60), reference, kind)
 
 
+@pytest.mark.slow
 def test_model_metadata_lists_the_signatures(served):
     _, server = served
     with grpc.insecure_channel(server.address) as channel:
@@ -193,6 +196,7 @@ def test_model_metadata_lists_the_signatures(served):
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.slow
 def test_without_the_serving_extra_the_import_names_it():
     """gRPC missing (as without ``tfderain[serving]``): one ImportError naming the extra."""
     import subprocess

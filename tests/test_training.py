@@ -110,6 +110,7 @@ def test_multistep_schedule_decays_at_epoch_milestones_like_torch_multisteplr():
 # ------------------------------------------------------------------------------------ fit
 
 
+@pytest.mark.slow
 def test_fit_overfits_a_fixed_batch_and_writes_a_complete_run(tmp_path):
     from tfderain.data import pipeline
 
@@ -153,6 +154,7 @@ def test_fit_overfits_a_fixed_batch_and_writes_a_complete_run(tmp_path):
     assert again.already_complete
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_trains_with_finite_loss_and_saves_float32(tmp_path):
     from tfderain.data import pipeline
 
@@ -172,6 +174,7 @@ def test_mixed_bfloat16_trains_with_finite_loss_and_saves_float32(tmp_path):
     assert out["derained"].dtype == tf.float32
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_weights_of_a_keras_file(tmp_path):
     """``--model FILE.keras`` (``model.init``): the run starts from that file's weights and takes
     its config; with a learning rate of 0 the trained model is exactly the starting one."""

@@ -105,6 +105,7 @@ def _run_key(config: dict[str, Any]) -> str:
     return yaml.safe_dump(config, sort_keys=True)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run_functions_eagerly`")
 @pytest.mark.parametrize("name", CONFIGS)
 def test_recipe_trains_one_step_of_a_reduced_model_with_a_finite_loss(

@@ -90,6 +90,7 @@ def _weights(path: Path) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------ precision
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_each_precision_policy_lowers_a_finite_loss_and_saves_float32(precision, tmp_path):
     from tfderain.data import pipeline
@@ -142,6 +143,7 @@ training.train(config, callbacks=[KillAt(int(sys.argv[2]))])
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_restart_ends_with_the_uninterrupted_weights(tmp_path, clean_dir):
     # 2 epochs x 5 steps, a backup every 2 steps. The first run is killed after step 7 (epoch 1,
     # batch 1), its last backup being after step 6: the restart redoes step 7 from that backup.
@@ -206,6 +208,7 @@ def one_device_weights(tmp_path_factory, clean_dir) -> list[np.ndarray]:
     return _weights(tmp / "model.keras")
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_one_device_at_the_same_global_batch(
     tmp_path, clean_dir, one_device_weights
 ):
@@ -235,6 +238,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow
 def test_two_local_workers_train_in_sync_like_one_device(tmp_path, clean_dir, one_device_weights):
     overrides = _distributed_overrides(clean_dir)
 
@@ -280,6 +284,7 @@ def test_two_local_workers_train_in_sync_like_one_device(tmp_path, clean_dir, on
 # ------------------------------------------------------------------------------ validation
 
 
+@pytest.mark.slow
 def test_validation_scores_protocol_b_every_n_steps_and_keeps_the_best(
     tmp_path, clean_dir, val_dir
 ):
@@ -349,6 +354,7 @@ def test_progressive_phases_switch_patch_and_batch_and_resume_inside_a_phase(cle
         np.testing.assert_array_equal(a["clean"], b["clean"])
 
 
+@pytest.mark.slow
 def test_fit_runs_through_a_change_of_patch_size(tmp_path, clean_dir):
     config = training.load_config(
         CONFIG,

@@ -1,23 +1,31 @@
-"""The public Python API, re-exported by :mod:`tfderain`."""
+"""The public Python API, re-exported by :mod:`tfderain`.
+
+Models named by registry or preset name are resolved and loaded here; rain-density estimation
+itself (:class:`Density`, :class:`DensityEstimator`, :func:`density_spec`, :func:`density_models`)
+lives in :mod:`tfderain.density_estimation` and is re-exported.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfderain import io, models, presets, processing
+from tfderain import models, presets
+from tfderain.density_estimation import (
+    DEFAULT_DENSITY_MAX_PIXELS,
+    Density,
+    DensityEstimator,
+    density_models,
+    density_spec,
+)
 
 #: The bundled default model (trained by tfderain on synthetic rain; see the README).
 DEFAULT_MODEL = "default"
-#: Density estimation downscales larger images of models without a fixed density input size.
-DEFAULT_DENSITY_MAX_PIXELS = processing.DENSITY_MAX_PIXELS
 
 
 def list_models() -> list[str]:
@@ -28,7 +36,9 @@ def list_models() -> list[str]:
 def build_model(name: str, **config: Any):
     """Build the registered architecture ``name`` (random weights); ``config`` overrides defaults.
 
-    Every builder's defaults are the paper configuration.
+    Every builder's defaults are the paper configuration. The result is a plain functional
+    ``keras.Model``; :func:`tfderain.models.identity` gives its architecture name and config,
+    and ``identity(model).spec.processor`` its processing.
     """
     return models.build(name, **config)
 
@@ -48,6 +58,13 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
         arch: registry name; required for official checkpoints, checked against ``.keras`` files.
         overrides: config values that the checkpoint's shapes cannot tell (e.g. ``stages``);
             official checkpoints only.
+
+    Returns:
+        The plain functional ``keras.Model`` (``fit``, ``save``, TFMOT QAT and SavedModel export
+        take it as any Keras model). The rest of its bundle is kept by the registry, not set on
+        the model: :func:`tfderain.models.identity` gives its architecture name, config and
+        weight source (``Identity(arch, config, source)``; for a preset its name, source URL
+        and sha256, and license note), and ``identity(model).spec.processor`` its processing.
     """
     from tfderain import saving
 
@@ -157,134 +174,7 @@ def derain(
 
 
 # -------------------------------------------------------------------------------- rain density
-
-
-@dataclass(frozen=True)
-class Density:
-    """The rain density of one image, as estimated by a density-aware model.
-
-    Attributes:
-        value: continuous density in [0, 1] on the estimating model's own scale (0 is the
-            lightest rain it expresses); values of different models are not comparable.
-        level: ``"light"``, ``"medium"`` or ``"heavy"``.
-        model: registry name of the estimating model.
-        raw: the model's ``"density"`` output for the image (CODE-Net: the RDE; CRDNet: the
-            3 cumulative scores; DID-MDN: the 4 logits).
-    """
-
-    value: float
-    level: str
-    model: str
-    raw: np.ndarray = field(compare=False, repr=False)
-
-
-def density_spec(model: Any) -> models.ModelSpec:
-    """The registry entry of a density-aware model (a name, a loaded model or its entry).
-
-    Raises:
-        ValueError: ``"model X does not estimate rain density"`` for any other model.
-    """
-    if presets.is_preset_name(model):
-        model = presets.get(model).arch
-    spec = models.spec(model) if isinstance(model, str) else model
-    if not isinstance(spec, models.ModelSpec):
-        spec = model_spec(model)
-    if spec.density_decoder is None:
-        raise ValueError(f"model {spec.name!r} does not estimate rain density; {density_models()}")
-    return spec
-
-
-def density_models() -> str:
-    """One line naming the architectures and presets that estimate rain density."""
-    aware = [n for n in models.names() if models.spec(n).density_decoder is not None]
-    named = [n for n in presets.names() if presets.get(n).arch in aware]
-    return (
-        f"density-aware models: {', '.join(aware)}; trained ones by name: {', '.join(named)} "
-        f"(e.g. --model {named[0]})"
-        if named
-        else f"density-aware models: {', '.join(aware)}"
-    )
-
-
-class DensityEstimator:
-    """A density-aware model ready to estimate the rain density of many images.
-
-    Only the part of the network that the ``"density"`` output depends on is run (for CRDNet
-    and DID-MDN the deraining network is skipped). Each image is prepared as its model expects:
-
-    * Models with a fixed density input size (the registry's ``density_size``: 512 for CRDNet,
-      whose classifier's Linear layer needs 512×512, and DID-MDN, whose official pipeline resizes
-      every image to 512×512) get the **whole image resized** to that square (bilinear,
-      antialiased when shrinking, like the official PIL resizing). Padding would add content
-      the classifier never saw, and tiles would each get their own estimate.
-    * Other models (CODE-Net) see the whole image, since their estimate pools over all of it;
-      images larger than ``max_pixels`` are downscaled (aspect ratio kept) to bound memory,
-      then reflect-padded to the model's ``multiple``.
-
-    Args:
-        model: a density-aware Keras model built by the registry (or loaded from a tfderain
-            ``.keras`` file or an official checkpoint).
-        spec: its registry entry; looked up when omitted.
-        max_pixels: size limit of the second rule.
-
-    Raises:
-        ValueError: the model does not estimate rain density (also when it was built without
-            its density output, e.g. ``crdnet`` with ``density=False``).
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        spec: models.ModelSpec | None = None,
-        *,
-        max_pixels: int = DEFAULT_DENSITY_MAX_PIXELS,
-    ):
-        from tfderain._keras import keras, tf
-
-        self.spec = density_spec(model if spec is None else spec)
-        outputs = getattr(model, "output", None)
-        outputs = outputs if isinstance(outputs, dict) else {}
-        if "density" not in outputs:
-            raise ValueError(
-                f"model {self.spec.name!r} does not estimate rain density: this one was built "
-                "without its density output"
-            )
-        if int(max_pixels) != max_pixels or max_pixels < 1:
-            raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-        self.max_pixels = int(max_pixels)
-        self.processor = dataclasses.replace(
-            self.spec.processor, density_max_pixels=self.max_pixels
-        )
-        branch = keras.Model(model.inputs, outputs["density"], name=f"{model.name}_density")
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-        def predict(batch):
-            return tf.cast(branch(batch, training=False), tf.float32)
-
-        self._predict = predict
-
-    def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """The ``(h, w, 3)`` float32 array the density branch gets for an RGB image."""
-        rgb = np.asarray(rgb, dtype=np.float32)[None]
-        height, width = rgb.shape[1:3]
-        target = self.processor.density_target(height, width)
-        if tuple(target.numpy()) != (height, width):
-            return self.processor.density_input(rgb, target)[0].numpy()
-        return self.processor.pad(rgb)[0].numpy()
-
-    def estimate(self, image: np.ndarray) -> Density:
-        """The rain density of one image (the forms :func:`estimate_density` accepts)."""
-        from tfderain._keras import tf
-
-        batch = self.prepare(io.from_array(image)[0].rgb)[None]
-        raw = self._predict(tf.convert_to_tensor(batch)).numpy()[0]
-        value, level = self.spec.density_decoder(raw)
-        return Density(
-            value=float(np.clip(value, 0.0, 1.0)),
-            level=models.DENSITY_LEVELS[level],
-            model=self.spec.name,
-            raw=raw,
-        )
+# The estimator is tfderain.density_estimation's; this resolves the model by name first.
 
 
 def estimate_density(
@@ -318,3 +208,21 @@ def estimate_density(
         density_spec(model)  # a clear error before any weights are loaded
     net = resolve_model(model, weights)
     return DensityEstimator(net, **options).estimate(image)
+
+
+__all__ = [
+    "DEFAULT_DENSITY_MAX_PIXELS",
+    "DEFAULT_MODEL",
+    "Density",
+    "DensityEstimator",
+    "build_model",
+    "default_model_path",
+    "density_models",
+    "density_spec",
+    "derain",
+    "estimate_density",
+    "list_models",
+    "load_model",
+    "model_spec",
+    "resolve_model",
+]

@@ -1,8 +1,8 @@
 """A model's processing around the network, written once in TF ops.
 
 Every path that runs a model — :mod:`tfderain.inference` (whole images and tiles),
-:mod:`tfderain.evaluation` and training's validation, the density estimator of :mod:`tfderain.api`,
-the SavedModel signatures of :mod:`tfderain.export.savedmodel` and the export report — prepares
+:mod:`tfderain.evaluation` and training's validation, :mod:`tfderain.density_estimation`, the
+SavedModel signatures of :mod:`tfderain.export.savedmodel` and the export report — prepares
 its input and reads its output through the :class:`Processor` of the model's registry entry
 (:attr:`tfderain.models.ModelSpec.processor`):
 

@@ -49,6 +49,7 @@ from tfderain import io, models, saving
 from tfderain._keras import keras, tf
 from tfderain.beam import storage
 from tfderain.data.layouts import Pair
+from tfderain.density_estimation import density_estimator
 from tfderain.inference import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PIXELS,
@@ -200,38 +201,22 @@ def _ship(name: str, path: Path, staging: str | None) -> ModelRef:
 
 
 class LoadedModel:
-    """What a worker holds: the :class:`Derainer` and, for density-aware models, the density
-    branch."""
+    """What a worker holds: the :class:`Derainer` and, for density-aware models, their
+    :class:`~tfderain.density_estimation.DensityEstimator`."""
 
     def __init__(self, model: keras.Model, **options: Any):
         self.derainer = Derainer(model, models.spec_of(model), **options)
         self.spec = self.derainer.spec
-        outputs = model.output if isinstance(model.output, dict) else {}
-        self._density = None
-        if self.spec.density_decoder is not None and "density" in outputs:
-            branch = keras.Model(model.inputs, outputs["density"])
-
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-            def density(batch):
-                return tf.cast(branch(batch, training=False), tf.float32)
-
-            self._density = density
+        self.estimator = density_estimator(model, self.spec)
 
     def density(self, rgb: np.ndarray) -> tuple[float, str] | None:
-        """``(value, level)`` of the rain density, prepared by the model's processor like
-        :class:`tfderain.api.DensityEstimator`; ``None`` for other models."""
-        if self._density is None:
+        """``(value, level)`` of the rain density of float32 RGB (the estimator's
+        :meth:`~tfderain.density_estimation.DensityEstimator.estimate_array`); ``None`` for
+        models that estimate none."""
+        if self.estimator is None:
             return None
-        processor = self.spec.processor
-        batch = tf.convert_to_tensor(np.asarray(rgb, np.float32)[None])
-        height, width = rgb.shape[:2]
-        target = processor.density_target(height, width)
-        if tuple(target.numpy()) != (height, width):
-            batch = processor.density_input(batch, target)
-        else:
-            batch = processor.pad(batch)
-        value, level = self.spec.density_decoder(self._density(batch).numpy()[0])
-        return float(np.clip(value, 0.0, 1.0)), models.DENSITY_LEVELS[level]
+        found = self.estimator.estimate_array(rgb)
+        return found.value, found.level
 
 
 class _Handler(ModelHandler):

@@ -221,7 +221,18 @@ _IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def identity(model: keras.Model) -> Identity | None:
-    """The :class:`Identity` of a model built by :func:`build` (``None`` for any other model)."""
+    """The :class:`Identity` of a model built by :func:`build` (``None`` for any other model).
+
+    This is where the rest of a model's bundle lives (``../shared/DESIGN.md``, "A model is one
+    object"): :func:`build`, :func:`tfderain.load_model` (a ``.keras`` file, an official
+    checkpoint, a preset) and :func:`tfderain.build_model` return the plain functional
+    ``keras.Model``, and its architecture name, full config and weight source are this
+    :class:`Identity`; ``identity(model).spec.processor`` is its processing (padding multiple,
+    tile halo, output rule, density input). The registry holds it in a weak map keyed by the
+    model object (nothing is set on the Keras model; the entry goes with the model), so a copy
+    made outside tfderain (``keras.models.clone_model``, ``keras.models.load_model``, TFMOT's
+    ``quantize_apply``) has none. CONTRIBUTING.md, "Design decisions", says why.
+    """
     try:
         return _IDENTITIES.get(model)
     except TypeError:  # not weakly referenceable: not one of ours
