@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +42,8 @@ def build_model(name: str, **config: Any):
     return models.build(name, **config)
 
 
-def default_model_path() -> Path:
-    """Path of the bundled default model file."""
-    return Path(str(resources.files("tfderain") / "weights" / "default.keras"))
+#: Path of the bundled default model file.
+default_model_path = presets.default_model_path
 
 
 def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: Any):

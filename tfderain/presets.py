@@ -337,6 +337,11 @@ def home() -> Path:
     return Path(os.environ.get("TFDERAIN_HOME") or DEFAULT_HOME).expanduser()
 
 
+def default_model_path() -> Path:
+    """The bundled default model file: the packaged file of the :data:`DEFAULT` preset."""
+    return model_path(get(DEFAULT))
+
+
 def download_path(preset: Preset) -> Path:
     """Where the downloaded upstream file of ``preset`` is cached (``downloads/HOST/PATH``)."""
     if preset.url is None:

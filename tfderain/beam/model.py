@@ -38,14 +38,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from tfderain import io, models, saving
+from tfderain import io, models, presets, saving
 from tfderain._keras import keras, tf
 from tfderain.beam import storage
 from tfderain.data.layouts import Pair
@@ -98,9 +97,8 @@ class ModelRef:
                 )
 
 
-def default_model_path() -> Path:
-    """The bundled default model file (the same file as :func:`tfderain.api.default_model_path`)."""
-    return Path(str(resources.files("tfderain") / "weights" / "default.keras"))
+#: The bundled default model file (:func:`tfderain.presets.default_model_path`).
+default_model_path = presets.default_model_path
 
 
 def _sha256(path: str | os.PathLike) -> str:
