@@ -210,7 +210,10 @@ def test_official_weights_are_the_first_preset_of_the_architecture_at_hand(repor
     assert preset.name == "prenet:rain100h"
     assert copy == weights / "PReNet/logs/Rain100H/PReNet6/net_latest.pth"
     assert report.official_preset("prn_r", weights)[0].name == "prn_r:rain100h"
-    assert report.official_preset("mcodenet", weights)[0].name == "mcodenet:rain12"
+    # mCODE-Net's Rain1200 weights come first: the golden fixture's checkpoint.
+    preset, copy = report.official_preset("mcodenet", weights)
+    assert preset.name == "mcodenet:rain1200"
+    assert copy == weights / "CODE-Net/mCODENET-rain1200.pth"
     assert report.official_preset("pcnet", weights) is None  # no preset
     assert report.official_preset("restormer", weights) is None  # presets, no copy at hand
     model, label = report.load("prn_r", {}, weights, None)
