@@ -112,6 +112,7 @@ def closed_port() -> int:
 # --------------------------------------------------------------------------- first use
 
 
+@pytest.mark.slow
 def test_first_use_downloads_converts_and_reproduces_the_official_outputs(
     server, home, shared_dir, golden, capsys
 ):
@@ -129,6 +130,7 @@ def test_first_use_downloads_converts_and_reproduces_the_official_outputs(
     np.testing.assert_allclose(out, io["output"], rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_preset_name_hash_and_license_travel_into_the_cached_model(server, shared_dir):
     from tfderain import saving
 
@@ -143,6 +145,7 @@ def test_preset_name_hash_and_license_travel_into_the_cached_model(server, share
     assert source["source_sha256"] == meta["source"]["source_sha256"]
 
 
+@pytest.mark.slow
 def test_second_use_does_not_touch_the_network(server, home, monkeypatch):
     first = presets.resolve(SMALL)
     server.stop()
@@ -151,6 +154,7 @@ def test_second_use_does_not_touch_the_network(server, home, monkeypatch):
     assert models.identity(presets.load(SMALL)).arch == "prn_r"
 
 
+@pytest.mark.slow
 def test_converter_version_change_converts_again_from_the_cached_download(server, monkeypatch):
     import tfderain.convert
 
