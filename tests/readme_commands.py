@@ -488,15 +488,22 @@ def tflite(path: str, quant: str, dtype: type = np.float32) -> Callable[[Outcome
     return check
 
 
+def python_block(document: str, heading: str) -> str:
+    """The first ```` ```python ```` block after the line ``heading`` of ``document``."""
+    text = (REPO / document).read_text(encoding="utf-8")
+    after = text[text.index(heading + "\n") :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```", start)]
+
+
+#: The gRPC client of export/README.md, run as written against the test server: the one
+#: substitution is the server's address.
+GRPC_SNIPPET = ("export/README.md", "### gRPC requests", "localhost:8500")
+
+
 def served(out: Outcome) -> None:
     import grpc
-    from tensorflow_serving.apis import (
-        get_model_metadata_pb2,
-        predict_pb2,
-        prediction_service_pb2_grpc,
-    )
-
-    from tfderain._keras import tf
+    from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
     with grpc.insecure_channel(out.address) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -505,15 +512,19 @@ def served(out: Outcome) -> None:
         meta.metadata_field.append("signature_def")
         answer = stub.GetModelMetadata(meta, timeout=60)
         assert answer.model_spec.name == "prenet" and answer.model_spec.version.value == 1
-        png = (REPO / "examples/rainy.png").read_bytes()
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "prenet"
-        request.model_spec.signature_name = "derain_image_bytes"
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto([png]))
-        response = stub.Predict(request, timeout=300)
-    derained = response.outputs["derained_bytes"].string_val[0]
-    image = cv2.imdecode(np.frombuffer(derained, np.uint8), cv2.IMREAD_COLOR)
-    assert image.shape == cv2.imread(str(REPO / "examples/rainy.png")).shape
+    document, heading, address = GRPC_SNIPPET
+    snippet = python_block(document, heading)
+    assert address in snippet
+    client = out.cwd / "grpc_client"
+    client.mkdir()
+    (client / "examples").symlink_to(REPO / "examples")
+    (client / "client.py").write_text(snippet.replace(address, out.address))
+    done = subprocess.run(
+        [sys.executable, "client.py"], cwd=client, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    image = cv2.imread(str(client / "derained.png"))
+    assert image is not None and image.shape == cv2.imread(str(REPO / "examples/rainy.png")).shape
 
 
 def nothing_more(out: Outcome) -> None:
