@@ -161,6 +161,57 @@ def test_synthetic_stream_is_a_function_of_the_seed():
     assert not np.array_equal(a[0]["rainy"], c[0]["rainy"])
 
 
+def _extents(size_range, long_side: int = 1000, n: int = 16) -> np.ndarray:
+    """Horizontal extent of clean patches cut from a photo whose value is x / long_side: a patch
+    of a photo downsampled to long side ``S`` spans about PATCH / S of it."""
+    ramp = np.arange(long_side, dtype=np.float32) / long_side
+    photo = np.repeat(np.broadcast_to(ramp, (600, long_side))[..., None], 3, axis=2)
+    ds = synthetic_dataset(
+        [np.ascontiguousarray(photo)],
+        patch_size=PATCH,
+        batch_size=n,
+        size_range=size_range,
+        augment=False,
+    )
+    (batch,) = _batches(ds, 1)
+    clean = batch["clean"][..., 0]
+    return (clean[:, :, -1] - clean[:, :, 0]).mean(axis=1)
+
+
+def test_synthetic_size_range_sets_the_photo_long_side():
+    # Long side 100: a 32-pixel patch spans a third of the photo (31/32 of it centre to centre).
+    np.testing.assert_allclose(_extents((100, 100)), 0.32 * 31 / 32, atol=0.01)
+    # Long side at most the photo's own: never upsampled, a patch spans 31 of 1000 pixels.
+    np.testing.assert_allclose(_extents((1000, None)), 0.031, atol=0.002)
+    np.testing.assert_allclose(_extents((2000, 4000)), 0.031, atol=0.002)
+    # Long sides in [200, 500]: extents between 32/500 and 32/200, spread over the range.
+    extents = _extents((200, 500), n=32)
+    assert extents.min() >= 0.064 * 31 / 32 - 0.005 and extents.max() <= 0.16 * 31 / 32 + 0.005
+    assert extents.max() - extents.min() > 0.05
+
+
+def test_synthetic_size_range_is_checked():
+    for bad in [(0, 10), (50, 10), (1.5, None), (None, 10), 7]:
+        with pytest.raises(ValueError, match="size_range"):
+            synthetic_dataset(_clean_images(), size_range=bad)
+
+
+def test_synthetic_styles_draw_one_style_and_its_density_range_per_patch():
+    # rain100l renders light rain (density below 1/3), rain100h heavy rain (above 2/3).
+    ds = synthetic_dataset(_clean_images(), patch_size=PATCH, batch_size=24, styles=["rain100h"])
+    assert _batches(ds, 1)[0]["density"].min() >= 2 / 3
+    ds = synthetic_dataset(
+        _clean_images(), patch_size=PATCH, batch_size=24, styles=("rain100l", "rain100h")
+    )
+    density = _batches(ds, 1)[0]["density"]
+    assert np.all((density <= 1 / 3) | (density >= 2 / 3))
+    assert (density <= 1 / 3).any() and (density >= 2 / 3).any()
+    with pytest.raises(ValueError, match="styles"):
+        synthetic_dataset(_clean_images(), styles=["drizzle"])
+    with pytest.raises(ValueError, match="styles"):
+        synthetic_dataset(_clean_images(), styles=[])
+
+
 def test_synthetic_stream_reads_the_clean_images_of_a_dataset_folder(rain13k):
     (batch,) = _batches(synthetic_dataset(rain13k, patch_size=PATCH, batch_size=3), 1)
     assert batch["clean"].shape == (3, PATCH, PATCH, 3)

@@ -48,7 +48,7 @@ from tfderain._keras import tf
 from tfderain.data import tfrecord
 from tfderain.data.decode import decode_pair
 from tfderain.data.layouts import LayoutError, Pair, find_pairs
-from tfderain.data.synthetic import REFERENCE_SIZE, add_rain
+from tfderain.data.synthetic import REFERENCE_SIZE, STYLES, add_rain
 from tfderain.io import ImageError, is_image_path, read_bytes, read_image
 
 __all__ = [
@@ -512,9 +512,11 @@ def _synthetic_example(
     seed: int,
     index: int,
     patch: int,
-    density_range: tuple[float, float],
+    density_range: tuple[float, float] | None,
     scale_range: tuple[float, float],
     augment: bool,
+    size_range: tuple[int, int | None] | None = None,
+    styles: tuple[str, ...] = ("mixed",),
 ) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """Element ``index`` of the synthetic stream, from a Generator seeded with (seed, index)."""
     rng = np.random.default_rng([seed, int(index)])
@@ -525,7 +527,12 @@ def _synthetic_example(
         pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
         image = np.pad(image, pads, mode="symmetric")
     # A window of patch/scale pixels, shrunk to the patch: a crop of the image downsampled by scale.
-    window = min(math.ceil(patch / rng.uniform(*scale_range)), *image.shape[:2])
+    scale = (
+        rng.uniform(*scale_range)
+        if size_range is None
+        else _size_scale(max(height, width), size_range, rng)
+    )
+    window = min(math.ceil(patch / scale), *image.shape[:2])
     y = rng.integers(image.shape[0] - window + 1)
     x = rng.integers(image.shape[1] - window + 1)
     crop = image[y : y + window, x : x + window]
@@ -542,9 +549,36 @@ def _synthetic_example(
         crop /= 255.0
     # Streaks are sized for the whole (downsampled) image, as if it had been rained on entirely.
     streak_scale = max(height, width) * patch / window / REFERENCE_SIZE
-    density = rng.uniform(*density_range)
-    rainy, clean, density = add_rain(crop, rng, density=density, streak_scale=streak_scale)
+    style = styles[int(rng.integers(len(styles)))] if len(styles) > 1 else styles[0]
+    density = None if density_range is None else rng.uniform(*density_range)
+    rainy, clean, density = add_rain(
+        crop, rng, density=density, streak_scale=streak_scale, style=style
+    )
     return rainy, clean, np.float32(density)
+
+
+def _check_size_range(size_range) -> tuple[int, int | None]:
+    try:
+        lo, hi = size_range
+    except (TypeError, ValueError):
+        raise ValueError(f"size_range must be (lo, hi) pixels, got {size_range!r}") from None
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi) if v is not None)
+    if not ints or lo is None or lo < 1 or (hi is not None and hi < lo):
+        raise ValueError(
+            f"size_range must be (lo, hi) pixels with 1 <= lo <= hi (hi may be None), "
+            f"got {size_range!r}"
+        )
+    return int(lo), hi
+
+
+def _size_scale(long_side: int, size_range: tuple[int, int | None], rng) -> float:
+    """A downsampling factor giving a long side log-uniform in ``size_range`` (``None``: the
+    photo's own), never above 1: a photo at most ``size_range[0]`` long stays as it is."""
+    lo, hi = size_range
+    hi = long_side if hi is None else min(hi, long_side)
+    if hi <= lo:
+        return min(1.0, hi / long_side)
+    return math.exp(rng.uniform(math.log(lo), math.log(hi))) / long_side
 
 
 def synthetic_dataset(
@@ -553,8 +587,10 @@ def synthetic_dataset(
     patch_size: int = 100,
     batch_size: int = 18,
     seed: int = 0,
-    density_range: tuple[float, float] = (0.0, 1.0),
+    density_range: tuple[float, float] | None = None,
     scale_range: tuple[float, float] = (0.5, 1.0),
+    size_range: tuple[int, int | None] | None = None,
+    styles: Sequence[str] = ("mixed",),
     augment: bool = True,
     start_batch: int = 0,
     num_shards: int = 1,
@@ -576,8 +612,15 @@ def synthetic_dataset(
         patch_size: side of the square patches; smaller images are mirror-padded.
         batch_size: patches per batch.
         seed: the stream is a function of ``seed``.
-        density_range: rain density range, within [0, 1].
+        density_range: rain density range, within [0, 1]; None: the style's own range
+            (:mod:`~tfderain.data.synthetic`; [0, 1] for ``"mixed"``).
         scale_range: downsampling factor range, within (0, 1].
+        size_range: ``(lo, hi)`` pixels, replacing ``scale_range``: each photo is downsampled so
+            that its long side is log-uniform in ``[lo, hi]`` (``hi`` None: the photo's own long
+            side; never upsampled), so the patches cover the photo at every size from a small
+            web image to full resolution, with streaks sized for that size.
+        styles: rendering styles of :func:`~.synthetic.add_rain` (:data:`~.synthetic.STYLES`),
+            one drawn uniformly per patch.
         augment: random 90-degree rotations and flips.
         start_batch: the first global batch to yield (resumption); skipped elements are not
             synthesized.
@@ -591,12 +634,19 @@ def synthetic_dataset(
     _check_sizes(patch_size, batch_size)
     seed = _check_seed(seed)
     per_shard = _check_sharding(batch_size, start_batch, num_shards, shard_index)
-    lo, hi = density_range
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"density_range must lie within [0, 1], got {density_range}")
+    if density_range is not None:
+        lo, hi = density_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"density_range must lie within [0, 1], got {density_range}")
+    styles = tuple(styles)
+    unknown = [s for s in styles if s not in STYLES]
+    if not styles or unknown:
+        raise ValueError(f"styles must be some of {', '.join(STYLES)}, got {list(styles)}")
     lo, hi = scale_range
     if not 0.0 < lo <= hi <= 1.0:
         raise ValueError(f"scale_range must lie within (0, 1], got {scale_range}")
+    if size_range is not None:
+        size_range = _check_size_range(size_range)
     images = _clean_images(clean_images)
 
     def example(index):
@@ -605,7 +655,15 @@ def synthetic_dataset(
             return blank, blank, np.float32(UNKNOWN_DENSITY)
         try:
             return _synthetic_example(
-                images, seed, index, patch_size, density_range, scale_range, augment
+                images,
+                seed,
+                index,
+                patch_size,
+                density_range,
+                scale_range,
+                augment,
+                size_range,
+                styles,
             )
         finally:
             _GUARD.leave()

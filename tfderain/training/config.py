@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
         "patch_size": 100,
         "batch_size": 18,
         "augment": True,  # random flips and 90-degree rotations
+        # synthetic only: [lo, hi] pixels (hi null: the photo's own) for the photo's long side,
+        # log-uniform (tfderain.data.synthetic_dataset); null: downsampled by 0.5 to 1
+        "size_range": None,
+        # synthetic only: rain styles of tfderain.data.synthetic, one drawn per patch
+        "styles": ["mixed"],
         "shuffle": True,  # folder sources only
         "cache": False,  # folder sources only: keep decoded images in memory
         # Progressive patches: a list of {iterations, patch_size, batch_size} phases run one after

@@ -36,7 +36,11 @@ def _source(
     )
     if data["source"] == "synthetic":
         clean = skimage_photos() if data["clean"] == "skimage" else str(data["clean"])
-        return pipeline.synthetic_dataset(clean, **common)
+        size_range = data["size_range"]
+        size_range = None if size_range is None else tuple(size_range)
+        return pipeline.synthetic_dataset(
+            clean, size_range=size_range, styles=data["styles"], **common
+        )
     source = data["source"]
     source = [str(s) for s in source] if isinstance(source, (list, tuple)) else str(source)
     return pipeline.paired_dataset(
