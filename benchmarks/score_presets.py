@@ -74,12 +74,15 @@ def score_preset(name: str, data_dir: Path) -> dict:
                 "images": [s.name for s in evaluated.scores],
                 "psnr": [s.psnr for s in evaluated.scores],
                 "ssim": [s.ssim for s in evaluated.scores],
+                "luma_ratio": [s.luma_ratio for s in evaluated.scores],
                 "mean_psnr": evaluated.mean_psnr,
                 "mean_ssim": evaluated.mean_ssim,
+                "brightness_error": evaluated.brightness_error,
             }
             print(
                 f"{name} {dataset} protocol {protocol}: "
-                f"{evaluated.mean_psnr:.3f} dB / {evaluated.mean_ssim:.4f}",
+                f"{evaluated.mean_psnr:.3f} dB / {evaluated.mean_ssim:.4f}, "
+                f"brightness off by {100 * evaluated.brightness_error:.1f} %",
                 flush=True,
             )
     return result
