@@ -255,6 +255,55 @@ def test_run_goes_on_after_a_bad_package(tiny_deb, tmp_path, capsys):
     assert (again.written, again.kept) == (0, 1)  # kept; only the bad package is tried again
 
 
+def test_fetch_from_another_suite_uses_a_private_apt_configuration(tmp_path, monkeypatch):
+    """A package of another Debian release is fetched by ``apt-get`` with options that point at
+    ``cache/apt-<suite>``, whose sources list names that suite of the machine's Debian mirror;
+    the package lists are fetched once; a pinned sha256 of the .deb is checked."""
+    calls = []
+    deb_bytes = b"!<arch>\n a pretend package"
+    lists = tmp_path / "apt-trixie" / "lists"
+
+    def run(command, cwd):
+        calls.append(list(command))
+        if command[1] == "indextargets":
+            out = "http://mirror.example/debian-security/\tDebian-Security\n"
+            out += "http://mirror.example/debian/\tDebian\n"
+            return subprocess.CompletedProcess(command, 0, out, "")
+        if command[-1] == "update":
+            (lists / "mirror_dists_trixie_main_binary-amd64_Packages").write_text("")
+        if command[-2] == "download":
+            (cwd / "demo-photos_2.0-1_all.deb").write_bytes(deb_bytes)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(fp, "_run", run)
+    package = fp.Package("demo-photos", "deb", "2.0-1", "copyright", "trixie", sha(deb_bytes))
+    archive, version = fp.fetch_package(package, tmp_path)
+    assert (archive.name, version) == ("demo-photos_2.0-1_all.deb", "2.0-1")
+    sources = (tmp_path / "apt-trixie" / "sources.list").read_text()
+    assert sources.endswith(" http://mirror.example/debian/ trixie main\n")
+    update, download = calls[1], calls[2]
+    assert update[-1] == "update" and download[-2:] == ["download", "demo-photos=2.0-1"]
+    assert f"-oDir::State::Lists={lists.resolve()}" in download
+    assert any(o.startswith("-oDir::Etc::SourceList=") for o in download)
+
+    archive.unlink()  # fetched again: the lists are there, no second update
+    calls.clear()
+    fp.fetch_package(package, tmp_path)
+    assert [c[-2] for c in calls] == ["download"]
+
+    archive.unlink()
+    wrong = fp.Package("demo-photos", "deb", "2.0-1", "copyright", "trixie", "0" * 64)
+    with pytest.raises(fp.FetchError, match="sha256 of demo-photos_2.0-1_all.deb is"):
+        fp.fetch_package(wrong, tmp_path)
+    assert not archive.exists()  # a bad download does not stay in the cache
+
+
+def test_catalogue_pins_every_deb():
+    for package in fp.PACKAGES.values():
+        if package.kind == "deb":
+            assert re.fullmatch(r"[0-9a-f]{64}", package.sha256), package.name
+
+
 def test_select_permissive_leaves_out_copyleft():
     photos = fp.load_table()
     chosen = fp.select(photos, "permissive")

