@@ -8,22 +8,28 @@ writes, for each model variant the app offers, a folder ``<variant>/`` holding t
 file and its descriptor as ``model_spec.json`` (:mod:`tfderain.export.descriptor`; read by
 ``org.tfderain.core.ModelSpec``, see the README of ``android_demo/``):
 
-* ``prenet_int8`` — PReNet, quantization-aware trained, full-integer with uint8 input/output
-  (``prenet_qat_int8.tflite``), the app's default;
-* ``prenet_fp16`` — the same network with float16 weights and float32 input/output
-  (``prenet_fp16.tflite``);
+* ``rainunet_int8`` — tfderain's bundled default model (RainUNet, preset ``default`` =
+  ``rainunet:synthetic``), quantization-aware trained, full-integer with uint8 input/output
+  (``rainunet_qat_int8.tflite``), the app's default;
+* ``rainunet_fp16`` — the same network with float16 weights and float32 input/output
+  (``rainunet_fp16.tflite``);
+* ``prenet_int8`` (``--with-prenet``) — PReNet, quantization-aware trained, full-integer with
+  uint8 input/output (``prenet_qat_int8.tflite``), offered by the app as a switch;
+  ``prenet_fp16`` (``--variants``) its float16 twin;
 * ``mcodenet_fp16`` (``--with-density``) — mCODE-Net, density-aware (its official weights are
   read from ``--weights-dir``).
 
-All models take fixed 256 × 256 tiles; the app tiles larger photos per the descriptor. The
-weights are the official ones of :data:`OFFICIAL` (presets: PReNet trained on Rain100H,
-mCODE-Net released for Rain1200) when ``--weights-dir`` holds a copy of their upstream files
-(laid out as ``../shared/weights``, :func:`tfderain.presets.local_copy`; checked against the
+All models take fixed 256 × 256 tiles; the app tiles larger photos per the descriptor. RainUNet's
+weights are the bundled default model's (:data:`PACKAGED`, through :mod:`tfderain.presets`).
+PReNet's and mCODE-Net's are the official ones of :data:`OFFICIAL` (presets: PReNet trained on
+Rain100H, mCODE-Net released for Rain1200) when ``--weights-dir`` holds a copy of their upstream
+files (laid out as ``../shared/weights``, :func:`tfderain.presets.local_copy`; checked against the
 presets' sha256), otherwise, for PReNet, tfderain's packaged 16-channel PReNet (preset
-``prenet:synthetic16``, the first bundled default model). Conversion
-and the descriptor are ``tfderain.export.export_tflite``'s (QAT fine-tuning on ``--qat-data``,
-synthetic rain by default; int8 calibration on ``--data``); this script only checks the
-descriptor against what the app needs and lays the files out as the app expects.
+``prenet:synthetic16``, the first bundled default model). ``--weights FILE.keras`` replaces the
+weights of the variants of that file's architecture. Conversion and the descriptor are
+``tfderain.export.export_tflite``'s (QAT fine-tuning on ``--qat-data``, synthetic rain by default;
+int8 calibration on ``--data``); this script only checks the descriptor against what the app
+needs and lays the files out as the app expects.
 """
 
 from __future__ import annotations
@@ -51,14 +57,23 @@ OUTPUT_NAMES = ("derained", "density")
 OFFICIAL = {"prenet": "prenet:rain100h", "mcodenet": "mcodenet:rain1200"}
 #: The PReNet weights packaged with tfderain, used without ``--weights-dir`` or ``--weights``.
 FALLBACK_PRESET = "prenet:synthetic16"
+#: The weights packaged with tfderain of each architecture (preset names or aliases), used when
+#: there is no official copy and no ``--weights``: RainUNet is the bundled default model
+#: (alias ``default`` of :mod:`tfderain.presets`).
+PACKAGED = {"rainunet": "default", "prenet": FALLBACK_PRESET}
 
 #: variant folder → (registry model, .tflite file name, quantization).
 VARIANTS: dict[str, tuple[str, str, str]] = {
+    "rainunet_int8": ("rainunet", "rainunet_qat_int8.tflite", "qat"),
+    "rainunet_fp16": ("rainunet", "rainunet_fp16.tflite", "fp16"),
     "prenet_int8": ("prenet", "prenet_qat_int8.tflite", "qat"),
     "prenet_fp16": ("prenet", "prenet_fp16.tflite", "fp16"),
     "mcodenet_fp16": ("mcodenet", "mcodenet_fp16.tflite", "fp16"),
 }
-DEFAULT_VARIANTS = ("prenet_int8", "prenet_fp16")
+#: The variants the app requires (``ModelAssets.REQUIRED_SPECS``); the first is its default.
+DEFAULT_VARIANTS = ("rainunet_int8", "rainunet_fp16")
+#: Optional variants the app offers as switches when bundled: option → variant.
+OPTIONAL_VARIANTS = {"with_prenet": "prenet_int8", "with_density": "mcodenet_fp16"}
 
 
 class AssetError(RuntimeError):
@@ -187,21 +202,32 @@ def _official(arch: str, weights_dir: Path | None) -> Any:
         raise AssetError(str(exc)) from None
 
 
+def _architecture(weights: Path) -> str:
+    """The registry name of the model in the tfderain ``.keras`` file ``weights``."""
+    from tfderain import saving
+
+    try:
+        return str(saving.read_metadata(weights)["arch"])
+    except (saving.ModelFileError, KeyError) as exc:
+        raise AssetError(f"{weights}: not a tfderain model file ({exc})") from None
+
+
 def _model_for(variant: str, weights_dir: Path | None, weights: Path | None = None) -> Any:
+    """The model of ``variant``: the ``weights`` file when it holds the variant's architecture,
+    else the official weights (:data:`OFFICIAL`) from ``weights_dir``, else the packaged ones
+    (:data:`PACKAGED`)."""
     import tfderain
+    from tfderain import presets
 
     arch = VARIANTS[variant][0]
-    if arch == "prenet" and weights is not None:
-        model = tfderain.load_model(weights)
-        found = getattr(tfderain.models.identity(model), "arch", None)
-        if found not in ("prenet", None):
-            raise AssetError(f"{weights}: a {found!r} model, expected 'prenet'")
-        return model
-    model = _official(arch, weights_dir)
-    if model is not None:
-        return model
-    if arch == "prenet":
-        return tfderain.load_model(FALLBACK_PRESET)
+    if weights is not None and _architecture(weights) == arch:
+        return tfderain.load_model(weights)
+    if arch in OFFICIAL:
+        model = _official(arch, weights_dir)
+        if model is not None:
+            return model
+    if arch in PACKAGED:
+        return presets.load(PACKAGED[arch])
     raise AssetError(f"{variant}: needs the upstream file of {OFFICIAL[arch]} under --weights-dir")
 
 
@@ -212,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--variants", nargs="+", choices=sorted(VARIANTS), default=list(DEFAULT_VARIANTS)
     )
+    parser.add_argument("--with-prenet", action="store_true", help="also prenet_int8")
     parser.add_argument("--with-density", action="store_true", help="also mcodenet_fp16")
     parser.add_argument(
         "--data", type=Path, default=REPO / "examples", help="int8 calibration images (folder)"
@@ -225,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--qat-steps", type=int, help="QAT fine-tuning steps (default: the model's QAT recipe)"
     )
     parser.add_argument(
-        "--weights", type=Path, help="a .keras model to export instead (PReNet variants)"
+        "--weights",
+        type=Path,
+        help="a .keras model to export instead (the variants of its architecture)",
     )
     parser.add_argument(
         "--quant",
@@ -234,7 +263,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tile", type=int, default=TILE, help="tile side (default 256)")
     args = parser.parse_args(argv)
-    variants = list(args.variants) + (["mcodenet_fp16"] if args.with_density else [])
+    variants = list(args.variants)
+    variants += [v for option, v in OPTIONAL_VARIANTS.items() if getattr(args, option)]
+    variants = list(dict.fromkeys(variants))
+    if args.weights is not None:
+        try:
+            found = _architecture(args.weights)
+        except AssetError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if found not in {VARIANTS[v][0] for v in variants}:
+            print(
+                f"{args.weights}: a {found!r} model, but none of the variants "
+                f"{', '.join(variants)} is one (choose them with --variants)",
+                file=sys.stderr,
+            )
+            return 2
     tile = (args.tile, args.tile)
     failed = []
     for variant in variants:

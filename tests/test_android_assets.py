@@ -49,13 +49,30 @@ def test_app_constants_match_the_exporter():
     assert kt["SPEC_FILE"] == assets.DESCRIPTOR_FILE == "model_spec.json"
     # The exporter's default output is the app's assets/<MODELS_DIR>.
     assert APP / "src" / "main" / "assets" / kt["MODELS_DIR"] == assets.DEFAULT_OUT
-    for prefix in ("INT8", "FP16", "DENSITY"):
+    for prefix in ("INT8", "FP16", "PRENET", "DENSITY"):
         variant, file = kt[f"{prefix}_VARIANT"], kt[f"{prefix}_FILE"]
         assert variant in assets.VARIANTS, variant
         assert assets.VARIANTS[variant][1] == file
     assert assets.VARIANTS[kt["INT8_VARIANT"]][2] == "qat"
     assert assets.VARIANTS[kt["FP16_VARIANT"]][2] == "fp16"
-    assert set(assets.DEFAULT_VARIANTS) == {kt["INT8_VARIANT"], kt["FP16_VARIANT"]}
+    assert assets.VARIANTS[kt["PRENET_VARIANT"]][:3:2] == ("prenet", "qat")
+    # The app's default is the first required variant; the optional ones are the switches.
+    assert list(assets.DEFAULT_VARIANTS) == [kt["INT8_VARIANT"], kt["FP16_VARIANT"]]
+    assert set(assets.OPTIONAL_VARIANTS.values()) == {kt["PRENET_VARIANT"], kt["DENSITY_VARIANT"]}
+
+
+def test_the_app_default_is_the_bundled_default_model_quantization_aware_trained():
+    from tfderain import models, presets
+
+    assets = _assets_module()
+    default = assets.DEFAULT_VARIANTS[0]
+    arch, _, quant = assets.VARIANTS[default]
+    assert (arch, quant) == (presets.get(presets.DEFAULT).arch, "qat")
+    assert assets.PACKAGED[arch] == presets.DEFAULT
+    # Its weights are the bundled default model's, found through the presets (no --weights-dir).
+    model = assets._model_for(default, None)
+    assert models.identity(model).source["preset"] == presets.get(presets.DEFAULT).name
+    assert assets.VARIANTS[assets.DEFAULT_VARIANTS[1]][0] == arch
 
 
 def test_gradle_requires_the_descriptors_the_app_requires():
@@ -70,23 +87,27 @@ def test_gradle_requires_the_descriptors_the_app_requires():
     assert "export/android_assets.py" in gradle  # the failure message names the command
 
 
-@pytest.mark.slow
-def test_exported_descriptor_has_exactly_the_keys_the_core_reads(tmp_path):
+def _tiny_rainunet(path):
     from tfderain import models
     from tfderain._keras import keras
     from tfderain.saving import save_model
 
+    keras.utils.set_random_seed(0)
+    save_model(models.build("rainunet", **models.spec("rainunet").tiny.config), path)
+    return path
+
+
+@pytest.mark.slow
+def test_exported_descriptor_has_exactly_the_keys_the_core_reads(tmp_path):
     assets = _assets_module()
     kt = _kotlin_constants()
-    keras.utils.set_random_seed(0)
-    tiny = tmp_path / "tiny.keras"
-    save_model(models.build("prenet", stages=2, channels=4), tiny)
+    tiny = _tiny_rainunet(tmp_path / "tiny.keras")
     out = tmp_path / "assets" / "models"
     variant = kt["FP16_VARIANT"]
-    # prenet's halo is 64: a 136-pixel tile is the smallest multiple of 8 above the overlap.
+    # rainunet's halo is 48 and its multiple 8: 104 is the smallest tile above the overlap.
     code = assets.main(
         ["--out", str(out), "--weights", str(tiny), "--variants", variant]
-        + ["--quant", "none", "--tile", "136"]
+        + ["--quant", "none", "--tile", "104"]
     )
     assert code == 0
     folder = out / variant
@@ -104,19 +125,71 @@ def test_exported_descriptor_has_exactly_the_keys_the_core_reads(tmp_path):
     # Values from the registry and the request, independently of the exporter.
     assert descriptor["file"] == tflite.name
     assert descriptor["sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest()
-    assert descriptor["model"] == "prenet"
-    assert descriptor["config"]["stages"] == 2 and descriptor["config"]["channels"] == 4
-    assert descriptor["tile"] == {"height": 136, "width": 136}
-    assert (descriptor["multiple"], descriptor["halo"], descriptor["overlap"]) == (1, 64, 128)
+    assert descriptor["model"] == "rainunet"
+    assert descriptor["config"]["levels"] == 2 and descriptor["config"]["widths"] == [4, 8, 8]
+    assert descriptor["tile"] == {"height": 104, "width": 104}
+    assert (descriptor["multiple"], descriptor["halo"], descriptor["overlap"]) == (8, 48, 96)
     assert descriptor["quantization"] == "none"
     assert descriptor["value_range"] == [0.0, 1.0]
-    assert descriptor["inputs"][0]["shape"] == [1, 136, 136, 3]
+    assert descriptor["inputs"][0]["shape"] == [1, 104, 104, 3]
     assert (
         descriptor["inputs"][0]["dtype"] == "float32"
         and descriptor["inputs"][0]["quantization"] is None
     )
-    assert descriptor["outputs"][0]["shape"] == [1, 136, 136, 3]
+    assert descriptor["outputs"][0]["shape"] == [1, 104, 104, 3]
     assert sorted(p.name for p in folder.iterdir()) == sorted([tflite.name, kt["SPEC_FILE"]])
+
+
+@pytest.mark.slow
+def test_the_default_int8_variant_takes_raw_bytes_and_is_scored_as_the_app_tiles(
+    shared_dir, tmp_path, capsys
+):
+    """The app's default variant, from a tiny RainUNet with a short QAT fine-tune: uint8 input of
+    scale 1/255 and zero point 0 (the app feeds raw RGB bytes), uint8 output; then
+    ``android_demo/tools/score_assets.py`` scores it against its float model through the app's
+    tiles, and the float model's score is that of ``tfderain.inference`` with the same tiling."""
+    from tfderain import evaluation, models
+    from tfderain.data.layouts import find_pairs
+    from tfderain.inference import Derainer
+    from tfderain.saving import load_model
+
+    assets = _assets_module()
+    kt = _kotlin_constants()
+    tiny = _tiny_rainunet(tmp_path / "tiny.keras")
+    out = tmp_path / "assets" / "models"
+    variant = kt["INT8_VARIANT"]
+    code = assets.main(
+        ["--out", str(out), "--weights", str(tiny), "--variants", variant]
+        + ["--tile", "104", "--qat-steps", "2"]
+    )
+    assert code == 0
+    descriptor = json.loads((out / variant / kt["SPEC_FILE"]).read_text())
+    assert descriptor["file"] == kt["INT8_FILE"] and descriptor["quantization"] == "qat"
+    rainy, derained = descriptor["inputs"][0], descriptor["outputs"][0]
+    assert rainy["dtype"] == derained["dtype"] == "uint8"
+    assert rainy["quantization"]["zero_point"] == 0
+    assert rainy["quantization"]["scale"] == pytest.approx(1 / 255)
+
+    score = load_script("android_demo/tools/score_assets.py", "tfderain_score_assets")
+    data = shared_dir / "data" / "Rain100H-20"
+    capsys.readouterr()
+    code = score.main(
+        ["--data", str(data), "--models", str(out), "--images", "1", "--keras", str(tiny)]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[:2] == score.HEADER.splitlines()
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[0] == variant and cells[5] == "1"
+    float_psnr, file_psnr, difference = (float(c) for c in cells[2:5])
+    assert difference == pytest.approx(file_psnr - float_psnr, abs=0.0011)
+
+    model = load_model(tiny)
+    derainer = Derainer(model, tile=104, max_pixels=0)
+    pairs = list(find_pairs(data))[:1]
+    expected = evaluation.collect(evaluation.score_pairs(derainer, pairs, "A"), "A")
+    assert float_psnr == pytest.approx(expected.mean_psnr, abs=0.01)
+    assert models.identity(model).arch == "rainunet"
 
 
 def test_a_tile_smaller_than_the_overlap_is_refused(tmp_path, capsys):
@@ -146,5 +219,18 @@ def test_the_official_weights_are_the_presets_copies_in_the_weights_folder(share
     assets = _assets_module()
     model = assets._model_for("prenet_fp16", shared_dir / "weights")
     assert models.identity(model).source["preset"] == assets.OFFICIAL["prenet"]
+    model = assets._model_for("prenet_int8", tmp_path)  # no copy: the packaged 16-channel PReNet
+    assert models.identity(model).config["channels"] == 16
     with pytest.raises(assets.AssetError, match="needs the upstream file of mcodenet:rain1200"):
         assets._model_for("mcodenet_fp16", tmp_path)
+
+
+def test_weights_of_an_architecture_no_chosen_variant_has_are_refused(tmp_path, capsys):
+    assets = _assets_module()
+    tiny = _tiny_rainunet(tmp_path / "tiny.keras")
+    out = tmp_path / "out"
+    code = assets.main(["--out", str(out), "--weights", str(tiny), "--variants", "prenet_fp16"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "a 'rainunet' model, but none of the variants prenet_fp16 is one" in err
+    assert not out.exists()

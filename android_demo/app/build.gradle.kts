@@ -64,8 +64,8 @@ dependencies {
 // (see README.md). Fail early, with the command to run, when they are missing. These paths are
 // ModelAssets.REQUIRED_SPECS (tests/test_android_assets.py checks that both lists agree).
 val requiredModelSpecs = listOf(
-    "models/prenet_int8/model_spec.json",
-    "models/prenet_fp16/model_spec.json",
+    "models/rainunet_int8/model_spec.json",
+    "models/rainunet_fp16/model_spec.json",
 )
 
 val checkModelAssets by tasks.registering {
@@ -78,7 +78,7 @@ val checkModelAssets by tasks.registering {
             throw GradleException(
                 "Missing model assets ${missing.joinToString()} in ${assets.asFile}. " +
                     "From the repository root run: python export/android_assets.py " +
-                    "--weights-dir ../shared/weights (see android_demo/README.md).",
+                    "(see android_demo/README.md).",
             )
         }
     }

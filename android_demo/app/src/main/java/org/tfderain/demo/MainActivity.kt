@@ -48,6 +48,8 @@ class MainActivity : AppCompatActivity() {
         binding = ActivityMainBinding.inflate(layoutInflater)
         setContentView(binding.root)
 
+        binding.prenet.visibility =
+            if (ModelAssets.isAvailable(this, ModelAssets.PRENET_VARIANT)) View.VISIBLE else View.GONE
         binding.density.visibility =
             if (ModelAssets.isAvailable(this, ModelAssets.DENSITY_VARIANT)) View.VISIBLE else View.GONE
         binding.pick.setOnClickListener {
@@ -60,8 +62,13 @@ class MainActivity : AppCompatActivity() {
         }
         binding.derain.setOnClickListener { viewModel.derain(selectedVariant(), selectedAccelerator()) }
         binding.save.setOnClickListener { saveWithPermission() }
-        binding.fp16.setOnCheckedChangeListener { _, checked -> if (checked) binding.density.isChecked = false }
-        binding.density.setOnCheckedChangeListener { _, checked -> if (checked) binding.fp16.isChecked = false }
+        // The model switches exclude each other; none checked is the default model.
+        val modelSwitches = listOf(binding.fp16, binding.prenet, binding.density)
+        for (toggle in modelSwitches) {
+            toggle.setOnCheckedChangeListener { _, checked ->
+                if (checked) modelSwitches.filter { it !== toggle }.forEach { it.isChecked = false }
+            }
+        }
 
         lifecycleScope.launch {
             repeatOnLifecycle(Lifecycle.State.STARTED) {
@@ -72,6 +79,7 @@ class MainActivity : AppCompatActivity() {
 
     private fun selectedVariant(): String = when {
         binding.density.isChecked -> ModelAssets.DENSITY_VARIANT
+        binding.prenet.isChecked -> ModelAssets.PRENET_VARIANT
         binding.fp16.isChecked -> ModelAssets.FP16_VARIANT
         else -> ModelAssets.INT8_VARIANT
     }

@@ -21,13 +21,20 @@ object ModelAssets {
     const val MODELS_DIR = "models"
     const val SPEC_FILE = "model_spec.json"
 
-    /** PReNet, quantization-aware trained, full integer with uint8 input/output (the default). */
-    const val INT8_VARIANT = "prenet_int8"
-    const val INT8_FILE = "prenet_qat_int8.tflite"
+    /**
+     * tfderain's bundled default model (RainUNet), quantization-aware trained, full integer with
+     * uint8 input/output (the default).
+     */
+    const val INT8_VARIANT = "rainunet_int8"
+    const val INT8_FILE = "rainunet_qat_int8.tflite"
 
     /** The same network with float16 weights and float32 input/output. */
-    const val FP16_VARIANT = "prenet_fp16"
-    const val FP16_FILE = "prenet_fp16.tflite"
+    const val FP16_VARIANT = "rainunet_fp16"
+    const val FP16_FILE = "rainunet_fp16.tflite"
+
+    /** Optional PReNet (QAT, full integer, uint8 input/output), exported with `--with-prenet`. */
+    const val PRENET_VARIANT = "prenet_int8"
+    const val PRENET_FILE = "prenet_qat_int8.tflite"
 
     /** Optional density-aware model (mCODE-Net), exported with `--with-density`. */
     const val DENSITY_VARIANT = "mcodenet_fp16"
@@ -50,7 +57,7 @@ object ModelAssets {
 
     fun specPath(variant: String) = "$MODELS_DIR/$variant/$SPEC_FILE"
 
-    /** Whether a variant is bundled (the density model is optional). */
+    /** Whether a variant is bundled (the PReNet and density models are optional). */
     fun isAvailable(context: Context, variant: String): Boolean =
         context.assets.list("$MODELS_DIR/$variant")?.contains(SPEC_FILE) == true
 
