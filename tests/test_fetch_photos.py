@@ -190,6 +190,38 @@ def test_extract_checks_hashes_and_writes_atomically(tiny_deb, tmp_path, capsys)
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
 
 
+def test_held_out_photos_go_to_a_subfolder_the_training_stream_does_not_read(
+    tiny_deb, tmp_path, monkeypatch
+):
+    from tfderain.data import synthetic_dataset
+
+    deb, files = tiny_deb
+    monkeypatch.setattr(fp, "HELD_OUT", frozenset({"small"}))
+    packages = {"demo-photos": fp.Package("demo-photos", "deb", "1.0", "copyright")}
+    small = photo("small", "usr/share/demo/small.png", files["usr/share/demo/small.png"])
+    ramp = photo("ramp", "usr/share/demo/ramp.jpg", files["usr/share/demo/ramp.jpg"])
+    out = tmp_path / "out"
+    report = fp.run(
+        [small, ramp], out, tmp_path / "cache", packages=packages, fetch=lambda *_: (deb, "1.0")
+    )
+    assert report.written == 2 and not report.errors
+    assert sorted(p.name for p in out.iterdir()) == ["SOURCES.tsv", "held-out", "ramp.jpg"]
+    assert [p.name for p in (out / "held-out").iterdir()] == ["small.png"]
+    sources = (out / "SOURCES.tsv").read_text().splitlines()
+    assert sources[1].startswith("held-out/small.png\t") and sources[2].startswith("ramp.jpg\t")
+    again = fp.run([small, ramp], out, tmp_path / "cache", packages=packages, fetch=None)
+    assert (again.written, again.kept) == (0, 2)  # both found where they were written
+    # The training stream reads the folder's own files only: with every photo held out it has
+    # none.
+    monkeypatch.setattr(fp, "HELD_OUT", frozenset({"small", "ramp"}))
+    both = tmp_path / "both"
+    fp.run([small, ramp], both, tmp_path / "cache", packages=packages, fetch=lambda *_: (deb, "1"))
+    assert len(list((both / "held-out").iterdir())) == 2
+    with pytest.raises(ValueError, match="no readable clean images"):
+        synthetic_dataset(both, patch_size=8, batch_size=2)
+    synthetic_dataset(out, patch_size=8, batch_size=2)  # the ramp is enough
+
+
 def test_extract_downscales_to_max_side(tiny_deb, tmp_path):
     deb, files = tiny_deb
     out = tmp_path / "out"

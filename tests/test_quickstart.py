@@ -48,6 +48,13 @@ def test_quickstart_derains_the_sample_with_the_bundled_model(tmp_path):
     assert cv2.PSNR(derained, clean) > cv2.PSNR(rainy, clean) + 5
     grey = [cv2.cvtColor(i, cv2.COLOR_BGR2GRAY).mean() for i in (derained, clean)]
     assert abs(grey[0] / grey[1] - 1) <= 0.05
+    # The README's picture shows this sample and what the bundled model makes of it (made by
+    # examples/make_before_after.py): both halves agree with today's files up to JPEG loss.
+    picture = cv2.imread(str(REPO / "examples" / "before_after.jpg"))
+    width = rainy.shape[1]
+    assert picture.shape == (rainy.shape[0], 2 * width + 8, 3)
+    assert cv2.PSNR(picture[:, :width], rainy) > 33
+    assert cv2.PSNR(picture[:, -width:], derained) > 33
 
 
 def _luma(image: np.ndarray) -> np.ndarray:

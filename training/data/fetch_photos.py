@@ -26,6 +26,7 @@ What the script does, package by package:
    other format, or a JPEG larger than ``--max-side``, decoded and downscaled with area
    averaging so that the long side is at most ``--max-side`` pixels, 2048 by default; 0 keeps
    the full size). Each file is written to a temporary name in ``--out`` and then renamed.
+   The photos of :data:`HELD_OUT` go to ``--out/held-out/`` instead: never trained on.
 5. writes ``SOURCES.tsv`` in ``--out``: each file with its package version, path, license and
    author, the credit list to ship with anything made from the photos.
 
@@ -97,6 +98,11 @@ LICENSES = frozenset(
 PERMISSIVE = frozenset(
     {"public-domain", "CC0-1.0", "CC-BY-2.0", "CC-BY-3.0", "CC-BY-4.0", "Expat", "Matplotlib"}
 )
+#: Photos never trained on: written to ``--out/held-out/`` (the synthetic-rain stream reads the
+#: files of its folder, not of subfolders). The bundled sample (``examples/make_rainy.py``) is
+#: made from one of them, so it shows the default model on a scene it has not seen.
+HELD_OUT = frozenset({"budgie-beacon-street-sunset"})
+HELD_OUT_DIR = "held-out"
 #: Scene tags, chosen by looking at each photo.
 SCENES = frozenset(
     {
@@ -595,10 +601,16 @@ def encode(photo: Photo, data: bytes, max_side: int) -> tuple[str, bytes, tuple[
     return f"{photo.id}.png", buffer.tobytes(), (width, height)
 
 
+def destination(out: Path, photo: Photo) -> Path:
+    """The folder of ``photo``'s file: ``out``, or ``out/held-out`` for :data:`HELD_OUT`."""
+    return out / HELD_OUT_DIR if photo.id in HELD_OUT else out
+
+
 def existing_file(out: Path, photo: Photo) -> Path | None:
+    folder = destination(out, photo)
     for suffix in (".jpg", ".png"):
-        if (out / f"{photo.id}{suffix}").is_file():
-            return out / f"{photo.id}{suffix}"
+        if (folder / f"{photo.id}{suffix}").is_file():
+            return folder / f"{photo.id}{suffix}"
     return None
 
 
@@ -651,10 +663,12 @@ def extract_package(
             report.error(str(exc))
             continue
         stale = existing_file(out, photo)
-        write_atomic(out / name, payload)
+        folder = destination(out, photo)
+        folder.mkdir(exist_ok=True)
+        write_atomic(folder / name, payload)
         if stale is not None and stale.name != name:
             stale.unlink()
-        report.files[name] = (photo, version)
+        report.files[(folder / name).relative_to(out).as_posix()] = (photo, version)
         report.written += 1
         report.pixels += width * height
         print(f"{counter()}{photo.id}: {width}x{height} -> {name}", flush=True)
@@ -686,7 +700,7 @@ def run(
         for photo in group:
             if photo not in todo:
                 path = existing_file(out, photo)
-                report.files[path.name] = (photo, package.version)
+                report.files[path.relative_to(out).as_posix()] = (photo, package.version)
                 report.kept += 1
                 done += 1
         if not todo:
