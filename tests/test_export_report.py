@@ -14,6 +14,7 @@ from conftest import REPO
 
 import tfderain.export.report
 from tfderain import _machine, models
+from tfderain.export import report_table as table
 from tfderain.export.options import QATSettings
 
 
@@ -23,21 +24,21 @@ def report():
 
 
 def _row(report, model: str, fmt: str, latency: str, cpu: str = "X (avx2)") -> dict[str, str]:
-    row = dict.fromkeys(report.COLUMNS, "")
+    row = dict.fromkeys(table.COLUMNS, "")
     return {**row, "model": model, "format": fmt, "latency (ms)": latency, "CPU": cpu}
 
 
 def test_rows_written_are_read_back_and_merged_by_model_format_and_cpu(report, tmp_path):
     path = tmp_path / "REPORT.md"
     old = [_row(report, "prenet", "qat", "300.0"), _row(report, "prenet", "none", "900.0")]
-    report.write_report(path, old, ["first run"])
-    assert report.read_rows(path) == old
+    table.write_report(path, old, ["first run"])
+    assert table.read_rows(path) == old
     new = [
         _row(report, "prenet", "qat", "250.0"),
         _row(report, "pcnet", "int8", "80.0"),
         _row(report, "prenet", "none", "700.0", cpu="Y (avx2 avx512_vnni)"),
     ]
-    merged = report.merge(report.read_rows(path), new)
+    merged = table.merge(table.read_rows(path), new)
     # A row of another CPU does not replace this CPU's row: each keeps its own float row.
     assert [(r["model"], r["format"], r["latency (ms)"]) for r in merged] == [
         ("pcnet", "int8", "80.0"),
@@ -49,7 +50,7 @@ def test_rows_written_are_read_back_and_merged_by_model_format_and_cpu(report, t
 
 
 def test_a_report_from_before_the_cpu_column_is_read_with_an_empty_cpu(report, tmp_path):
-    old_columns = [c for c in report.COLUMNS if c != "CPU"]
+    old_columns = [c for c in table.COLUMNS if c != "CPU"]
     cells = {c: f"v{k}" for k, c in enumerate(old_columns)}
     path = tmp_path / "REPORT.md"
     path.write_text(
@@ -57,7 +58,7 @@ def test_a_report_from_before_the_cpu_column_is_read_with_an_empty_cpu(report, t
         "|" + "---|" * len(old_columns) + "\n"
         "| " + " | ".join(cells.values()) + " |\n"
     )
-    (row,) = report.read_rows(path)
+    (row,) = table.read_rows(path)
     assert row["CPU"] == ""
     assert all(row[c] == v for c, v in cells.items())
 
@@ -91,7 +92,7 @@ def test_target_lines_judge_every_qat_row_against_both_targets(report):
         return {**row, "weights": "official", "ΔPSNR vs float": delta, "× float latency": ratio}
 
     rows = [qat("A", "-0.31", "0.24"), qat("B", "-0.10", "0.85"), qat("C", "", "")]
-    lines = report.target_lines(rows)
+    lines = table.target_lines(rows)
     prenet = [line for line in lines if line.startswith("prenet")]
     assert prenet == [
         "prenet qat (official, A): PSNR loss 0.31 dB (NOT met); latency 0.24× float (met)",
@@ -237,10 +238,10 @@ def test_a_run_reports_the_official_weights_scored_by_the_evaluation(report, sha
     from tfderain.data.layouts import find_pairs
 
     out = tmp_path / "REPORT.md"
-    report.write_report(out, [_row(report, "pcnet", "int8", "80.0")], ["earlier"])
+    table.write_report(out, [_row(report, "pcnet", "int8", "80.0")], ["earlier"])
     argv = ["--models", "prn_r", "--formats", "none", "--images", "2", "--repeats", "1"]
     assert report.main([*argv, "-o", str(out)], shared=shared_dir) == 0
-    rows = {(r["model"], r["format"]): r for r in report.read_rows(out)}
+    rows = {(r["model"], r["format"]): r for r in table.read_rows(out)}
     assert set(rows) == {("pcnet", "int8"), ("prn_r", "Keras float32"), ("prn_r", "none")}
     keras_row, none = rows["prn_r", "Keras float32"], rows["prn_r", "none"]
     assert keras_row["weights"] == none["weights"] == "official (prn_r:rain100h)"
