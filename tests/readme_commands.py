@@ -1,4 +1,5 @@
-"""Every command of the ``bash`` blocks of README.md and export/README.md, and how a test runs it.
+"""Every command of the ``bash`` blocks of README.md, export/README.md and android_demo/README.md,
+and how a test runs it.
 
 :data:`COMMANDS` maps each documented command, exactly as :func:`documented_commands` extracts it,
 to a :class:`Run` (how it is run here, with every substitution written out) or a :class:`Skip`
@@ -44,9 +45,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 #: The documents whose ``bash`` blocks are extracted.
-DOCUMENTS = ("README.md", "export/README.md")
+DOCUMENTS = ("README.md", "export/README.md", "android_demo/README.md")
 #: Folders of the checkout a documented command may use, linked into each run's folder.
-CHECKOUT = ("examples", "export", "benchmarks", "training")
+CHECKOUT = ("examples", "export", "benchmarks", "training", "android_demo")
 TIMEOUT = 900
 
 # ------------------------------------------------------------------------------ extraction
@@ -214,6 +215,22 @@ def _exported_prenet(inputs: Inputs, out: Path) -> None:
     export_savedmodel(load_model(inputs.get("prenet_rain100h.keras")), out, version=1)
 
 
+#: Appended to the Android asset export: one QAT step instead of the recipe's 200 (about two
+#: minutes), written in the run's folder instead of the checkout's app.
+SHORT_ANDROID = " --qat-steps 1 --out assets_models"
+SHORT_ANDROID_NOTE = (
+    "one QAT step, written in the run's folder (the app's folder is the checkout's)"
+)
+
+
+def _android_assets(inputs: Inputs, out: Path) -> None:
+    command = [sys.executable, str(REPO / "export" / "android_assets.py")]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = SHORT_ANDROID.replace("assets_models", str(out)).split()
+    done = subprocess.run(command + args, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 PAIRS = "2 pairs: 64×96 crops of ../shared/data/Rain100H-20 pairs 1-2 (input/, target/)"
 CONVERTED = f"{PRENET_RAIN100H} converted to .keras (tfderain.convert)"
 
@@ -247,6 +264,10 @@ INPUTS: dict[str, Input] = {
     "runs/prenet/model.keras": Input(CONVERTED, _same_as("prenet_rain100h.keras")),
     "runs/default/model.keras": Input("a copy of the bundled default model", _bundled_default),
     "tfderain/weights": Input("an empty folder (not the package's)", None),
+    "assets_models": Input(
+        f"the app's default models, python export/android_assets.py{SHORT_ANDROID}",
+        _android_assets,
+    ),
     "exported/prenet": Input(
         "prenet_rain100h.keras exported as version 1 (tfderain.export.savedmodel)",
         _exported_prenet,
@@ -527,6 +548,23 @@ def served(out: Outcome) -> None:
     assert image is not None and image.shape == cv2.imread(str(REPO / "examples/rainy.png")).shape
 
 
+def android_assets(out: Outcome) -> None:
+    """The app's default variants, each a ``.tflite`` file with its descriptor beside it."""
+    for variant, quantization in (("rainunet_int8", "qat"), ("rainunet_fp16", "fp16")):
+        folder = out.cwd / "assets_models" / variant
+        descriptor = json.loads((folder / "model_spec.json").read_text())
+        assert descriptor["model"] == "rainunet", descriptor["model"]
+        assert descriptor["quantization"] == quantization
+        assert (folder / descriptor["file"]).stat().st_size > 100_000
+
+
+def android_scores(out: Outcome) -> None:
+    """One table row per variant, scored on all 20 pairs (exit status 0: within --max-loss)."""
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| rainunet_")]
+    assert sorted(r.split("|")[1].strip() for r in rows) == ["rainunet_fp16", "rainunet_int8"]
+    assert all(r.split("|")[6].strip() == "20" for r in rows), rows
+
+
 def nothing_more(out: Outcome) -> None:
     """The command's own exit status is its check (see its ``append``)."""
 
@@ -718,6 +756,19 @@ COMMANDS: dict[str, Run | Skip] = {
     "tfderain export tflite --model prenet --weights $W --quant qat -o prenet_qat.tflite": Run(
         "export", tflite("prenet_qat.tflite", "qat"), replace=(W,), append=SHORT_QAT
     ),
+    # android_demo/README.md
+    "python export/android_assets.py": Run(
+        "android", android_assets, append=SHORT_ANDROID, note=SHORT_ANDROID_NOTE
+    ),
+    "python android_demo/tools/score_assets.py --data ../shared/data/Rain100H-20 --max-loss 0.3": (
+        Run(
+            "android",
+            android_scores,
+            inputs=("assets_models",),
+            append=" --models assets_models",
+            note="the models exported as above, in the run's folder",
+        )
+    ),
 }
 
 #: The test file of each ``Run.file``.
@@ -726,6 +777,7 @@ FILES = {
     "train": "test_readme_commands_train.py",
     "serving": "test_readme_commands_serving.py",
     "export": "test_readme_commands_export.py",
+    "android": "test_readme_commands_android.py",
 }
 
 
