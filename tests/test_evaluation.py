@@ -130,6 +130,20 @@ def test_bad_pair_is_reported_and_the_rest_evaluated(official_prenet, subset):
     assert len(result.failed) == 1 and "7.png" in result.failed[0][1]
 
 
+def test_mean_psnr_is_the_identity_score_and_refuses_a_bad_pair(official_prenet, subset):
+    """The rainy input returned as is scores the input's own PSNR (the protocol's), and a pair
+    that cannot be read makes the mean an error naming it instead of a mean over fewer pairs."""
+    from tfderain.data.layouts import find_pairs
+
+    identity = Darkening(official_prenet.spec, 1.0)
+    pairs = find_pairs(subset)
+    expected = np.mean([s.input_psnr for s in evaluation.evaluate(identity, subset, "A").scores])
+    assert evaluation.mean_psnr(identity, pairs) == pytest.approx(expected)
+    (subset / "input" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match="test pair 7: .*7.png"):
+        evaluation.mean_psnr(identity, find_pairs(subset))
+
+
 @pytest.mark.slow
 def test_side_by_side_files_score_like_their_separate_halves(official_prenet, subset, tmp_path):
     """DID-MDN's [rainy | clean] files and Rain800's [clean | rainy] files give the same scores

@@ -170,6 +170,16 @@ def collect(items: Iterable[Score | tuple[str, str]], protocol: str) -> Evaluati
     return result
 
 
+def mean_psnr(derainer, pairs: Iterable[Pair], protocol: metrics.Protocol = "A") -> float:
+    """Mean PSNR of ``derainer`` on ``pairs`` (:func:`score_pairs`); a pair that cannot be scored
+    is a ValueError naming it (for measurements where a missing pair would bias the mean)."""
+    result = collect(score_pairs(derainer, pairs, protocol), protocol)
+    if result.failed:
+        name, cause = result.failed[0]
+        raise ValueError(f"test pair {name}: {cause}")
+    return result.mean_psnr
+
+
 def evaluate(
     derainer,
     data: str | os.PathLike,

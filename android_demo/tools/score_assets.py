@@ -111,20 +111,10 @@ def float_model(descriptor: dict, keras_file: Path | None, weights_dir: Path | N
     return presets.convert_file(preset, copy) if copy is not None else presets.load(name)
 
 
-def mean_psnr(derainer: AppDerainer, pairs: Sequence[Any]) -> float:
-    """Mean protocol-A PSNR of ``derainer`` on ``pairs``; a pair that fails is an error."""
-    from tfderain import evaluation
-
-    result = evaluation.collect(evaluation.score_pairs(derainer, pairs, "A"), "A")
-    if result.failed:
-        name, cause = result.failed[0]
-        raise ValueError(f"test pair {name}: {cause}")
-    return result.mean_psnr
-
-
 def score(folder: Path, pairs: Sequence[Any], model: Any) -> dict[str, Any]:
     """Scores of the exported variant in ``folder`` and of its float ``model``, same tiles."""
     from tfderain import models
+    from tfderain.evaluation import mean_psnr
 
     descriptor = json.loads((folder / SPEC_FILE).read_text())
     tflite = folder / descriptor["file"]

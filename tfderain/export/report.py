@@ -241,17 +241,6 @@ def latency_shape(multiple: int) -> tuple[int, int]:
     return tuple(-(-side // multiple) * multiple for side in LATENCY_SHAPE)
 
 
-def mean_psnr(derainer: WholeImageDerainer, pairs: Sequence[Pair]) -> float:
-    """Mean protocol-A PSNR of ``derainer`` on ``pairs``, scored by :mod:`tfderain.evaluation`
-    (outputs made 8-bit by the model's own output rule, as ``tfderain evaluate`` does); a pair
-    that cannot be scored is an error naming it."""
-    result = evaluation.collect(evaluation.score_pairs(derainer, pairs, "A"), "A")
-    if result.failed:
-        name, cause = result.failed[0]
-        raise ValueError(f"test pair {name}: {cause}")
-    return result.mean_psnr
-
-
 # ------------------------------------------------------------------------------ measurement
 
 
@@ -320,7 +309,7 @@ def measure(run: Run, model, name: str, fmt: str, weights: str, reference) -> tu
     derainer = WholeImageDerainer(runner.run, spec)
     first = derainer.padded(run.first)
     err = np.abs(runner.run(first)["derained"] - keras_reference(model)(first)["derained"]).max()
-    psnr = mean_psnr(derainer, run.pairs) if weights != "random" else float("nan")
+    psnr = evaluation.mean_psnr(derainer, run.pairs) if weights != "random" else float("nan")
     if reference is None:
         latency = runner.latency(shape, repeats=args.repeats)
     else:
@@ -357,7 +346,7 @@ def keras_row(model, name: str, weights: str, pairs: Sequence[Pair]) -> dict[str
     if weights == "random":
         return {**row, "PSNR (dB)": "— (random weights)"}
     derainer = WholeImageDerainer(keras_reference(model), models.spec_of(model))
-    psnr = mean_psnr(derainer, pairs)
+    psnr = evaluation.mean_psnr(derainer, pairs)
     return {**row, "PSNR (dB)": f"{psnr:.2f}", "setup": f"{len(pairs)} test pairs"}
 
 
