@@ -287,6 +287,44 @@ def test_run_goes_on_after_a_bad_package(tiny_deb, tmp_path, capsys):
     assert (again.written, again.kept) == (0, 1)  # kept; only the bad package is tried again
 
 
+def test_two_versions_of_one_package_are_two_catalogue_entries(tiny_deb, tmp_path):
+    """A second version of a package (another suite) has its own ``key`` in the catalogue and in
+    the table; each entry is fetched with the package's own name and its own version."""
+    deb, files = tiny_deb
+    old = fp.Package("demo-photos", "deb", "1.0", "copyright")
+    new = fp.Package("demo-photos", "deb", "2.0", "copyright", "trixie", key="demo-photos/trixie")
+    assert (old.id, new.id) == ("demo-photos", "demo-photos/trixie")
+    packages = {p.id: p for p in (old, new)}
+    small, ramp = files["usr/share/demo/small.png"], files["usr/share/demo/ramp.jpg"]
+    photos = [
+        photo("small", "usr/share/demo/small.png", small),
+        photo("ramp", "usr/share/demo/ramp.jpg", ramp, package="demo-photos/trixie"),
+    ]
+    table = tmp_path / "photos.tsv"
+    rows = ["\t".join(fp.COLUMNS)]
+    rows += [f"{p.id}\t{p.package}\t{p.path}\t{p.sha256}\tCC0-1.0\tsomeone\tsky" for p in photos]
+    table.write_text("\n".join(rows) + "\n")
+    assert [p.package for p in fp.load_table(table, packages)] == [
+        "demo-photos",
+        "demo-photos/trixie",
+    ]
+    fetched = []
+
+    def fetch(package, cache):
+        fetched.append((package.name, package.version, package.suite))
+        return deb, package.version
+
+    report = fp.run(photos, tmp_path / "out", tmp_path / "cache", packages=packages, fetch=fetch)
+    assert fetched == [("demo-photos", "1.0", ""), ("demo-photos", "2.0", "trixie")]
+    assert (report.written, report.errors) == (2, [])
+    sources = (tmp_path / "out" / "SOURCES.tsv").read_text().splitlines()
+    assert sources[1].startswith("ramp.jpg\tdemo-photos/trixie\t2.0\t")
+
+
+def test_catalogue_keys_are_the_entries_ids():
+    assert all(key == package.id for key, package in fp.PACKAGES.items())
+
+
 def test_fetch_from_another_suite_uses_a_private_apt_configuration(tmp_path, monkeypatch):
     """A package of another Debian release is fetched by ``apt-get`` with options that point at
     ``cache/apt-<suite>``, whose sources list names that suite of the machine's Debian mirror;

@@ -16,9 +16,11 @@ What the script does, package by package:
    line says so; the hashes then decide which files are still the same. A package of another
    Debian release than the machine's (``suite`` in :data:`PACKAGES`, e.g. ``trixie``) is fetched
    with ``apt-get`` too, through a private apt configuration in ``--cache`` that lists that suite
-   of the Debian mirror already in the machine's apt sources (``/etc/apt`` is not changed). Where
-   the catalogue pins the sha256 of the downloaded ``.deb`` or wheel, a download of the pinned
-   version with other bytes is an error.
+   of the Debian mirror already in the machine's apt sources (``/etc/apt`` is not changed). A
+   second version of a package that the catalogue already has (``tuxpaint-data`` of Debian 13
+   beside that of Debian 12) is an entry of its own, which the table names by its ``key``
+   (``tuxpaint-data/trixie``). Where the catalogue pins the sha256 of the downloaded ``.deb`` or
+   wheel, a download of the pinned version with other bytes is an error.
 2. reads exactly the files of the table from it (a ``.deb`` is read in Python: ``ar`` container,
    then ``data.tar.*``; ``dpkg-deb --fsys-tarfile`` only for zstd-compressed data),
 3. checks each file's sha256 against the table: a mismatch is reported and the file skipped,
@@ -135,7 +137,9 @@ class Package:
     the table's hashes were taken from; ``copyright`` is where it states the images' licenses;
     ``suite`` the Debian release to fetch a ``.deb`` from when it is not the machine's own
     (empty: the configured apt sources); ``sha256`` that of the downloaded file of ``version``
-    (empty: not pinned)."""
+    (empty: not pinned); ``key`` the name the table's ``package`` column uses for it when the
+    catalogue has another version of the same package (e.g. ``tuxpaint-data/trixie``; empty:
+    ``name``)."""
 
     name: str
     kind: str
@@ -143,10 +147,16 @@ class Package:
     copyright: str
     suite: str = ""
     sha256: str = ""
+    key: str = ""
+
+    @property
+    def id(self) -> str:
+        """The name of this entry in :data:`PACKAGES` and in the table."""
+        return self.key or self.name
 
 
 PACKAGES: dict[str, Package] = {
-    p.name: p
+    p.id: p
     for p in (
         Package(
             "plasma-workspace-wallpapers",
@@ -258,6 +268,16 @@ PACKAGES: dict[str, Package] = {
             sha256="b91c2d5209558bc11d8d3a161f22a608857e3f8c735980cfab0d6650b03014ca",
         ),
         Package(
+            "tuxpaint-data",
+            "deb",
+            "1:0.9.34-2",
+            "usr/share/doc/tuxpaint-data/copyright (Files: *, Bill Kendrick, GPL-2+), "
+            "AUTHORS.txt.gz (Templates: Clouds from an airplane, Lough Leane)",
+            suite="trixie",
+            sha256="43fa5e4c13b1bca24e28ae26921572b2e572ed1e78e1cd438dc8f63d2cd42849",
+            key="tuxpaint-data/trixie",
+        ),
+        Package(
             "scikit-image",
             "wheel",
             "0.26.0",
@@ -360,7 +380,7 @@ def print_table(photos: Sequence[Photo], packages: dict[str, Package] = PACKAGES
         spec = packages[package]
         count = sum(p.package == package for p in photos)
         where = f"{spec.kind}, Debian {spec.suite}" if spec.suite else spec.kind
-        print(f"# {spec.name} {spec.version} ({where}): {count} photos")
+        print(f"# {package} {spec.version} ({where}): {count} photos")
     for p in photos:
         print(f"{p.id:34} {p.license:14} {','.join(p.tags):28} {p.package}:{p.path}")
 
