@@ -276,8 +276,9 @@ def _table() -> list[Preset]:
             arch="rainunet",
             url=None,
             sha256=None,
-            trained_on="synthetic rain (tfderain.data.synthetic) rendered over the 26 freely "
-            "licensed photos of training/data/LICENSES.md; recipe tfderain/configs/default.yaml",
+            trained_on="synthetic rain (tfderain.data.synthetic) rendered over 26 freely "
+            "licensed photos of training/data/LICENSES.md; 12 of 80 epochs of "
+            "tfderain/configs/default.yaml as of commit 69ec313",
             paper="tfderain's bundled default model (RainUNet, tfderain/models/rainunet.py)",
             license="Apache-2.0: trained and distributed by tfderain",
             packaged="weights/default.keras",
