@@ -39,6 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -507,18 +508,23 @@ def _clean_images(source: Sequence[np.ndarray] | str | os.PathLike) -> list[np.n
     return images
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """What each element of the synthetic stream draws from (see :func:`synthetic_dataset`)."""
+
+    patch: int
+    density_range: tuple[float, float] | None
+    scale_range: tuple[float, float]
+    size_range: tuple[int, int | None] | None
+    styles: tuple[str, ...]
+    augment: bool
+
+
 def _synthetic_example(
-    images: list[np.ndarray],
-    seed: int,
-    index: int,
-    patch: int,
-    density_range: tuple[float, float] | None,
-    scale_range: tuple[float, float],
-    augment: bool,
-    size_range: tuple[int, int | None] | None = None,
-    styles: tuple[str, ...] = ("mixed",),
+    images: list[np.ndarray], seed: int, index: int, draws: _Draws
 ) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """Element ``index`` of the synthetic stream, from a Generator seeded with (seed, index)."""
+    patch = draws.patch
     rng = np.random.default_rng([seed, int(index)])
     image = images[rng.integers(len(images))]
     height, width = image.shape[:2]
@@ -528,9 +534,9 @@ def _synthetic_example(
         image = np.pad(image, pads, mode="symmetric")
     # A window of patch/scale pixels, shrunk to the patch: a crop of the image downsampled by scale.
     scale = (
-        rng.uniform(*scale_range)
-        if size_range is None
-        else _size_scale(max(height, width), size_range, rng)
+        rng.uniform(*draws.scale_range)
+        if draws.size_range is None
+        else _size_scale(max(height, width), draws.size_range, rng)
     )
     window = min(math.ceil(patch / scale), *image.shape[:2])
     y = rng.integers(image.shape[0] - window + 1)
@@ -538,7 +544,7 @@ def _synthetic_example(
     crop = image[y : y + window, x : x + window]
     if window != patch:
         crop = cv2.resize(crop, (patch, patch), interpolation=cv2.INTER_AREA)
-    if augment:
+    if draws.augment:
         crop = np.rot90(crop, rng.integers(4))
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
@@ -549,8 +555,12 @@ def _synthetic_example(
         crop /= 255.0
     # Streaks are sized for the whole (downsampled) image, as if it had been rained on entirely.
     streak_scale = max(height, width) * patch / window / REFERENCE_SIZE
-    style = styles[int(rng.integers(len(styles)))] if len(styles) > 1 else styles[0]
-    density = None if density_range is None else rng.uniform(*density_range)
+    style = (
+        draws.styles[int(rng.integers(len(draws.styles)))]
+        if len(draws.styles) > 1
+        else draws.styles[0]
+    )
+    density = None if draws.density_range is None else rng.uniform(*draws.density_range)
     rainy, clean, density = add_rain(
         crop, rng, density=density, streak_scale=streak_scale, style=style
     )
@@ -648,23 +658,14 @@ def synthetic_dataset(
     if size_range is not None:
         size_range = _check_size_range(size_range)
     images = _clean_images(clean_images)
+    draws = _Draws(patch_size, density_range, scale_range, size_range, styles, augment)
 
     def example(index):
         if not _GUARD.enter():  # the interpreter is exiting: nobody will read this element
             blank = np.zeros((patch_size, patch_size, 3), np.float32)
             return blank, blank, np.float32(UNKNOWN_DENSITY)
         try:
-            return _synthetic_example(
-                images,
-                seed,
-                index,
-                patch_size,
-                density_range,
-                scale_range,
-                augment,
-                size_range,
-                styles,
-            )
+            return _synthetic_example(images, seed, index, draws)
         finally:
             _GUARD.leave()
 
