@@ -10,6 +10,7 @@ the current default model's output.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rainy", type=Path, default=HERE / "rainy.png")
     parser.add_argument("-o", "--output", type=Path, default=HERE / "before_after.jpg")
     args = parser.parse_args(argv)
-    rainy = io.read_image(args.rainy).rgb
+    try:
+        rainy = io.read_image(args.rainy).rgb
+    except (io.ImageError, OSError) as exc:
+        print(f"make_before_after: {exc}", file=sys.stderr)
+        return 2
     io.write_image(args.output, before_after(rainy), jpeg_quality=90)
     print(f"wrote {args.output}")
     return 0

@@ -230,3 +230,13 @@ def test_weights_of_an_architecture_no_chosen_variant_has_are_refused(tmp_path, 
     err = capsys.readouterr().err
     assert "a 'rainunet' model, but none of the variants prenet_fp16 is one" in err
     assert not out.exists()
+
+
+def test_the_scorer_names_a_missing_test_set_or_variant_in_one_line(shared_dir, tmp_path, capsys):
+    score = load_script("android_demo/tools/score_assets.py", "tfderain_score_assets")
+    assert score.main(["--data", str(tmp_path / "none"), "--models", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"score_assets: {tmp_path / 'none'}: not a directory"
+    data = str(shared_dir / "data" / "Rain100L-3")
+    assert score.main(["--data", data, "--models", str(tmp_path), "--variants", "nope"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"{tmp_path}: no model_spec.json for nope"

@@ -75,3 +75,13 @@ def test_bundled_default_model_is_small_and_self_describing():
     meta = read_metadata(path)
     assert meta["arch"] == "rainunet"
     assert meta["source"]["preset"] == "rainunet:synthetic"
+
+
+def test_the_picture_script_names_a_missing_sample_in_one_line(tmp_path, capsys):
+    from conftest import load_script
+
+    script = load_script("examples/make_before_after.py", "tfderain_make_before_after")
+    missing = tmp_path / "rainy.png"
+    assert script.main(["--rainy", str(missing), "-o", str(tmp_path / "out.jpg")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"make_before_after: {missing}: no such file"
+    assert not (tmp_path / "out.jpg").exists()

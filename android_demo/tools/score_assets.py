@@ -145,7 +145,7 @@ def row(result: dict[str, Any], cpu: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tfderain.data.layouts import find_pairs
+    from tfderain.data.layouts import LayoutError, find_pairs
     from tfderain.export.report import cpu_summary
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -159,10 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-loss", type=float, help="fail when a file loses more (dB)")
     args = parser.parse_args(argv)
-    pairs = list(find_pairs(args.data))[: args.images]
+    try:
+        pairs = list(find_pairs(args.data))[: args.images]
+    except (LayoutError, OSError) as exc:
+        print(f"score_assets: {exc}", file=sys.stderr)
+        return 2
     names = args.variants or sorted(p.parent.name for p in args.models.glob(f"*/{SPEC_FILE}"))
     if not names:
         print(f"{args.models}: no exported variant", file=sys.stderr)
+        return 2
+    missing = [n for n in names if not (args.models / n / SPEC_FILE).is_file()]
+    if missing:
+        print(f"{args.models}: no {SPEC_FILE} for {', '.join(missing)}", file=sys.stderr)
         return 2
     cpu = cpu_summary()
     print(HEADER)
