@@ -212,6 +212,23 @@ def test_synthetic_styles_draw_one_style_and_its_density_range_per_patch():
         synthetic_dataset(_clean_images(), styles=[])
 
 
+def test_synthetic_keep_veil_changes_the_targets_of_veiled_patches_only():
+    def batch(keep_veil):
+        ds = synthetic_dataset(
+            _clean_images(), patch_size=PATCH, batch_size=16, styles=["heavy"], keep_veil=keep_veil
+        )
+        return _batches(ds, 1)[0]
+
+    kept, removed = batch(True), batch(False)
+    np.testing.assert_array_equal(kept["rainy"], removed["rainy"])
+    np.testing.assert_array_equal(kept["density"], removed["density"])
+    # Heavy rain (density above 2/3) always has a veil: it lifts every target.
+    lift = (kept["clean"] - removed["clean"]).mean(axis=(1, 2, 3))
+    assert np.all(lift > 0), lift
+    with pytest.raises(ValueError, match="keep_veil"):
+        synthetic_dataset(_clean_images(), keep_veil="yes")
+
+
 def test_synthetic_stream_reads_the_clean_images_of_a_dataset_folder(rain13k):
     (batch,) = _batches(synthetic_dataset(rain13k, patch_size=PATCH, batch_size=3), 1)
     assert batch["clean"].shape == (3, PATCH, PATCH, 3)

@@ -257,6 +257,49 @@ def test_depth_veil_brightens_far_rows_more_and_lowers_contrast():
     assert detail(veiled) < detail(plain)
 
 
+@pytest.mark.parametrize(("style", "veil"), [("rain100h", "global"), ("heavy", "depth")])
+def test_keep_veil_puts_the_same_veil_over_the_target_without_streaks(style, veil):
+    # With the veil kept, the target is the clean image seen through the same veil: rendering
+    # the rain on the veiled target with no veil gives the same streaks, so rainy - target is
+    # the streak layer alone (rain only adds light), and a flat black photo's target is the
+    # veil's own light (1 - T) A, at most A = 0.95 and brighter in the far (top) rows.
+    clean = _dark_textured()
+
+    def render(keep):
+        rng = np.random.default_rng(5)
+        return add_rain(
+            clean, rng, style=style, density=0.9, haze=veil, streak_scale=1.0, keep_veil=keep
+        )
+
+    rainy, target, density = render(True)
+    removed_rainy, removed_target, removed_density = render(False)
+    np.testing.assert_array_equal(rainy, removed_rainy)  # the input does not change
+    assert density == removed_density
+    np.testing.assert_array_equal(removed_target, clean)
+    assert target.dtype == np.float32 and target.shape == clean.shape
+    assert target.mean() > clean.mean() + 0.01  # the veil lifts the dark photo
+    assert (rainy - target).min() >= -1e-6
+    black = np.zeros((96, 96, 3), np.float32)
+    _, lit, _ = add_rain(
+        black, np.random.default_rng(5), style=style, density=0.9, haze=veil, keep_veil=True
+    )
+    assert 0.0 < lit.max() <= 0.95
+    rows = lit[..., 0].mean(axis=1)
+    if veil == "global":
+        np.testing.assert_allclose(lit, lit[0, 0, 0], atol=1e-6)
+    else:
+        assert rows[:24].mean() > rows[-24:].mean()
+
+
+def test_keep_veil_leaves_unveiled_rain_alone():
+    clean = _image(7)
+    for density, haze in [(0.2, True), (0.9, False)]:
+        _, target, _ = add_rain(
+            clean, np.random.default_rng(1), density=density, haze=haze, keep_veil=True
+        )
+        np.testing.assert_array_equal(target, clean)
+
+
 @pytest.mark.parametrize("style", ["heavy", "rain100h", "mixed"])
 def test_light_rain_has_no_veil_in_any_style(style):
     clean = _image(7)

@@ -354,6 +354,29 @@ def test_progressive_phases_switch_patch_and_batch_and_resume_inside_a_phase(cle
         np.testing.assert_array_equal(a["clean"], b["clean"])
 
 
+def test_the_configured_rain_styles_and_veil_target_reach_the_stream(clean_dir):
+    def first_batch(keep_veil: str):
+        data = training.load_config(
+            CONFIG,
+            [
+                "data.source=synthetic",
+                f"data.clean={clean_dir}",
+                "data.patch_size=16",
+                "data.batch_size=4",
+                "data.styles=[heavy]",
+                f"data.keep_veil={keep_veil}",
+            ],
+        )["data"]
+        return next(iter(training.dataset(data, seed=0)))
+
+    kept, removed = first_batch("true"), first_batch("false")
+    # The heavy style's densities lie in [2/3, 1], each with Li et al.'s depth veil.
+    assert float(tf.reduce_min(removed["density"])) >= 2 / 3
+    np.testing.assert_array_equal(kept["rainy"], removed["rainy"])
+    lift = tf.reduce_mean(kept["clean"] - removed["clean"], axis=[1, 2, 3]).numpy()
+    assert np.all(lift > 0), lift
+
+
 @pytest.mark.slow
 def test_fit_runs_through_a_change_of_patch_size(tmp_path, clean_dir):
     config = training.load_config(

@@ -518,6 +518,7 @@ class _Draws:
     size_range: tuple[int, int | None] | None
     styles: tuple[str, ...]
     augment: bool
+    keep_veil: bool
 
 
 def _synthetic_example(
@@ -562,7 +563,12 @@ def _synthetic_example(
     )
     density = None if draws.density_range is None else rng.uniform(*draws.density_range)
     rainy, clean, density = add_rain(
-        crop, rng, density=density, streak_scale=streak_scale, style=style
+        crop,
+        rng,
+        density=density,
+        streak_scale=streak_scale,
+        style=style,
+        keep_veil=draws.keep_veil,
     )
     return rainy, clean, np.float32(density)
 
@@ -602,6 +608,7 @@ def synthetic_dataset(
     size_range: tuple[int, int | None] | None = None,
     styles: Sequence[str] = ("mixed",),
     augment: bool = True,
+    keep_veil: bool = False,
     start_batch: int = 0,
     num_shards: int = 1,
     shard_index: int = 0,
@@ -632,6 +639,9 @@ def synthetic_dataset(
         styles: rendering styles of :func:`~.synthetic.add_rain` (:data:`~.synthetic.STYLES`),
             one drawn uniformly per patch.
         augment: random 90-degree rotations and flips.
+        keep_veil: the clean target keeps the rain accumulation (veil) of the rainy patch, so
+            a model learns to remove streaks without changing the scene's brightness
+            (:func:`~.synthetic.add_rain`); the rainy patches are the same either way.
         start_batch: the first global batch to yield (resumption); skipped elements are not
             synthesized.
         num_shards, shard_index: yield shard ``shard_index`` of ``num_shards`` of each global
@@ -657,8 +667,12 @@ def synthetic_dataset(
         raise ValueError(f"scale_range must lie within (0, 1], got {scale_range}")
     if size_range is not None:
         size_range = _check_size_range(size_range)
+    if not isinstance(keep_veil, (bool, np.bool_)):
+        raise ValueError(f"keep_veil must be True or False, got {keep_veil!r}")
     images = _clean_images(clean_images)
-    draws = _Draws(patch_size, density_range, scale_range, size_range, styles, augment)
+    draws = _Draws(
+        patch_size, density_range, scale_range, size_range, styles, augment, bool(keep_veil)
+    )
 
     def example(index):
         if not _GUARD.enter():  # the interpreter is exiting: nobody will read this element

@@ -106,6 +106,10 @@ states the values used):
   free photo; outdoor photos mostly have the far scene above the near ground).
   Li et al. also blur the distant scene; that is not rendered.
 
+``keep_veil=True`` applies the same veil to the returned clean image: the pair then teaches a
+model to remove the streaks and keep the accumulation (the scene's light and contrast), instead
+of removing both.
+
 Measured against real pairs with ``benchmarks/rain_statistics.py`` (a report only: nothing above
 was tuned to it; medians over pairs, luminance, rain pixels ``> 10/255`` above the fitted veil;
 the styles rendered twice on each of the same 23 clean targets)::
@@ -448,6 +452,7 @@ def add_rain(
     haze: bool | Veil = True,
     streak_scale: float | None = None,
     style: Style = "mixed",
+    keep_veil: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Render synthetic rain on ``clean``; see the module docstring for the model.
 
@@ -462,6 +467,10 @@ def add_rain(
         streak_scale: multiplier for streak lengths given at 512 pixels; ``max(H, W) / 512`` when
             None. Pass the scale of the full image when ``clean`` is a crop of it.
         style: one of :data:`STYLES`.
+        keep_veil: return as ``clean`` the clean image seen through the same veil (the same
+            transmission and atmospheric light, without streaks) instead of ``clean`` itself:
+            the target of a model that removes the streaks and keeps the rain accumulation, so
+            the scene's brightness. Draws nothing more: ``rainy`` is the same either way.
 
     Returns:
         ``(rainy, clean, density)``: float32 ``(H, W, 3)`` images in [0, 1] and the density used.
@@ -508,5 +517,8 @@ def add_rain(
             transmission = np.exp(-beta * _depth_map(clean.shape[:2], rng))[..., None]
         if level > 0:
             rainy = transmission * rainy + (1.0 - transmission) * light
+            if keep_veil:
+                clean = transmission * clean + (1.0 - transmission) * light
+                clean = np.clip(clean, 0.0, 1.0).astype(np.float32)
     rainy = np.clip(rainy, 0.0, 1.0).astype(np.float32)
     return rainy, clean, float(density)

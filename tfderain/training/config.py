@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "size_range": None,
         # synthetic only: rain styles of tfderain.data.synthetic, one drawn per patch
         "styles": ["mixed"],
+        # synthetic only: true keeps the rain accumulation (veil) in the clean target, so the
+        # model removes streaks and keeps the scene's brightness; false removes it too
+        "keep_veil": False,
         "shuffle": True,  # folder sources only
         "cache": False,  # folder sources only: keep decoded images in memory
         # Progressive patches: a list of {iterations, patch_size, batch_size} phases run one after

@@ -39,7 +39,11 @@ def _source(
         size_range = data["size_range"]
         size_range = None if size_range is None else tuple(size_range)
         return pipeline.synthetic_dataset(
-            clean, size_range=size_range, styles=data["styles"], **common
+            clean,
+            size_range=size_range,
+            styles=data["styles"],
+            keep_veil=data["keep_veil"],
+            **common,
         )
     source = data["source"]
     source = [str(s) for s in source] if isinstance(source, (list, tuple)) else str(source)
