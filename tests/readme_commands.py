@@ -263,6 +263,9 @@ INPUTS: dict[str, Input] = {
     "prenet.keras": Input(CONVERTED, _same_as("prenet_rain100h.keras")),
     "runs/prenet/model.keras": Input(CONVERTED, _same_as("prenet_rain100h.keras")),
     "runs/default/model.keras": Input("a copy of the bundled default model", _bundled_default),
+    "runs/default_finetune/model.keras": Input(
+        "a copy of the bundled default model", _bundled_default
+    ),
     "tfderain/weights": Input("an empty folder (not the package's)", None),
     "assets_models": Input(
         f"the app's default models, python export/android_assets.py{SHORT_ANDROID}",
@@ -463,13 +466,22 @@ def fitted(out: Outcome) -> None:
     assert len(_rows(out.cwd / "fit_example.csv")) == 1  # one epoch
 
 
-def copied(out: Outcome) -> None:
-    from tfderain import load_model
+def copied(run: str) -> Callable[[Outcome], None]:
+    def check(out: Outcome) -> None:
+        from tfderain import load_model
 
-    target = out.cwd / "tfderain/weights/default.keras"
-    assert target.read_bytes() == (out.cwd / "runs/default/model.keras").read_bytes()
-    derained = load_model(target)(np.zeros((1, 32, 32, 3), np.float32), training=False)["derained"]
-    assert derained.shape == (1, 32, 32, 3)
+        target = out.cwd / "tfderain/weights/default.keras"
+        assert target.read_bytes() == (out.cwd / "runs" / run / "model.keras").read_bytes()
+        image = np.zeros((1, 32, 32, 3), np.float32)
+        assert load_model(target)(image, training=False)["derained"].shape == (1, 32, 32, 3)
+
+    return check
+
+
+def fine_tuned(out: Outcome) -> None:
+    """The second stage ran from the first stage's weights (its log says it started from them)."""
+    trained("default_finetune", "rainunet")(out)
+    assert "runs/default/model.keras" in out.stdout + out.stderr
 
 
 def saved_model(base: str) -> Callable[[Outcome], None]:
@@ -690,14 +702,23 @@ COMMANDS: dict[str, Run | Skip] = {
     "python training/data/fetch_photos.py --licenses permissive": Skip(
         "downloads Debian and PyPI packages (network)"
     ),
-    "tfderain train --config default": Run(
+    "tfderain train --config default --set epochs=12": Run(
         "train",
         trained("default", "rainunet"),
         append=SHORT_TRAINING + " --set data.clean=skimage",
         note="scikit-image's photos in place of training/data/photos (fetching needs the network)",
     ),
-    "cp runs/default/model.keras tfderain/weights/default.keras": Run(
-        "train", copied, inputs=("runs/default/model.keras", "tfderain/weights")
+    "tfderain train --config default_finetune": Run(
+        "train",
+        fine_tuned,
+        inputs=("runs/default/model.keras",),
+        append=SHORT_TRAINING + " --set data.clean=skimage",
+        note="scikit-image's photos in place of training/data/photos (fetching needs the network)",
+    ),
+    "cp runs/default_finetune/model.keras tfderain/weights/default.keras": Run(
+        "train",
+        copied("default_finetune"),
+        inputs=("runs/default_finetune/model.keras", "tfderain/weights"),
     ),
     # ---------------------------------------------------------------- README.md: Deployment
     "tfderain export savedmodel --weights prenet_rain100h.keras -o serving/prenet --version 1": Run(

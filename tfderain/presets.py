@@ -276,9 +276,10 @@ def _table() -> list[Preset]:
             arch="rainunet",
             url=None,
             sha256=None,
-            trained_on="synthetic rain (tfderain.data.synthetic) rendered over 26 freely "
-            "licensed photos of training/data/LICENSES.md; 12 of 80 epochs of "
-            "tfderain/configs/default.yaml as of commit 69ec313",
+            trained_on="synthetic rain (tfderain.data.synthetic) rendered over 42 freely "
+            "licensed photos of training/data/LICENSES.md: 12 of 80 epochs of "
+            "tfderain/configs/default.yaml (26 of the photos), then "
+            "tfderain/configs/default_finetune.yaml",
             paper="tfderain's bundled default model (RainUNet, tfderain/models/rainunet.py)",
             license="Apache-2.0: trained and distributed by tfderain",
             packaged="weights/default.keras",

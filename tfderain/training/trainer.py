@@ -166,6 +166,7 @@ def train(
             model = models.build(name, **config["model"]["config"])
             if init is not None:  # fine-tuning; a resumed run then restores its own backup
                 model.load_weights(os.fspath(init))
+                print(f"Fine-tuning from the weights of {init}", flush=True)
             outputs = models.spec(name).outputs
             loss_table = wiring.loss_table(config, outputs)
             weights = {k: float(config["loss_weights"].get(k, 1.0)) for k in loss_table}
