@@ -64,7 +64,8 @@ near layer             layers of styles with depth: with probability 1/2 the fir
 angles                 degrees from vertical, positive leans the top right like ``/``
 =====================  ===========================================================================
 
-Styles (``style=``; ``"mixed"``, the default, is what the bundled model trains on):
+Styles (``style=``; ``"mixed"``, the default, is the first training stage of the bundled model;
+its second stage draws every style):
 
 ==========  =====================================================================================
 style       rendering
