@@ -61,13 +61,23 @@ def split(output: np.ndarray, rainy: np.ndarray, clean: np.ndarray) -> tuple[flo
 def report(derainer: inference.Derainer, data: Path, name: str) -> np.ndarray:
     """One row of :func:`split` per pair of ``data``; outputs become 8 bits by the model's own
     output rule, as in ``tfderain evaluate``."""
+    try:
+        pairs = find_pairs(data)
+    except ValueError as exc:  # LayoutError: not a paired dataset
+        raise SystemExit(str(exc)) from None
     rows = []
-    for pair in tqdm(find_pairs(data), desc=name, unit="pair", file=sys.stderr):
-        rainy, clean = evaluation.read_pair(pair)
+    for pair in tqdm(pairs, desc=name, unit="pair", file=sys.stderr):
+        try:
+            rainy, clean = evaluation.read_pair(pair)
+            if rainy.rgb.shape != clean.rgb.shape:
+                raise io.ImageError(pair.rainy, "size differs from its clean image")
+        except ValueError as exc:  # ImageError: unreadable or mismatched; skip it
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            continue
         output = derainer.spec.processor.to_uint8(derainer.derain_array(rainy.rgb)).numpy()
         rows.append(split(output, io.to_uint8(rainy.rgb), io.to_uint8(clean.rgb)))
     if not rows:
-        raise SystemExit(f"{data}: no rainy/clean pairs found")
+        raise SystemExit(f"{data}: no readable rainy/clean pairs")
     return np.array(rows)
 
 

@@ -3,9 +3,12 @@ pixels, on pairs built so the answer is known."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import load_script
+
+from tfderain import models
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +56,31 @@ def test_a_folder_without_pairs_is_a_one_line_error(bench, tmp_path, capsys):
         bench.main(["--data", str(tmp_path / "missing"), "--weights", "x.keras"])
     assert stop.value.code == 2
     assert "missing: not a folder" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_folder_that_is_not_a_paired_dataset_is_a_one_line_error(bench, tmp_path):
+    (tmp_path / "photo.txt").write_text("not a dataset")
+    with pytest.raises(SystemExit) as stop:
+        bench.report(None, tmp_path, "model")
+    assert str(tmp_path) in str(stop.value) and "layout" in str(stop.value)
+
+
+def test_a_broken_pair_is_skipped_and_reported(bench, tmp_path, capsys):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    for name in ("1", "2"):
+        assert cv2.imwrite(str(tmp_path / "target" / f"{name}.png"), _grey(100, (16, 16)))
+    assert cv2.imwrite(str(tmp_path / "input" / "1.png"), _grey(160, (16, 16)))
+    (tmp_path / "input" / "2.png").write_bytes(b"not a png")
+
+    class Identity:  # returns the rainy image: the rain is left in
+        spec = models.spec("rainunet")
+
+        def derain_array(self, rgb):
+            return rgb
+
+    rows = bench.report(Identity(), tmp_path, "identity")
+    assert rows.shape == (1, 4)
+    assert rows[0, 0] == pytest.approx(1.6)
+    err = capsys.readouterr().err
+    assert "skipped:" in err and "2.png" in err
