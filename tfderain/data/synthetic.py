@@ -519,7 +519,7 @@ def add_rain(
         if level > 0:
             rainy = transmission * rainy + (1.0 - transmission) * light
             if keep_veil:
-                clean = transmission * clean + (1.0 - transmission) * light
-                clean = np.clip(clean, 0.0, 1.0).astype(np.float32)
+                # a convex combination of values in [0, 1]: no clipping needed
+                clean = (transmission * clean + (1.0 - transmission) * light).astype(np.float32)
     rainy = np.clip(rainy, 0.0, 1.0).astype(np.float32)
     return rainy, clean, float(density)
